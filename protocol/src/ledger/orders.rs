@@ -1,0 +1,459 @@
+//! The order lifecycle: admission and thresholds (SPEC 5.2), AVRF allocation (5.3) drained by
+//! interleaved WRR (5.4), the miner's claim and expiry with one re-queue (5.10).
+
+use super::{
+    credit, debit, AllocationRecord, ClaimRecord, Ctx, Effects, Event, Ledger, MinerStatus, Order, OrderStatus,
+    PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_URL_BYTES,
+};
+use crate::error::Rejection;
+use crate::hash::hash_parts;
+use crate::message::{Allocate, Claim, OrderMode, Payload, PutOrder};
+use crate::rules;
+use crate::types::{Amount, AssetId, Digest, OrderId, ParticipantId, TimeMs, PPM};
+use crate::vrf::{self, VrfSecret};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Hash of the ids of an allocation batch, in order: half of the VRF input (SPEC 5.3).
+pub fn batch_hash(orders: &[OrderId]) -> Digest {
+    let parts: Vec<&[u8]> = orders.iter().map(|o| o.0.as_slice()).collect();
+    hash_parts("batch", &parts)
+}
+
+impl Ledger {
+    /// Orders a client may place per service per rate window: `floor(s / stake_unit) * rps`.
+    pub fn admission_limit(&self, client: &ParticipantId) -> u64 {
+        let units = self.effective_stake(client) / self.params.stake_unit;
+        u64::try_from(units.saturating_mul(self.params.requests_per_stake_unit as u128)).unwrap_or(u64::MAX)
+    }
+
+    fn check_payload(&self, payload: &Payload) -> Result<Digest, Rejection> {
+        match payload {
+            Payload::Inline(bytes) => {
+                let limit = self.params.max_inline_payload_bytes as usize;
+                if bytes.len() > limit {
+                    return Err(Rejection::PayloadTooLarge { size_bytes: bytes.len(), limit_bytes: limit });
+                }
+            }
+            Payload::External { url, .. } => {
+                if url.len() > MAX_URL_BYTES {
+                    return Err(Rejection::Malformed(format!("payload URL longer than {MAX_URL_BYTES} bytes")));
+                }
+            }
+        }
+        Ok(payload_hash(payload))
+    }
+
+    /// `Put` (paper 3.3): admits an order as `Pending`.
+    pub(super) fn put_order(&mut self, ctx: &Ctx<'_>, m: PutOrder, fx: &mut Effects) -> Result<(), Rejection> {
+        if !self.services.contains_key(&m.service) {
+            return Err(Rejection::UnknownService(m.service));
+        }
+        let payload_hash = self.check_payload(&m.payload)?;
+        let empty = super::Account::default();
+        let acc = self.accounts.get(&ctx.signer).unwrap_or(&empty);
+        if acc.pending as usize >= MAX_PENDING_PER_CLIENT {
+            return Err(Rejection::TooManyPending { pending: acc.pending as usize, limit: MAX_PENDING_PER_CLIENT });
+        }
+        let mut escrow: Amount = 0;
+        let mut window_after: Option<(RateWindow, TimeMs)> = None;
+        match &m.mode {
+            OrderMode::Free => {
+                if acc.pass != PassState::Valid {
+                    return Err(Rejection::NoServicePass);
+                }
+                if ctx.now < acc.frozen_until_ms {
+                    return Err(Rejection::Frozen { until_ms: acc.frozen_until_ms });
+                }
+                let limit = self.admission_limit(&ctx.signer);
+                let mut window = match acc.windows.get(&m.service) {
+                    Some(w) if ctx.now < w.start_ms.saturating_add(self.params.rate_window_ms) => w.clone(),
+                    _ => RateWindow { start_ms: ctx.now, count: 0 },
+                };
+                if window.count >= limit {
+                    let until_ms = window.start_ms.saturating_add(self.params.rate_window_ms);
+                    return Err(Rejection::Frozen { until_ms });
+                }
+                window.count += 1;
+                // The request that uses the last unit of allowance starts the freeze: nothing more
+                // until both the freeze and the window are over (SPEC 5.2).
+                let frozen_until = if window.count >= limit {
+                    ctx.now
+                        .saturating_add(self.params.freeze_ms)
+                        .max(window.start_ms.saturating_add(self.params.rate_window_ms))
+                } else {
+                    acc.frozen_until_ms
+                };
+                window_after = Some((window, frozen_until));
+            }
+            OrderMode::Charged { price, miner } => {
+                if let Some(miner) = miner {
+                    let offer = self
+                        .miners
+                        .get(miner)
+                        .filter(|mi| mi.status == MinerStatus::Active)
+                        .ok_or(Rejection::UnknownMiner(*miner))?
+                        .services
+                        .get(&m.service)
+                        .ok_or_else(|| Rejection::UnknownService(m.service.clone()))?;
+                    if *price < offer.price_per_request {
+                        return Err(Rejection::PriceBelowAsking { asking: offer.price_per_request });
+                    }
+                }
+                let available = acc.balance(AssetId::NATIVE);
+                if available < *price {
+                    return Err(Rejection::InsufficientBalance { needed: *price, available });
+                }
+                escrow = *price;
+            }
+            OrderMode::Subscription { miner } => {
+                let until = acc.subscriptions.get(&(*miner, m.service.clone())).copied().unwrap_or(0);
+                if ctx.now >= until {
+                    return Err(Rejection::NoSubscription(*miner));
+                }
+            }
+        }
+        let id = OrderId(hash_parts("order", &[ctx.envelope_bytes]));
+        if self.orders.contains_key(&id) {
+            return Err(Rejection::DuplicateOrder(id));
+        }
+
+        // Accepted.
+        let acc = self.accounts.entry(ctx.signer).or_default();
+        if let Some((window, frozen_until)) = window_after {
+            if frozen_until > acc.frozen_until_ms {
+                acc.frozen_until_ms = frozen_until;
+                fx.events.push(Event::ClientFrozen { client: ctx.signer, until_ms: frozen_until });
+            }
+            acc.windows.insert(m.service.clone(), window);
+        }
+        if escrow > 0 {
+            debit(&mut acc.balances, AssetId::NATIVE, escrow);
+            acc.escrow += escrow;
+        }
+        acc.in_flight += 1;
+        acc.pending += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.insert(seq, id);
+        self.orders.insert(
+            id,
+            Order {
+                client: ctx.signer,
+                service: m.service,
+                mode: m.mode,
+                payload: Some(m.payload),
+                payload_hash,
+                status: OrderStatus::Pending,
+                seq,
+                placed_ms: ctx.now,
+                miner: None,
+                allocation: None,
+                deadline_ms: 0,
+                requeued: false,
+                escrow,
+                claim: None,
+                completed_ms: 0,
+                epoch: 0,
+                weight: 0,
+                paid: 0,
+                fee: 0,
+                rating: None,
+                reported: false,
+            },
+        );
+        fx.events.push(Event::OrderPlaced { order: id, client: ctx.signer });
+        Ok(())
+    }
+
+    /// SPEC 5.3 eligibility, with in-flight counts overridden by earlier draws of the batch.
+    fn is_eligible(&self, miner: &ParticipantId, service: &str, in_flight: &BTreeMap<ParticipantId, u32>) -> bool {
+        let Some(m) = self.miners.get(miner) else { return false };
+        let load = in_flight.get(miner).copied().unwrap_or(m.in_flight);
+        m.status == MinerStatus::Active
+            && !m.ejected
+            && m.online
+            && m.services.contains_key(service)
+            && load < m.capacity
+            && m.reputation_milli >= self.params.min_reputation_milli
+    }
+
+    /// The miner every replica picks for `order` given draw `u` (`None`: nobody is ready).
+    fn choose_miner(&self, order: &Order, u: u64, in_flight: &BTreeMap<ParticipantId, u32>) -> Option<ParticipantId> {
+        match &order.mode {
+            OrderMode::Charged { miner: Some(m), .. } | OrderMode::Subscription { miner: m } => {
+                self.is_eligible(m, &order.service, in_flight).then_some(*m)
+            }
+            _ => {
+                // Canonical order: ascending miner id (BTreeMap iteration order).
+                let (ids, weights): (Vec<ParticipantId>, Vec<u64>) = self
+                    .miners
+                    .iter()
+                    .filter(|(id, _)| self.is_eligible(id, &order.service, in_flight))
+                    .map(|(id, m)| (*id, m.reputation_milli as u64))
+                    .unzip();
+                rules::select_weighted(u, &weights).map(|i| ids[i])
+            }
+        }
+    }
+
+    /// Replays the choices of a batch: `Err((i, expected))` at the first order whose miner differs
+    /// from `claimed[i]` (or with `claimed` `None`, the first order nobody can serve).
+    fn replay_batch(
+        &self,
+        orders: &[OrderId],
+        claimed: Option<&[ParticipantId]>,
+        vrf_output: &Digest,
+    ) -> Result<Vec<(ParticipantId, u64)>, Rejection> {
+        let mut in_flight: BTreeMap<ParticipantId, u32> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        let mut chosen = Vec::with_capacity(orders.len());
+        for (i, id) in orders.iter().enumerate() {
+            if !seen.insert(*id) {
+                return Err(Rejection::MalformedBatch("an order appears twice"));
+            }
+            let order = self.orders.get(id).ok_or(Rejection::UnknownOrder(*id))?;
+            if order.status != OrderStatus::Pending {
+                return Err(Rejection::WrongOrderStatus { order: *id, status: order.status.name(), expected: "pending" });
+            }
+            let u = vrf::draw(vrf_output, i as u32);
+            let expected = self.choose_miner(order, u, &in_flight);
+            let Some(miner) = expected else {
+                return Err(Rejection::AllocationMismatch {
+                    leader: ParticipantId([0; 32]),
+                    order: *id,
+                    claimed: claimed.map(|c| c[i]).unwrap_or(ParticipantId([0; 32])),
+                    expected: None,
+                });
+            };
+            if let Some(c) = claimed {
+                if c[i] != miner {
+                    return Err(Rejection::AllocationMismatch {
+                        leader: ParticipantId([0; 32]),
+                        order: *id,
+                        claimed: c[i],
+                        expected: Some(miner),
+                    });
+                }
+            }
+            let load = in_flight.get(&miner).copied().unwrap_or_else(|| self.miners[&miner].in_flight);
+            in_flight.insert(miner, load + 1);
+            chosen.push((miner, u));
+        }
+        Ok(chosen)
+    }
+
+    /// `Allocate`: verifies the VRF proof and recomputes every choice (SPEC 5.3, 6.2).
+    pub(super) fn allocate(&mut self, ctx: &Ctx<'_>, m: Allocate, fx: &mut Effects) -> Result<(), Rejection> {
+        if m.orders.is_empty() || m.orders.len() > MAX_ALLOCATION_BATCH {
+            return Err(Rejection::MalformedBatch("a batch holds 1 to 1024 orders"));
+        }
+        if m.orders.len() != m.miners.len() {
+            return Err(Rejection::MalformedBatch("orders and miners differ in length"));
+        }
+        let key = self.coordinator(&ctx.signer).expect("role checked").vrf_key;
+        let input = vrf::allocation_input(&batch_hash(&m.orders), &self.last_checkpoint_root);
+        let output = vrf::verify(&key, &input, &m.vrf).ok_or(Rejection::BadVrfProof(ctx.signer))?;
+        let chosen = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
+            Rejection::AllocationMismatch { order, claimed, expected, .. } => {
+                Rejection::AllocationMismatch { leader: ctx.signer, order, claimed, expected }
+            }
+            other => other,
+        })?;
+
+        // Accepted.
+        let deadline = ctx.now.saturating_add(self.params.order_timeout_ms);
+        for (id, (miner, draw)) in m.orders.iter().zip(chosen) {
+            let order = self.orders.get_mut(id).expect("replayed");
+            order.status = OrderStatus::Allocated;
+            order.miner = Some(miner);
+            order.allocation = Some(AllocationRecord { height: ctx.height, coordinator: ctx.signer, draw });
+            order.deadline_ms = deadline;
+            self.pending.remove(&order.seq);
+            self.deadlines.insert((deadline, *id));
+            let client = order.client;
+            self.accounts.get_mut(&client).expect("order has a client account").pending -= 1;
+            self.miners.get_mut(&miner).expect("eligible miner exists").in_flight += 1;
+            fx.events.push(Event::OrderAllocated { order: *id, miner });
+        }
+        Ok(())
+    }
+
+    /// Pending orders in the order the scheduler should drain them: interleaved WRR over the
+    /// clients by effective stake, clients taken in the order they first entered (SPEC 5.4).
+    pub fn pending_in_wrr_order(&self, limit: usize) -> Vec<OrderId> {
+        let mut clients: Vec<ParticipantId> = Vec::new();
+        let mut queues: BTreeMap<ParticipantId, Vec<OrderId>> = BTreeMap::new();
+        for id in self.pending.values() {
+            let client = self.orders[id].client;
+            let q = queues.entry(client).or_insert_with(|| {
+                clients.push(client);
+                Vec::new()
+            });
+            q.push(*id);
+        }
+        // Charged and subscription orders are paid for: give their clients at least weight 1.
+        let snapshot: Vec<(u64, u128, u32)> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as u64, self.effective_stake(c).max(1), queues[c].len().min(u32::MAX as usize) as u32))
+            .collect();
+        let mut next: Vec<usize> = vec![0; clients.len()];
+        let mut out = Vec::with_capacity(limit.min(self.pending.len()));
+        for i in rules::wrr_order(&snapshot) {
+            if out.len() >= limit {
+                break;
+            }
+            let c = &clients[i as usize];
+            out.push(queues[c][next[i as usize]]);
+            next[i as usize] += 1;
+        }
+        out
+    }
+
+    /// The leader's side of SPEC 5.3: picks up to `max_orders` pending orders in WRR order that
+    /// some ready miner can serve, evaluates the VRF and returns the `Allocate` body every replica
+    /// will accept. `None` when nothing can be allocated.
+    pub fn plan_allocation(&self, vrf_secret: &VrfSecret, max_orders: usize) -> Option<Allocate> {
+        let max_orders = max_orders.min(MAX_ALLOCATION_BATCH);
+        // Look further than the batch so that orders nobody can serve do not starve the rest.
+        let mut batch = self.pending_in_wrr_order(max_orders.saturating_mul(4));
+        loop {
+            batch.truncate(max_orders);
+            if batch.is_empty() {
+                return None;
+            }
+            let input = vrf::allocation_input(&batch_hash(&batch), &self.last_checkpoint_root);
+            let (output, proof) = vrf_secret.prove(&input);
+            match self.replay_batch(&batch, None, &output) {
+                Ok(chosen) => {
+                    return Some(Allocate { orders: batch, miners: chosen.into_iter().map(|c| c.0).collect(), vrf: proof })
+                }
+                // Drop the first order nobody can serve and draw again: the batch changed.
+                Err(Rejection::AllocationMismatch { order, .. }) => batch.retain(|o| *o != order),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// `sClaim` (SPEC 5.10): completes the order, counts the contribution, settles the price.
+    pub(super) fn claim(&mut self, ctx: &Ctx<'_>, m: Claim, fx: &mut Effects) -> Result<(), Rejection> {
+        let order = self.orders.get(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
+        if order.status != OrderStatus::Allocated {
+            return Err(Rejection::WrongOrderStatus { order: m.order, status: order.status.name(), expected: "allocated" });
+        }
+        let assigned = order.miner.expect("allocated orders have a miner");
+        if assigned != ctx.signer {
+            return Err(Rejection::NotAssignedMiner { order: m.order, assigned, signer: ctx.signer });
+        }
+        if ctx.now >= order.deadline_ms {
+            return Err(Rejection::OrderOverdue { order: m.order, deadline_ms: order.deadline_ms });
+        }
+        let weight = self.services.get(&order.service).copied().unwrap_or(0);
+        let contribution = self.epoch.contributions.get(&assigned).copied().unwrap_or(0);
+        contribution.checked_add(weight as u128).ok_or(Rejection::Overflow)?;
+        let price = order.escrow;
+        let fee = rules::mul_div_floor(price, self.params.coordinator_fee_ppm as u128, PPM);
+        let miner_balance = self.accounts.get(&assigned).map(|a| a.balance(AssetId::NATIVE)).unwrap_or(0);
+        miner_balance.checked_add(price - fee).ok_or(Rejection::Overflow)?;
+
+        // Accepted.
+        let order = self.orders.get_mut(&m.order).expect("checked");
+        order.status = OrderStatus::Completed;
+        order.claim = Some(ClaimRecord {
+            output_hash: m.output_hash,
+            nonce: ctx.envelope.nonce,
+            signature: ctx.envelope.signature,
+        });
+        order.completed_ms = ctx.now;
+        order.payload = None;
+        order.epoch = self.epoch.number;
+        order.weight = weight;
+        order.escrow = 0;
+        order.paid = price - fee;
+        order.fee = fee;
+        let (client, deadline) = (order.client, order.deadline_ms);
+        self.deadlines.remove(&(deadline, m.order));
+        if weight > 0 {
+            *self.epoch.contributions.entry(assigned).or_insert(0) += weight as u128;
+        }
+        let miner = self.miners.get_mut(&assigned).expect("assigned miner exists");
+        miner.in_flight -= 1;
+        miner.served += 1;
+        if price > 0 {
+            self.accounts.get_mut(&client).expect("client exists").escrow -= price;
+            credit(&mut self.accounts.entry(assigned).or_default().balances, AssetId::NATIVE, price - fee)?;
+            self.totals.fee_pool += fee;
+            fx.events.push(Event::Paid { miner: assigned, amount: price - fee, fee });
+        }
+        fx.events.push(Event::OrderCompleted { order: m.order, miner: assigned, weight });
+        self.order_finished(&client, fx);
+        self.finish_unregister_if_idle(&assigned, fx);
+        Ok(())
+    }
+
+    /// A client's order left the in-flight set.
+    pub(super) fn order_finished(&mut self, client: &ParticipantId, fx: &mut Effects) {
+        let acc = self.accounts.get_mut(client).expect("order has a client account");
+        acc.in_flight -= 1;
+        self.finish_release_if_idle(client, fx);
+    }
+
+    /// Returns an order's escrow to its client.
+    pub(super) fn refund_escrow(&mut self, id: &OrderId, fx: &mut Effects) {
+        let order = self.orders.get_mut(id).expect("order exists");
+        let amount = std::mem::take(&mut order.escrow);
+        if amount == 0 {
+            return;
+        }
+        let client = order.client;
+        let acc = self.accounts.get_mut(&client).expect("client exists");
+        acc.escrow -= amount;
+        let slot = acc.balances.entry(AssetId::NATIVE).or_insert(0);
+        *slot = slot.saturating_add(amount); // came out of this balance
+        fx.events.push(Event::Refunded { client, amount });
+    }
+
+    /// Tick work: allocated orders past their deadline are re-queued once, then expire.
+    /// Returns how many deadlines it processed.
+    pub(super) fn expire_overdue(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
+        let mut used = 0;
+        while used < budget {
+            let Some(&(deadline, id)) = self.deadlines.first() else { break };
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            used += 1;
+            let order = self.orders.get_mut(&id).expect("deadline of a known order");
+            let miner_id = order.miner.take().expect("allocated orders have a miner");
+            let client = order.client;
+            let miner = self.miners.get_mut(&miner_id).expect("assigned miner exists");
+            miner.in_flight -= 1;
+            miner.timed_out += 1;
+            let order = self.orders.get_mut(&id).expect("known");
+            if !order.requeued {
+                order.requeued = true;
+                order.status = OrderStatus::Pending;
+                order.allocation = None;
+                self.pending.insert(order.seq, id);
+                self.accounts.get_mut(&client).expect("client exists").pending += 1;
+                fx.events.push(Event::OrderRequeued { order: id, miner: miner_id });
+            } else {
+                order.status = OrderStatus::Expired;
+                self.refund_escrow(&id, fx);
+                fx.events.push(Event::OrderExpired { order: id });
+                self.order_finished(&client, fx);
+            }
+            self.finish_unregister_if_idle(&miner_id, fx);
+        }
+        used
+    }
+}
+
+/// The hash an order keeps of its payload: `H("payload", bytes)` inline, the given hash otherwise.
+pub fn payload_hash(payload: &Payload) -> Digest {
+    match payload {
+        Payload::Inline(bytes) => hash_parts("payload", &[bytes]),
+        Payload::External { hash, .. } => *hash,
+    }
+}

@@ -1,0 +1,213 @@
+//! Governance-settable parameters with the SPEC 4 defaults, and the genesis that starts a ledger.
+
+use crate::types::{Amount, AssetId, NetworkId, ParticipantId, ServiceName, TimeMs};
+use crate::vrf::VrfPublicKey;
+use bincode::{Decode, Encode};
+
+/// One base unit of the native token is 10^-9 tokens; the defaults below are in base units.
+pub const TOKEN: Amount = 1_000_000_000;
+
+/// SPEC 4 parameters. Ratios are ppm, times are ms, amounts are base units.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Params {
+    /// `q`: weight of non-native stake in effective stake (SPEC 5.1).
+    pub q_ppm: u32,
+    /// `theta`: reputation sensitivity (SPEC 5.5).
+    pub theta_ppm: u32,
+    pub epoch_ms: u64,
+    pub inflation_ppm_per_year: u32,
+    pub coordinator_fee_ppm: u32,
+    pub min_collateral: Amount,
+    pub order_timeout_ms: u64,
+    pub rate_window_ms: u64,
+    pub stake_unit: Amount,
+    pub requests_per_stake_unit: u32,
+    pub freeze_ms: u64,
+    pub t_restricted_ms: u64,
+    pub min_reputation_milli: u32,
+    pub probe_window_ms: u64,
+    /// Every this many accepted entries each coordinator signs `(height, root)` (SPEC 6.3).
+    pub checkpoint_every: u64,
+    /// Ratings looked at for rating abuse (SPEC 5.6).
+    pub abuse_window: u32,
+    pub abuse_ratio_ppm: u32,
+    pub voting_period_ms: u64,
+    /// Share of all locked native stake that must vote for a proposal to count.
+    pub quorum_ppm: u32,
+    /// Share of the votes cast that must approve.
+    pub pass_threshold_ppm: u32,
+    pub max_inline_payload_bytes: u32,
+    pub subscription_period_ms: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            q_ppm: 100_000,
+            theta_ppm: 100_000,
+            epoch_ms: 3_600_000,
+            inflation_ppm_per_year: 70_000,
+            coordinator_fee_ppm: 20_000,
+            min_collateral: 100 * TOKEN,
+            order_timeout_ms: 60_000,
+            rate_window_ms: 60_000,
+            stake_unit: 10 * TOKEN,
+            requests_per_stake_unit: 10,
+            freeze_ms: 300_000,
+            t_restricted_ms: 3_600_000,
+            min_reputation_milli: 0,
+            probe_window_ms: 30_000,
+            checkpoint_every: 1_000,
+            abuse_window: 10,
+            abuse_ratio_ppm: 600_000,
+            voting_period_ms: 7 * 24 * 3_600_000,
+            quorum_ppm: 200_000,
+            pass_threshold_ppm: 500_001,
+            max_inline_payload_bytes: 16 * 1024,
+            subscription_period_ms: 30 * 24 * 3_600_000,
+        }
+    }
+}
+
+/// A parameter a proposal can change, with its new value.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum ParamChange {
+    QPpm(u32),
+    ThetaPpm(u32),
+    EpochMs(u64),
+    InflationPpmPerYear(u32),
+    CoordinatorFeePpm(u32),
+    MinCollateral(Amount),
+    OrderTimeoutMs(u64),
+    RateWindowMs(u64),
+    StakeUnit(Amount),
+    RequestsPerStakeUnit(u32),
+    FreezeMs(u64),
+    TRestrictedMs(u64),
+    MinReputationMilli(u32),
+    ProbeWindowMs(u64),
+    AbuseWindow(u32),
+    AbuseRatioPpm(u32),
+    VotingPeriodMs(u64),
+    QuorumPpm(u32),
+    PassThresholdPpm(u32),
+    AssetPricePpm(AssetId, u64),
+}
+
+/// Upper bound on windows, so that no per-client history grows past it.
+pub const MAX_ABUSE_WINDOW: u32 = 1_000;
+
+impl ParamChange {
+    /// Checks the value is in range: a proposal with an invalid value is refused when proposed.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        use ParamChange::*;
+        let ppm_ok = |v: u32| v <= 1_000_000;
+        match *self {
+            QPpm(v) | CoordinatorFeePpm(v) | AbuseRatioPpm(v) | QuorumPpm(v) | PassThresholdPpm(v) if !ppm_ok(v) => {
+                Err("ratio above 1_000_000 ppm")
+            }
+            EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0) => {
+                Err("duration must be positive")
+            }
+            StakeUnit(0) => Err("stake unit must be positive"),
+            AbuseWindow(v) if v == 0 || v > MAX_ABUSE_WINDOW => Err("abuse window out of range"),
+            MinReputationMilli(v) if v > 100_000 => Err("reputation above 100_000 milli-points"),
+            InflationPpmPerYear(v) if v > 1_000_000 => Err("inflation above 100% a year"),
+            AssetPricePpm(a, _) if a.is_native() => Err("the native asset has no price"),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn apply_to(&self, p: &mut Params) {
+        use ParamChange::*;
+        match *self {
+            QPpm(v) => p.q_ppm = v,
+            ThetaPpm(v) => p.theta_ppm = v,
+            EpochMs(v) => p.epoch_ms = v,
+            InflationPpmPerYear(v) => p.inflation_ppm_per_year = v,
+            CoordinatorFeePpm(v) => p.coordinator_fee_ppm = v,
+            MinCollateral(v) => p.min_collateral = v,
+            OrderTimeoutMs(v) => p.order_timeout_ms = v,
+            RateWindowMs(v) => p.rate_window_ms = v,
+            StakeUnit(v) => p.stake_unit = v,
+            RequestsPerStakeUnit(v) => p.requests_per_stake_unit = v,
+            FreezeMs(v) => p.freeze_ms = v,
+            TRestrictedMs(v) => p.t_restricted_ms = v,
+            MinReputationMilli(v) => p.min_reputation_milli = v,
+            ProbeWindowMs(v) => p.probe_window_ms = v,
+            AbuseWindow(v) => p.abuse_window = v,
+            AbuseRatioPpm(v) => p.abuse_ratio_ppm = v,
+            VotingPeriodMs(v) => p.voting_period_ms = v,
+            QuorumPpm(v) => p.quorum_ppm = v,
+            PassThresholdPpm(v) => p.pass_threshold_ppm = v,
+            AssetPricePpm(..) => {} // prices live in the asset table, see the ledger
+        }
+    }
+}
+
+/// A coordinator: its ed25519 id and its VRF key.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct CoordinatorInfo {
+    pub id: ParticipantId,
+    pub vrf_key: VrfPublicKey,
+}
+
+/// What a governance proposal does when it passes (SPEC 5.11).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum ProposalAction {
+    SetParam(ParamChange),
+    /// Adds a service, or sets the weight of an existing one.
+    SetServiceWeight { service: ServiceName, weight: u32 },
+    RemoveService { service: ServiceName },
+    EjectMiner { miner: ParticipantId },
+    /// Replaces the coordinator signing set (SPEC 5.12).
+    SetCoordinators { coordinators: Vec<CoordinatorInfo> },
+}
+
+/// Most coordinators a set may hold (SPEC 1: 3 to 7 nodes; room for a membership change).
+pub const MAX_COORDINATORS: usize = 16;
+/// Most services the governance list may hold.
+pub const MAX_SERVICES: usize = 256;
+
+/// Everything a ledger starts from. Two ledgers from the same genesis fed the same entries end
+/// in the same state.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Genesis {
+    pub network_id: NetworkId,
+    /// Only a dev network accepts `DevFaucet` entries.
+    pub dev: bool,
+    pub params: Params,
+    /// `(service, weight)`: text services 1, image services 4 by default.
+    pub services: Vec<(ServiceName, u32)>,
+    /// Non-native assets and their price in native base units per asset base unit, in ppm.
+    pub asset_prices_ppm: Vec<(AssetId, u64)>,
+    pub coordinators: Vec<CoordinatorInfo>,
+    /// Native supply outside the ledger at genesis: the base of the inflation (SPEC 5.7).
+    pub total_supply: Amount,
+    pub start_ms: TimeMs,
+}
+
+impl Genesis {
+    /// The default service list of SPEC 4.
+    pub fn default_services() -> Vec<(ServiceName, u32)> {
+        vec![
+            ("text-generation".into(), 1),
+            ("text-embedding".into(), 1),
+            ("image-generation".into(), 4),
+        ]
+    }
+
+    /// A dev network with default parameters and the given coordinators.
+    pub fn dev(network: &str, coordinators: Vec<CoordinatorInfo>) -> Self {
+        Genesis {
+            network_id: NetworkId(network.to_string()),
+            dev: true,
+            params: Params::default(),
+            services: Self::default_services(),
+            asset_prices_ppm: vec![(AssetId(1), 1_000_000)],
+            coordinators,
+            total_supply: 1_000_000_000 * TOKEN,
+            start_ms: 0,
+        }
+    }
+}
