@@ -38,6 +38,9 @@ pub struct Params {
     pub pass_threshold_ppm: u32,
     pub max_inline_payload_bytes: u32,
     pub subscription_period_ms: u64,
+    /// Finished orders (completed, rated, expired, invalidated) are pruned this long after they
+    /// finished, unless a non-delivery report is still open.
+    pub order_retention_ms: u64,
 }
 
 impl Default for Params {
@@ -65,6 +68,7 @@ impl Default for Params {
             pass_threshold_ppm: 500_001,
             max_inline_payload_bytes: 16 * 1024,
             subscription_period_ms: 30 * 24 * 3_600_000,
+            order_retention_ms: 7 * 24 * 3_600_000,
         }
     }
 }
@@ -92,6 +96,7 @@ pub enum ParamChange {
     QuorumPpm(u32),
     PassThresholdPpm(u32),
     AssetPricePpm(AssetId, u64),
+    OrderRetentionMs(u64),
 }
 
 /// Upper bound on windows, so that no per-client history grows past it.
@@ -106,7 +111,8 @@ impl ParamChange {
             QPpm(v) | CoordinatorFeePpm(v) | AbuseRatioPpm(v) | QuorumPpm(v) | PassThresholdPpm(v) if !ppm_ok(v) => {
                 Err("ratio above 1_000_000 ppm")
             }
-            EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0) => {
+            EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0)
+            | OrderRetentionMs(0) => {
                 Err("duration must be positive")
             }
             StakeUnit(0) => Err("stake unit must be positive"),
@@ -140,6 +146,7 @@ impl ParamChange {
             VotingPeriodMs(v) => p.voting_period_ms = v,
             QuorumPpm(v) => p.quorum_ppm = v,
             PassThresholdPpm(v) => p.pass_threshold_ppm = v,
+            OrderRetentionMs(v) => p.order_retention_ms = v,
             AssetPricePpm(..) => {} // prices live in the asset table, see the ledger
         }
     }

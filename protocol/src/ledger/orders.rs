@@ -373,6 +373,7 @@ impl Ledger {
         order.fee = fee;
         let (client, deadline) = (order.client, order.deadline_ms);
         self.deadlines.remove(&(deadline, m.order));
+        self.finished.insert((ctx.now, m.order));
         if weight > 0 {
             *self.epoch.contributions.entry(assigned).or_insert(0) += weight as u128;
         }
@@ -440,11 +441,39 @@ impl Ledger {
                 fx.events.push(Event::OrderRequeued { order: id, miner: miner_id });
             } else {
                 order.status = OrderStatus::Expired;
+                self.finished.insert((now, id));
                 self.refund_escrow(&id, fx);
                 fx.events.push(Event::OrderExpired { order: id });
                 self.order_finished(&client, fx);
             }
             self.finish_unregister_if_idle(&miner_id, fx);
+        }
+        used
+    }
+
+    /// Tick work: drops finished orders older than `order_retention_ms`. An order with an open
+    /// non-delivery report waits until the report's probe window has closed.
+    pub(super) fn prune_finished(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
+        let retention = self.params.order_retention_ms;
+        let mut used = 0;
+        let mut pruned = 0u32;
+        while used < budget {
+            let Some(&(finished, id)) = self.finished.first() else { break };
+            if finished.saturating_add(retention) > now {
+                break;
+            }
+            self.finished.pop_first();
+            used += 1;
+            if let Some(report) = self.reports.get(&id) {
+                let closes = report.opened_ms.saturating_add(self.params.probe_window_ms);
+                self.finished.insert((closes.saturating_sub(retention).max(finished + 1), id));
+                continue;
+            }
+            self.orders.remove(&id);
+            pruned += 1;
+        }
+        if pruned > 0 {
+            fx.events.push(Event::OrdersPruned { count: pruned });
         }
         used
     }
