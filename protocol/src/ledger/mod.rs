@@ -390,6 +390,9 @@ pub struct Ledger {
     pub next_seq: u64,
     /// `(deadline, order)` of allocated orders.
     pub deadlines: BTreeSet<(TimeMs, OrderId)>,
+    /// `(deadline, order)` of pending orders: an order no miner takes within
+    /// `order_timeout_ms` of being queued expires (SPEC 5.10).
+    pub pending_deadlines: BTreeSet<(TimeMs, OrderId)>,
     /// `(finished at, order)` of finished orders, for pruning after `order_retention_ms`.
     pub finished: BTreeSet<(TimeMs, OrderId)>,
     pub reports: BTreeMap<OrderId, NonDeliveryReport>,
@@ -457,6 +460,7 @@ impl Ledger {
             pending: BTreeMap::new(),
             next_seq: 0,
             deadlines: BTreeSet::new(),
+            pending_deadlines: BTreeSet::new(),
             finished: BTreeSet::new(),
             reports: BTreeMap::new(),
             report_deadlines: BTreeSet::new(),
@@ -581,6 +585,7 @@ impl Ledger {
     fn tick(&mut self, ctx: &Ctx<'_>, fx: &mut Effects) {
         let mut budget = MAX_TICK_ITEMS;
         budget -= self.expire_overdue(ctx.now, budget, fx);
+        budget -= self.expire_unallocated(ctx.now, budget, fx);
         budget -= self.lapse_reports(ctx.now, budget, fx);
         budget -= self.close_due_proposals(ctx.now, budget, fx);
         self.prune_finished(ctx.now, budget, fx);
@@ -685,6 +690,9 @@ impl Ledger {
                     if self.pending.get(&o.seq) != Some(id) {
                         return Err(format!("pending order {id} missing from the queue"));
                     }
+                    if !self.pending_deadlines.contains(&(o.deadline_ms, *id)) {
+                        return Err(format!("pending order {id} has no deadline"));
+                    }
                     *client_in_flight.entry(o.client).or_default() += 1;
                     *client_escrow.entry(o.client).or_default() += o.escrow;
                 }
@@ -704,8 +712,13 @@ impl Ledger {
                 }
             }
         }
-        if self.pending.len() != self.orders.values().filter(|o| o.status == OrderStatus::Pending).count() {
-            return Err("pending queue and pending orders differ".into());
+        let pending_orders = self.orders.values().filter(|o| o.status == OrderStatus::Pending).count();
+        if self.pending.len() != pending_orders || self.pending_deadlines.len() != pending_orders {
+            return Err("pending queue, pending deadlines and pending orders differ".into());
+        }
+        let allocated = self.orders.values().filter(|o| o.status == OrderStatus::Allocated).count();
+        if self.deadlines.len() != allocated {
+            return Err("deadlines and allocated orders differ".into());
         }
         for (id, m) in &self.miners {
             let want = miner_in_flight.get(id).copied().unwrap_or(0);

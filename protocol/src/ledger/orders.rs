@@ -86,11 +86,15 @@ impl Ledger {
                 window_after = Some((window, frozen_until));
             }
             OrderMode::Charged { price, miner } => {
+                // A zero price would make a charged order a free order with no threshold.
+                if *price == 0 {
+                    return Err(Rejection::ZeroAmount);
+                }
                 if let Some(miner) = miner {
                     let offer = self
                         .miners
                         .get(miner)
-                        .filter(|mi| mi.status == MinerStatus::Active)
+                        .filter(|mi| mi.status == MinerStatus::Active && !mi.ejected)
                         .ok_or(Rejection::UnknownMiner(*miner))?
                         .services
                         .get(&m.service)
@@ -135,6 +139,8 @@ impl Ledger {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.pending.insert(seq, id);
+        let deadline_ms = ctx.now.saturating_add(self.params.order_timeout_ms);
+        self.pending_deadlines.insert((deadline_ms, id));
         self.orders.insert(
             id,
             Order {
@@ -148,7 +154,7 @@ impl Ledger {
                 placed_ms: ctx.now,
                 miner: None,
                 allocation: None,
-                deadline_ms: 0,
+                deadline_ms,
                 requeued: false,
                 escrow,
                 claim: None,
@@ -267,6 +273,7 @@ impl Ledger {
             order.status = OrderStatus::Allocated;
             order.miner = Some(miner);
             order.allocation = Some(AllocationRecord { height: ctx.height, coordinator: ctx.signer, draw });
+            self.pending_deadlines.remove(&(order.deadline_ms, *id));
             order.deadline_ms = deadline;
             self.pending.remove(&order.seq);
             self.deadlines.insert((deadline, *id));
@@ -436,6 +443,8 @@ impl Ledger {
                 order.requeued = true;
                 order.status = OrderStatus::Pending;
                 order.allocation = None;
+                order.deadline_ms = now.saturating_add(self.params.order_timeout_ms);
+                self.pending_deadlines.insert((order.deadline_ms, id));
                 self.pending.insert(order.seq, id);
                 self.accounts.get_mut(&client).expect("client exists").pending += 1;
                 fx.events.push(Event::OrderRequeued { order: id, miner: miner_id });
@@ -447,6 +456,31 @@ impl Ledger {
                 self.order_finished(&client, fx);
             }
             self.finish_unregister_if_idle(&miner_id, fx);
+        }
+        used
+    }
+
+    /// Tick work: pending orders no miner took within `order_timeout_ms` of being queued expire
+    /// (escrow refunded). Returns how many deadlines it processed.
+    pub(super) fn expire_unallocated(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
+        let mut used = 0;
+        while used < budget {
+            let Some(&(deadline, id)) = self.pending_deadlines.first() else { break };
+            if deadline > now {
+                break;
+            }
+            self.pending_deadlines.pop_first();
+            used += 1;
+            let order = self.orders.get_mut(&id).expect("deadline of a known order");
+            debug_assert_eq!(order.status, OrderStatus::Pending);
+            order.status = OrderStatus::Expired;
+            let (client, seq) = (order.client, order.seq);
+            self.pending.remove(&seq);
+            self.finished.insert((now, id));
+            self.accounts.get_mut(&client).expect("client exists").pending -= 1;
+            self.refund_escrow(&id, fx);
+            fx.events.push(Event::OrderExpired { order: id });
+            self.order_finished(&client, fx);
         }
         used
     }
