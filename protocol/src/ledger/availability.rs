@@ -25,15 +25,16 @@ impl Ledger {
             return Err(Rejection::ReportAlreadyOpen(m.order));
         }
         self.orders.get_mut(&m.order).expect("checked").reported = true;
-        self.reports.insert(m.order, NonDeliveryReport { opened_ms: ctx.now, failures: BTreeSet::new() });
-        self.report_deadlines.insert((ctx.now.saturating_add(self.params.probe_window_ms), m.order));
+        let closes_ms = ctx.now.saturating_add(self.params.probe_window_ms);
+        self.reports.insert(m.order, NonDeliveryReport { opened_ms: ctx.now, closes_ms, failures: BTreeSet::new() });
+        self.report_deadlines.insert((closes_ms, m.order));
         fx.events.push(Event::ReportOpened { order: m.order });
         Ok(())
     }
 
     pub(super) fn probe_result(&mut self, ctx: &Ctx<'_>, m: ProbeResult, fx: &mut Effects) -> Result<(), Rejection> {
         let report = self.reports.get(&m.order).ok_or(Rejection::NoOpenReport(m.order))?;
-        let closes_ms = report.opened_ms.saturating_add(self.params.probe_window_ms);
+        let closes_ms = report.closes_ms;
         if ctx.now >= closes_ms {
             return Err(Rejection::ProbeWindowClosed { order: m.order, closed_at_ms: closes_ms });
         }

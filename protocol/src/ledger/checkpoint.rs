@@ -56,6 +56,10 @@ impl Ledger {
                 return Err(Rejection::AlreadySigned(ctx.signer));
             }
             cp.signatures.insert(ctx.signer, m.signature);
+            // Signing the right root after a wrong one for the same height is equivocation too.
+            for d in self.divergences.iter_mut().filter(|d| d.coordinator == ctx.signer && d.height == m.height) {
+                d.equivocation = true;
+            }
             if !cp.certified && cp.signatures.len() >= quorum {
                 cp.certified = true;
                 let certificate = QuorumCertificate {
@@ -71,7 +75,8 @@ impl Ledger {
             return Ok(());
         }
         let expected_root = cp.root;
-        let equivocation = cp.signatures.contains_key(&ctx.signer);
+        let signed_before = self.divergences.iter().any(|d| d.coordinator == ctx.signer && d.height == m.height);
+        let equivocation = cp.signatures.contains_key(&ctx.signer) || signed_before;
         let known = self
             .divergences
             .iter()

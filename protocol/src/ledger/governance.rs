@@ -121,6 +121,12 @@ impl Ledger {
                 // Re-checked: it was valid when proposed, and validity does not depend on state.
                 if change.validate().is_ok() {
                     change.apply_to(&mut self.params);
+                    if let ParamChange::ThetaPpm(theta) = change {
+                        // Reputation is a function of theta (SPEC 5.5): no miner keeps a stale one.
+                        for miner in self.miners.values_mut() {
+                            miner.reputation_milli = crate::rules::reputation_milli(theta, miner.rating_sum);
+                        }
+                    }
                 }
             }
             ProposalAction::SetServiceWeight { service, weight } => {

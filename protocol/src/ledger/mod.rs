@@ -287,6 +287,9 @@ pub struct Order {
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct NonDeliveryReport {
     pub opened_ms: TimeMs,
+    /// End of the probe window, fixed when the report opens (a later parameter change does not
+    /// move it).
+    pub closes_ms: TimeMs,
     pub failures: BTreeSet<ParticipantId>,
 }
 
@@ -715,6 +718,11 @@ impl Ledger {
         let pending_orders = self.orders.values().filter(|o| o.status == OrderStatus::Pending).count();
         if self.pending.len() != pending_orders || self.pending_deadlines.len() != pending_orders {
             return Err("pending queue, pending deadlines and pending orders differ".into());
+        }
+        if self.report_deadlines.len() != self.reports.len()
+            || self.reports.iter().any(|(id, r)| !self.report_deadlines.contains(&(r.closes_ms, *id)))
+        {
+            return Err("open reports and report deadlines differ".into());
         }
         let allocated = self.orders.values().filter(|o| o.status == OrderStatus::Allocated).count();
         if self.deadlines.len() != allocated {

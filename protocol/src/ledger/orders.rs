@@ -172,13 +172,19 @@ impl Ledger {
     }
 
     /// SPEC 5.3 eligibility, with in-flight counts overridden by earlier draws of the batch.
-    fn is_eligible(&self, miner: &ParticipantId, service: &str, in_flight: &BTreeMap<ParticipantId, u32>) -> bool {
+    /// A charged order is only offered to miners whose asking price it meets.
+    fn is_eligible(&self, miner: &ParticipantId, order: &Order, in_flight: &BTreeMap<ParticipantId, u32>) -> bool {
         let Some(m) = self.miners.get(miner) else { return false };
+        let Some(offer) = m.services.get(&order.service) else { return false };
+        let price_met = match order.mode {
+            OrderMode::Charged { price, .. } => price >= offer.price_per_request,
+            _ => true,
+        };
         let load = in_flight.get(miner).copied().unwrap_or(m.in_flight);
         m.status == MinerStatus::Active
             && !m.ejected
             && m.online
-            && m.services.contains_key(service)
+            && price_met
             && load < m.capacity
             && m.reputation_milli >= self.params.min_reputation_milli
     }
@@ -187,14 +193,14 @@ impl Ledger {
     fn choose_miner(&self, order: &Order, u: u64, in_flight: &BTreeMap<ParticipantId, u32>) -> Option<ParticipantId> {
         match &order.mode {
             OrderMode::Charged { miner: Some(m), .. } | OrderMode::Subscription { miner: m } => {
-                self.is_eligible(m, &order.service, in_flight).then_some(*m)
+                self.is_eligible(m, order, in_flight).then_some(*m)
             }
             _ => {
                 // Canonical order: ascending miner id (BTreeMap iteration order).
                 let (ids, weights): (Vec<ParticipantId>, Vec<u64>) = self
                     .miners
                     .iter()
-                    .filter(|(id, _)| self.is_eligible(id, &order.service, in_flight))
+                    .filter(|(id, _)| self.is_eligible(id, order, in_flight))
                     .map(|(id, m)| (*id, m.reputation_milli as u64))
                     .unzip();
                 rules::select_weighted(u, &weights).map(|i| ids[i])
@@ -499,7 +505,7 @@ impl Ledger {
             self.finished.pop_first();
             used += 1;
             if let Some(report) = self.reports.get(&id) {
-                let closes = report.opened_ms.saturating_add(self.params.probe_window_ms);
+                let closes = report.closes_ms;
                 self.finished.insert((closes.saturating_sub(retention).max(finished + 1), id));
                 continue;
             }
