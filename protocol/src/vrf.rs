@@ -65,8 +65,10 @@ impl VrfSecret {
     /// Evaluates the VRF on `input`: returns the output and the proof.
     pub fn prove(&self, input: &Digest) -> (Digest, VrfProofBytes) {
         let ctx = signing_context(VRF_CONTEXT);
-        let transcript = schnorrkel::context::attach_rng(ctx.bytes(input), NoExtraEntropy);
-        let (inout, proof, _) = self.keypair.vrf_sign(transcript);
+        // The proof's nonce is drawn from the extra transcript, so that is where the entropy
+        // source must be replaced (plain `vrf_sign` would draw from the OS).
+        let extra = schnorrkel::context::attach_rng(merlin::Transcript::new(b"VRF"), NoExtraEntropy);
+        let (inout, proof, _) = self.keypair.vrf_sign_extra(ctx.bytes(input), extra);
         (
             inout.make_bytes::<[u8; 32]>(VRF_OUTPUT_CONTEXT),
             VrfProofBytes { pre_output: inout.to_preout().to_bytes(), proof: proof.to_bytes() },
@@ -110,8 +112,8 @@ mod tests {
         let mut bent = proof.clone();
         bent.proof[5] ^= 1;
         assert_eq!(verify(&sk.public(), &input, &bent), None);
-        // Deterministic prover: same input, same output.
-        assert_eq!(sk.prove(&input).0, out);
+        // Deterministic prover: same input, same output and the same proof bytes.
+        assert_eq!(sk.prove(&input), (out, proof.clone()));
     }
 
     #[test]

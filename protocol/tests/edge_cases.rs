@@ -77,3 +77,23 @@ fn spec_5_10_unserved_pending_order_expires_and_the_stake_unlocks() {
     assert_eq!(acc.balance(AssetId::NATIVE), deai_protocol::testkit::CLIENT_STAKE);
     net.ledger.check_invariants().unwrap();
 }
+
+/// SPEC 5.4: a client paying per order with no stake ranks with the smallest staked client, so
+/// its orders interleave instead of waiting behind every staked order.
+#[test]
+fn spec_5_4_paying_client_without_stake_ranks_with_the_smallest_stake() {
+    let mut net = TestNet::new();
+    let small = net.client_with_stake("small", 10 * TOKEN);
+    let big = net.client_with_stake("big", 20 * TOKEN);
+    let payer = Keys::from_name("payer-no-stake");
+    net.faucet(&payer, AssetId::NATIVE, TOKEN);
+    let mut ids = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        ids.insert(net.put_free(&small, TEXT), "small");
+        ids.insert(net.put_free(&big, TEXT), "big");
+        ids.insert(net.put(&payer, TEXT, OrderMode::Charged { price: 1, miner: None }).unwrap(), "payer");
+    }
+    let order: Vec<&str> = net.ledger.pending_in_wrr_order(6).iter().map(|id| ids[id]).collect();
+    // Weights small 1, big 2, payer 1: round 1 serves all three, round 2 only big.
+    assert_eq!(order, vec!["small", "big", "payer", "big", "small", "payer"]);
+}

@@ -304,11 +304,17 @@ impl Ledger {
             });
             q.push(*id);
         }
-        // Charged and subscription orders are paid for: give their clients at least weight 1.
+        // Paid orders may come from clients with no stake: they rank with the smallest staked
+        // client (weight 1) rather than being left out.
+        let stakes: Vec<u128> = clients.iter().map(|c| self.effective_stake(c)).collect();
+        let s_min = stakes.iter().copied().filter(|&s| s > 0).min().unwrap_or(1);
         let snapshot: Vec<(u64, u128, u32)> = clients
             .iter()
             .enumerate()
-            .map(|(i, c)| (i as u64, self.effective_stake(c).max(1), queues[c].len().min(u32::MAX as usize) as u32))
+            .map(|(i, c)| {
+                let stake = if stakes[i] == 0 { s_min } else { stakes[i] };
+                (i as u64, stake, queues[c].len().min(u32::MAX as usize) as u32)
+            })
             .collect();
         let mut next: Vec<usize> = vec![0; clients.len()];
         let mut out = Vec::with_capacity(limit.min(self.pending.len()));
