@@ -24,9 +24,10 @@ impl Ledger {
         if m.amount == 0 {
             return Err(Rejection::ZeroAmount);
         }
-        let current = self.accounts.get(&ctx.signer).map(|a| a.balance(m.asset)).unwrap_or(0);
+        // Everything the ledger holds of an asset must stay summable in u128.
+        let held = self.held_supply(m.asset).ok_or(Rejection::Overflow)?;
         let deposited = self.totals.deposits.get(&m.asset).copied().unwrap_or(0);
-        if current.checked_add(m.amount).is_none() || deposited.checked_add(m.amount).is_none() {
+        if held.checked_add(m.amount).is_none() || deposited.checked_add(m.amount).is_none() {
             return Err(Rejection::Overflow);
         }
         let acc = self.accounts.entry(ctx.signer).or_default();

@@ -60,6 +60,8 @@ impl Ledger {
             have.checked_add(*amount).ok_or(Rejection::Overflow)?;
         }
         self.totals.total_supply.checked_add(paid).ok_or(Rejection::Overflow)?;
+        self.totals.minted.checked_add(paid).ok_or(Rejection::Overflow)?;
+        self.held_supply(AssetId::NATIVE).and_then(|h| h.checked_add(paid)).ok_or(Rejection::Overflow)?;
 
         // Accepted.
         for (id, amount) in &payouts {

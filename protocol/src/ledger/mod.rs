@@ -646,22 +646,37 @@ impl Ledger {
         hash_parts("state", &[&codec::to_bytes_unbounded(self)])
     }
 
+    /// Tokens of `asset` the ledger holds in all: deposits + minted − withdrawals. Every entry
+    /// that brings tokens in keeps this within `u128`, so holdings can always be summed.
+    pub fn held_supply(&self, asset: AssetId) -> Option<Amount> {
+        let deposits = self.totals.deposits.get(&asset).copied().unwrap_or(0);
+        let withdrawals = self.totals.withdrawals.get(&asset).copied().unwrap_or(0);
+        let minted = if asset.is_native() { self.totals.minted } else { 0 };
+        deposits.checked_add(minted)?.checked_sub(withdrawals)
+    }
+
     /// Token conservation (SPEC, issue 3): for every asset,
     /// `locked + balances + escrow + fee pool + collateral = deposits + minted - withdrawals`.
     /// Returns the first asset that does not balance.
     pub fn audit_supply(&self) -> Result<(), String> {
+        // Checked sums: a crafted snapshot must neither panic the audit nor wrap around to a
+        // plausible total.
         let mut held: BTreeMap<AssetId, u128> = BTreeMap::new();
-        let add = |m: &mut BTreeMap<AssetId, u128>, a: AssetId, v: u128| *m.entry(a).or_insert(0) += v;
+        let add = |m: &mut BTreeMap<AssetId, u128>, a: AssetId, v: u128| -> Result<(), String> {
+            let slot = m.entry(a).or_insert(0);
+            *slot = slot.checked_add(v).ok_or_else(|| format!("asset {}: holdings overflow", a.0))?;
+            Ok(())
+        };
         for acc in self.accounts.values() {
             for (&a, &v) in acc.balances.iter().chain(acc.locked.iter()) {
-                add(&mut held, a, v);
+                add(&mut held, a, v)?;
             }
-            add(&mut held, AssetId::NATIVE, acc.escrow);
+            add(&mut held, AssetId::NATIVE, acc.escrow)?;
         }
         for m in self.miners.values() {
-            add(&mut held, AssetId::NATIVE, m.collateral);
+            add(&mut held, AssetId::NATIVE, m.collateral)?;
         }
-        add(&mut held, AssetId::NATIVE, self.totals.fee_pool);
+        add(&mut held, AssetId::NATIVE, self.totals.fee_pool)?;
         let mut assets: BTreeSet<AssetId> = held.keys().copied().collect();
         assets.extend(self.totals.deposits.keys().copied());
         assets.insert(AssetId::NATIVE);
@@ -670,7 +685,7 @@ impl Ledger {
             let withdrawals = self.totals.withdrawals.get(&a).copied().unwrap_or(0);
             let minted = if a.is_native() { self.totals.minted } else { 0 };
             let have = held.get(&a).copied().unwrap_or(0);
-            let want = (deposits + minted).checked_sub(withdrawals);
+            let want = self.held_supply(a);
             if want != Some(have) {
                 return Err(format!(
                     "asset {}: held {have}, deposits {deposits} + minted {minted} - withdrawals {withdrawals}",

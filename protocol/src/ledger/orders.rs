@@ -335,9 +335,9 @@ impl Ledger {
     pub fn plan_allocation(&self, vrf_secret: &VrfSecret, max_orders: usize) -> Option<Allocate> {
         let max_orders = max_orders.min(MAX_ALLOCATION_BATCH);
         // Look further than the batch so that orders nobody can serve do not starve the rest.
-        let mut batch = self.pending_in_wrr_order(max_orders.saturating_mul(4));
+        let mut lookahead = self.pending_in_wrr_order(max_orders.saturating_mul(4));
         loop {
-            batch.truncate(max_orders);
+            let batch: Vec<OrderId> = lookahead.iter().take(max_orders).copied().collect();
             if batch.is_empty() {
                 return None;
             }
@@ -348,7 +348,7 @@ impl Ledger {
                     return Some(Allocate { orders: batch, miners: chosen.into_iter().map(|c| c.0).collect(), vrf: proof })
                 }
                 // Drop the first order nobody can serve and draw again: the batch changed.
-                Err(Rejection::AllocationMismatch { order, .. }) => batch.retain(|o| *o != order),
+                Err(Rejection::AllocationMismatch { order, .. }) => lookahead.retain(|o| *o != order),
                 Err(_) => return None,
             }
         }
