@@ -44,8 +44,8 @@ pub fn from_bytes<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_MESSAGE_BYTES });
     }
-    let (value, used) = bincode::decode_from_slice(bytes, MESSAGE_CONFIG)
-        .map_err(|e| CodecError::Invalid(e.to_string()))?;
+    let (value, used) =
+        bincode::decode_from_slice(bytes, MESSAGE_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }
@@ -56,8 +56,7 @@ pub fn from_bytes<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
 pub fn encode_framed<T: Encode>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(CODEC_VERSION);
-    bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG)
-        .expect("encoding into memory cannot fail");
+    bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG).expect("encoding into memory cannot fail");
     out
 }
 
@@ -79,8 +78,7 @@ fn check_version(bytes: &[u8]) -> Result<&[u8], CodecError> {
 pub fn encode_snapshot<T: Encode>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
     out.push(CODEC_VERSION);
-    bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG)
-        .expect("encoding into memory cannot fail");
+    bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG).expect("encoding into memory cannot fail");
     out
 }
 
@@ -90,8 +88,8 @@ pub fn decode_snapshot<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
         return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_SNAPSHOT_BYTES });
     }
     let body = check_version(bytes)?;
-    let (value, used) = bincode::decode_from_slice(body, SNAPSHOT_CONFIG)
-        .map_err(|e| CodecError::Invalid(e.to_string()))?;
+    let (value, used) =
+        bincode::decode_from_slice(body, SNAPSHOT_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
     if used != body.len() {
         return Err(CodecError::TrailingBytes(body.len() - used));
     }
@@ -110,16 +108,10 @@ mod tests {
         assert_eq!(decode_framed::<(u64, String, Vec<u8>)>(&bytes).unwrap(), v);
         let mut wrong = bytes.clone();
         wrong[0] = CODEC_VERSION + 1;
-        assert!(matches!(
-            decode_framed::<(u64, String, Vec<u8>)>(&wrong),
-            Err(CodecError::UnsupportedVersion { .. })
-        ));
+        assert!(matches!(decode_framed::<(u64, String, Vec<u8>)>(&wrong), Err(CodecError::UnsupportedVersion { .. })));
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert_eq!(
-            decode_framed::<(u64, String, Vec<u8>)>(&trailing),
-            Err(CodecError::TrailingBytes(1))
-        );
+        assert_eq!(decode_framed::<(u64, String, Vec<u8>)>(&trailing), Err(CodecError::TrailingBytes(1)));
         assert_eq!(decode_framed::<u64>(&[]), Err(CodecError::Empty));
     }
 

@@ -63,9 +63,7 @@ pub enum Rejection {
     BadVrfProof(ParticipantId),
     #[error("allocation batch is malformed: {0}")]
     MalformedBatch(&'static str),
-    #[error(
-        "coordinator {leader} allocated order {order} to {claimed:?}, every replica computes {expected:?}"
-    )]
+    #[error("coordinator {leader} allocated order {order} to {claimed:?}, every replica computes {expected:?}")]
     AllocationMismatch {
         leader: ParticipantId,
         order: OrderId,
@@ -212,9 +210,7 @@ impl Rejection {
     /// the cluster layer stores and reports it.
     pub fn misbehaving_coordinator(&self) -> Option<ParticipantId> {
         match self {
-            Rejection::AllocationMismatch { leader, .. } | Rejection::PayoutMismatch { leader, .. } => {
-                Some(*leader)
-            }
+            Rejection::AllocationMismatch { leader, .. } | Rejection::PayoutMismatch { leader, .. } => Some(*leader),
             Rejection::BadVrfProof(c) => Some(*c),
             _ => None,
         }

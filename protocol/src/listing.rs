@@ -28,11 +28,18 @@ pub struct ProviderListing {
 const FACTOR_MAX: u64 = 100_000;
 
 /// The listing score of SPEC 5.9, as documented at the top of this module.
-pub fn listing_score(reputation_milli: u32, subscribers: u32, collateral: Amount, min_collateral: Amount, services: usize) -> u64 {
+pub fn listing_score(
+    reputation_milli: u32,
+    subscribers: u32,
+    collateral: Amount,
+    min_collateral: Amount,
+    services: usize,
+) -> u64 {
     let rating = (reputation_milli as u64).min(FACTOR_MAX);
     let subs = (subscribers as u64).saturating_mul(1_000).min(FACTOR_MAX);
     let reference = min_collateral.saturating_mul(10).max(1);
-    let stake = u64::try_from(collateral.saturating_mul(FACTOR_MAX as u128) / reference).unwrap_or(u64::MAX).min(FACTOR_MAX);
+    let stake =
+        u64::try_from(collateral.saturating_mul(FACTOR_MAX as u128) / reference).unwrap_or(u64::MAX).min(FACTOR_MAX);
     let kinds = (services as u64).saturating_mul(10_000).min(FACTOR_MAX);
     4 * rating + 2 * subs + 2 * stake + kinds
 }
@@ -47,7 +54,13 @@ impl Ledger {
             .filter(|(_, m)| service.is_none_or(|s| m.services.contains_key(s)))
             .map(|(id, m)| ProviderListing {
                 miner: *id,
-                score: listing_score(m.reputation_milli, m.subscribers, m.collateral, self.params.min_collateral, m.services.len()),
+                score: listing_score(
+                    m.reputation_milli,
+                    m.subscribers,
+                    m.collateral,
+                    self.params.min_collateral,
+                    m.services.len(),
+                ),
                 reputation_milli: m.reputation_milli,
                 rating_milli_stars: 1_000 + m.reputation_milli.min(100_000) * 4 / 100,
                 subscribers: m.subscribers,

@@ -112,9 +112,7 @@ impl ParamChange {
                 Err("ratio above 1_000_000 ppm")
             }
             EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0)
-            | OrderRetentionMs(0) => {
-                Err("duration must be positive")
-            }
+            | OrderRetentionMs(0) => Err("duration must be positive"),
             StakeUnit(0) => Err("stake unit must be positive"),
             AbuseWindow(v) if v == 0 || v > MAX_ABUSE_WINDOW => Err("abuse window out of range"),
             MinReputationMilli(v) if v > 100_000 => Err("reputation above 100_000 milli-points"),
@@ -164,11 +162,20 @@ pub struct CoordinatorInfo {
 pub enum ProposalAction {
     SetParam(ParamChange),
     /// Adds a service, or sets the weight of an existing one.
-    SetServiceWeight { service: ServiceName, weight: u32 },
-    RemoveService { service: ServiceName },
-    EjectMiner { miner: ParticipantId },
+    SetServiceWeight {
+        service: ServiceName,
+        weight: u32,
+    },
+    RemoveService {
+        service: ServiceName,
+    },
+    EjectMiner {
+        miner: ParticipantId,
+    },
     /// Replaces the coordinator signing set (SPEC 5.12).
-    SetCoordinators { coordinators: Vec<CoordinatorInfo> },
+    SetCoordinators {
+        coordinators: Vec<CoordinatorInfo>,
+    },
 }
 
 /// Most coordinators a set may hold (SPEC 1: 3 to 7 nodes; room for a membership change).
@@ -197,11 +204,7 @@ pub struct Genesis {
 impl Genesis {
     /// The default service list of SPEC 4.
     pub fn default_services() -> Vec<(ServiceName, u32)> {
-        vec![
-            ("text-generation".into(), 1),
-            ("text-embedding".into(), 1),
-            ("image-generation".into(), 4),
-        ]
+        vec![("text-generation".into(), 1), ("text-embedding".into(), 1), ("image-generation".into(), 4)]
     }
 
     /// A dev network with default parameters and the given coordinators.

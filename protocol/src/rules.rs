@@ -40,11 +40,7 @@ pub fn wrr_weights(stakes: &[u128]) -> Vec<u64> {
 pub fn wrr_order(queue: &[(u64, u128, u32)]) -> Vec<u64> {
     let stakes: Vec<u128> = queue.iter().map(|&(_, s, _)| s).collect();
     let weights = wrr_weights(&stakes);
-    let mut left: Vec<u32> = queue
-        .iter()
-        .zip(&weights)
-        .map(|(&(_, _, n), &w)| if w == 0 { 0 } else { n })
-        .collect();
+    let mut left: Vec<u32> = queue.iter().zip(&weights).map(|(&(_, _, n), &w)| if w == 0 { 0 } else { n }).collect();
     let total: usize = left.iter().map(|&n| n as usize).sum();
     let mut served = Vec::with_capacity(total);
     while served.len() < total {
@@ -80,7 +76,7 @@ fn exp_neg_q62(x_ppm: u128) -> u128 {
     let x = (x_ppm << 62) / PPM;
     let n = x / LN2_Q62;
     let r = x - n * LN2_Q62; // r in [0, ln 2)
-    // e^{-r} by its Taylor series; terms fall below one Q62 unit well before k = 30.
+                             // e^{-r} by its Taylor series; terms fall below one Q62 unit well before k = 30.
     let mut sum: i128 = ONE_Q62 as i128;
     let mut term: i128 = ONE_Q62 as i128;
     for k in 1..30i128 {
@@ -169,7 +165,7 @@ pub fn restriction_ms(t_restricted_ms: u64, earlier_restrictions: u32) -> u64 {
     if earlier_restrictions >= 64 {
         return u64::MAX;
     }
-    t_restricted_ms.checked_mul(1u64 << earlier_restrictions).unwrap_or(u64::MAX)
+    t_restricted_ms.saturating_mul(1u64 << earlier_restrictions)
 }
 
 #[cfg(test)]
@@ -243,8 +239,8 @@ mod tests {
         // 1e9 supply, 7%, one hour: 1e9 * 0.07 / 8760 = 7990.867... -> 7990
         assert_eq!(epoch_reward(1_000_000_000, 70_000, 3_600_000), 7990);
         let s = (1u128 << 100) - 1;
-        let want = U256::from(s) * U256::from(70_000u32) * U256::from(YEAR_MS)
-            / (U256::from(PPM) * U256::from(YEAR_MS));
+        let want =
+            U256::from(s) * U256::from(70_000u32) * U256::from(YEAR_MS) / (U256::from(PPM) * U256::from(YEAR_MS));
         assert_eq!(epoch_reward(s, 70_000, YEAR_MS), want.as_u128());
         assert_eq!(epoch_reward(0, 70_000, YEAR_MS), 0);
     }

@@ -40,7 +40,10 @@ pub struct CoordinatorKeys {
 
 impl CoordinatorKeys {
     pub fn from_name(name: &str) -> Self {
-        CoordinatorKeys { keys: Keys::from_name(name), vrf: VrfSecret::from_seed(hash_parts("testkit-vrf", &[name.as_bytes()])) }
+        CoordinatorKeys {
+            keys: Keys::from_name(name),
+            vrf: VrfSecret::from_seed(hash_parts("testkit-vrf", &[name.as_bytes()])),
+        }
     }
     pub fn info(&self) -> CoordinatorInfo {
         CoordinatorInfo { id: self.keys.id, vrf_key: self.vrf.public() }
@@ -88,7 +91,10 @@ impl TestNet {
     /// Seals `message` as `who` with its next nonce, stamped with `now_ms`.
     pub fn entry(&self, who: &Keys, message: Message) -> Entry {
         let nonce = self.ledger.next_nonce(&who.id);
-        Entry { stamped_ms: self.now_ms, envelope: SignedEnvelope::seal(&who.signing, &self.ledger.network_id, nonce, &message) }
+        Entry {
+            stamped_ms: self.now_ms,
+            envelope: SignedEnvelope::seal(&who.signing, &self.ledger.network_id, nonce, &message),
+        }
     }
 
     pub fn submit(&mut self, who: &Keys, message: Message) -> Result<Effects, Rejection> {
@@ -125,7 +131,11 @@ impl TestNet {
         self.faucet(&k, AssetId::NATIVE, MINER_COLLATERAL);
         let services = services
             .iter()
-            .map(|s| ServiceOffer { service: s.to_string(), price_per_request: 0, subscription_price: Some(crate::params::TOKEN) })
+            .map(|s| ServiceOffer {
+                service: s.to_string(),
+                price_per_request: 0,
+                subscription_price: Some(crate::params::TOKEN),
+            })
             .collect();
         self.submit(
             &k,
@@ -196,7 +206,13 @@ impl TestNet {
 
     /// One full task cycle: put, allocate, claim by the assigned miner, rate. Returns the order
     /// and its miner. `miners` must hold the keys of every miner that could be chosen.
-    pub fn full_cycle(&mut self, client: &Keys, miners: &[Keys], service: &str, rating: Rating) -> (OrderId, ParticipantId) {
+    pub fn full_cycle(
+        &mut self,
+        client: &Keys,
+        miners: &[Keys],
+        service: &str,
+        rating: Rating,
+    ) -> (OrderId, ParticipantId) {
         let order = self.put_free(client, service);
         self.allocate(1).expect("a miner is ready").expect("honest allocation");
         let miner_id = self.assigned(&order).expect("allocated");

@@ -59,7 +59,11 @@ fn spec_6_1_leader_cannot_invent_orders_ratings_or_claims() {
     let leader = net.leader().keys.clone();
 
     // An order out of thin air.
-    let put = Message::PutOrder(PutOrder { service: TEXT.into(), mode: OrderMode::Free, payload: Payload::Inline(b"x".to_vec()) });
+    let put = Message::PutOrder(PutOrder {
+        service: TEXT.into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(b"x".to_vec()),
+    });
     let entry = forged(&net, &leader, &alice, put.clone());
     assert_eq!(apply_rejected(&mut net, "bad_signature", &entry), Rejection::BadSignature(alice.id));
     assert!(net.ledger.orders.is_empty());
@@ -112,10 +116,13 @@ fn spec_6_2_leader_allocation_is_verified_by_every_replica() {
     bent.miners[0] = other;
     let err = expect_rejected(&mut net, "allocation_mismatch", |n| n.submit_as_coordinator(0, Message::Allocate(bent)));
     assert_eq!(err.misbehaving_coordinator(), Some(net.leader().keys.id));
-    assert!(matches!(err, Rejection::AllocationMismatch { claimed, expected: Some(e), .. } if claimed == other && e == honest_miner));
+    assert!(
+        matches!(err, Rejection::AllocationMismatch { claimed, expected: Some(e), .. } if claimed == other && e == honest_miner)
+    );
 
     // Coordinator 1 submitting the leader's proof: the proof does not verify under its VRF key.
-    let err = expect_rejected(&mut net, "bad_vrf_proof", |n| n.submit_as_coordinator(1, Message::Allocate(plan.clone())));
+    let err =
+        expect_rejected(&mut net, "bad_vrf_proof", |n| n.submit_as_coordinator(1, Message::Allocate(plan.clone())));
     assert_eq!(err.misbehaving_coordinator(), Some(net.coordinators[1].keys.id));
 
     net.submit_as_coordinator(0, Message::Allocate(plan)).expect("honest allocation");
@@ -236,7 +243,10 @@ fn spec_6_3_quorum_certificate_and_divergence_evidence() {
     let fx = net.sign_checkpoint(0, 10, root).unwrap();
     assert!(fx.events.iter().all(|e| !matches!(e, Event::CertificateFormed { .. })));
     assert_eq!(net.ledger.checkpoints[&10].signatures.len(), 1);
-    assert_eq!(expect_rejected(&mut net, "already_signed", |n| n.sign_checkpoint(0, 10, root)), Rejection::AlreadySigned(ids[0]));
+    assert_eq!(
+        expect_rejected(&mut net, "already_signed", |n| n.sign_checkpoint(0, 10, root)),
+        Rejection::AlreadySigned(ids[0])
+    );
 
     // A detached signature by another key, or over another height, does not verify.
     let bytes = ledger::checkpoint_signing_bytes(&network, 10, &root);
@@ -259,8 +269,14 @@ fn spec_6_3_quorum_certificate_and_divergence_evidence() {
     assert!(fx.events.contains(&Event::DivergenceRecorded { coordinator: ids[1], height: 10 }));
     assert_eq!(net.ledger.divergence_count, 1);
     let d = net.ledger.divergences.back().unwrap().clone();
-    assert_eq!((d.coordinator, d.height, d.signed_root, d.expected_root, d.equivocation), (ids[1], 10, wrong, root, false));
-    assert!(verify_detached(&ids[1], &ledger::checkpoint_signing_bytes(&network, 10, &wrong), &d.signature), "evidence is checkable");
+    assert_eq!(
+        (d.coordinator, d.height, d.signed_root, d.expected_root, d.equivocation),
+        (ids[1], 10, wrong, root, false)
+    );
+    assert!(
+        verify_detached(&ids[1], &ledger::checkpoint_signing_bytes(&network, 10, &wrong), &d.signature),
+        "evidence is checkable"
+    );
     expect_rejected(&mut net, "already_signed", |n| n.sign_checkpoint(1, 10, wrong));
 
     // Coordinator 0 already signed the right root; signing another one is equivocation.
@@ -359,7 +375,8 @@ fn spec_6_4_payouts_are_certified_by_m_of_c_signatures() {
     // Another coordinator's signature, a root that is not the record's, an unknown epoch.
     expect_rejected(&mut net, "bad_checkpoint_signature", |n| sign(n, 1, 0, root, sig[2]));
     let tampered_root = ledger::payouts_root(0, &tampered);
-    let tampered_sig = net.coordinators[1].keys.sign_detached(&ledger::payouts_signing_bytes(&network, 0, &tampered_root));
+    let tampered_sig =
+        net.coordinators[1].keys.sign_detached(&ledger::payouts_signing_bytes(&network, 0, &tampered_root));
     let err = expect_rejected(&mut net, "payout_mismatch", |n| sign(n, 1, 0, tampered_root, tampered_sig));
     assert_eq!(err.misbehaving_coordinator(), Some(ids[1]));
     let later = net.coordinators[1].keys.sign_detached(&ledger::payouts_signing_bytes(&network, 7, &root));

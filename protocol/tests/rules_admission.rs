@@ -18,7 +18,8 @@ const NON_NATIVE: AssetId = AssetId(1);
 
 /// Applies `entry`, expects a rejection and checks that nothing changed.
 fn reject(net: &mut TestNet, entry: &Entry) -> Rejection {
-    let (root, height, now, digest) = (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
+    let (root, height, now, digest) =
+        (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
     let err = net.ledger.apply(entry).expect_err("the entry must be rejected");
     assert_eq!(net.ledger.root, root, "rejected entry ({err}) moved the root");
     assert_eq!(net.ledger.height, height, "rejected entry ({err}) moved the height");
@@ -40,7 +41,11 @@ fn reject_msg(net: &mut TestNet, who: &Keys, message: Message) -> Rejection {
 }
 
 fn put_msg(service: &str) -> Message {
-    Message::PutOrder(PutOrder { service: service.into(), mode: OrderMode::Free, payload: Payload::Inline(b"prompt".to_vec()) })
+    Message::PutOrder(PutOrder {
+        service: service.into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(b"prompt".to_vec()),
+    })
 }
 
 fn faucet_msg(asset: AssetId, amount: u128) -> Message {
@@ -225,7 +230,11 @@ fn spec3_oversized_body_is_rejected() {
     let mut net = TestNet::new();
     let alice = net.client("alice");
     let big = |n: usize| {
-        Message::PutOrder(PutOrder { service: TEXT.into(), mode: OrderMode::Free, payload: Payload::Inline(vec![7u8; n]) })
+        Message::PutOrder(PutOrder {
+            service: TEXT.into(),
+            mode: OrderMode::Free,
+            payload: Payload::Inline(vec![7u8; n]),
+        })
     };
 
     let over = big(MAX_BODY_BYTES);
@@ -709,8 +718,9 @@ fn spec5_2_frozen_client_may_still_pay() {
     let pat = net.client_with_stake("pat", unit);
     assert_eq!(flood(&mut net, &pat, TEXT, 11), 10);
     net.faucet(&pat, AssetId::NATIVE, 3 * TOKEN);
-    let paid: OrderId =
-        net.put(&pat, TEXT, OrderMode::Charged { price: 2 * TOKEN, miner: None }).expect("paid orders are not throttled");
+    let paid: OrderId = net
+        .put(&pat, TEXT, OrderMode::Charged { price: 2 * TOKEN, miner: None })
+        .expect("paid orders are not throttled");
     assert_eq!(net.ledger.order(&paid).unwrap().escrow, 2 * TOKEN);
     assert_eq!(net.ledger.account(&pat.id).unwrap().balance(AssetId::NATIVE), TOKEN);
     assert_eq!(reject_msg(&mut net, &pat, put_msg(TEXT)).code(), "frozen");

@@ -19,7 +19,8 @@ const IMAGE: &str = "image-generation";
 
 /// Applies `entry`, expects a rejection and checks that nothing changed.
 fn reject(net: &mut TestNet, entry: &Entry) -> Rejection {
-    let (root, height, now, digest) = (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
+    let (root, height, now, digest) =
+        (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
     let err = net.ledger.apply(entry).expect_err("the entry must be rejected");
     assert_eq!(net.ledger.root, root, "rejected entry ({err}) moved the root");
     assert_eq!(net.ledger.height, height, "rejected entry ({err}) moved the height");
@@ -92,7 +93,7 @@ fn expected_choices(ledger: &Ledger, leader: &ParticipantId, plan: &Allocate) ->
                     .filter(|(id, m)| eligible(ledger, m, &order.service, load[*id]))
                     .map(|(id, m)| (*id, m.reputation_milli as u64))
                     .collect();
-                candidates.sort_by(|a, b| a.0.cmp(&b.0));
+                candidates.sort_by_key(|c| c.0);
                 let weights: Vec<u64> = candidates.iter().map(|c| c.1).collect();
                 select_weighted(u, &weights).map(|k| candidates[k].0)
             }
@@ -183,7 +184,10 @@ fn spec5_3_honest_plan_is_accepted_and_follows_the_avrf_rule() {
         assert_eq!(Some(order.miner.unwrap()), expected[i]);
         assert!(miners.iter().any(|m| Some(m.id) == order.miner));
         let record = order.allocation.as_ref().unwrap();
-        assert_eq!((record.height, record.coordinator, record.draw), (height, leader_id(&net, 0), vrf::draw(&output, i as u32)));
+        assert_eq!(
+            (record.height, record.coordinator, record.draw),
+            (height, leader_id(&net, 0), vrf::draw(&output, i as u32))
+        );
         assert_eq!(order.deadline_ms, deadline);
         allocated.push(Event::OrderAllocated { order: *o, miner: order.miner.unwrap() });
     }
@@ -208,9 +212,19 @@ fn spec5_3_every_replica_computes_the_same_miner() {
     let mut replica = TestNet::new().ledger;
     let miners: Vec<Keys> = (0..4).map(|i| Keys::from_name(&format!("replica-miner-{i}"))).collect();
     for (i, m) in miners.iter().enumerate() {
-        feed(&mut net, &mut replica, m, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: MINER_COLLATERAL }));
+        feed(
+            &mut net,
+            &mut replica,
+            m,
+            Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: MINER_COLLATERAL }),
+        );
         let offer = ServiceOffer { service: TEXT.into(), price_per_request: 0, subscription_price: None };
-        let register = RegisterMiner { collateral: MINER_COLLATERAL, capacity: 2 + i as u32, endpoint: format!("http://m{i}"), services: vec![offer] };
+        let register = RegisterMiner {
+            collateral: MINER_COLLATERAL,
+            capacity: 2 + i as u32,
+            endpoint: format!("http://m{i}"),
+            services: vec![offer],
+        };
         feed(&mut net, &mut replica, m, Message::RegisterMiner(register));
     }
     let clients: Vec<Keys> = (0..2).map(|i| Keys::from_name(&format!("replica-client-{i}"))).collect();
@@ -219,7 +233,11 @@ fn spec5_3_every_replica_computes_the_same_miner() {
         feed(&mut net, &mut replica, c, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: 100 * TOKEN }));
         feed(&mut net, &mut replica, c, Message::AcquirePass(AcquirePass {}));
     }
-    let put = Message::PutOrder(PutOrder { service: TEXT.into(), mode: OrderMode::Free, payload: Payload::Inline(b"p".to_vec()) });
+    let put = Message::PutOrder(PutOrder {
+        service: TEXT.into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(b"p".to_vec()),
+    });
     let mut orders = Vec::new();
     for i in 0..8 {
         net.advance(10);
@@ -246,7 +264,8 @@ fn spec5_3_every_replica_computes_the_same_miner() {
     cheat.miners[0] = miners.iter().map(|m| m.id).find(|id| *id != plan.miners[0]).unwrap();
     let bad = net.entry(&c0, Message::Allocate(cheat));
     let roots = (net.ledger.root, replica.root, restored.root);
-    let errors = [net.ledger.apply(&bad).unwrap_err(), replica.apply(&bad).unwrap_err(), restored.apply(&bad).unwrap_err()];
+    let errors =
+        [net.ledger.apply(&bad).unwrap_err(), replica.apply(&bad).unwrap_err(), restored.apply(&bad).unwrap_err()];
     assert_eq!(errors[0].code(), "allocation_mismatch");
     assert!(errors.iter().all(|e| *e == errors[0]));
     assert_eq!(roots, (net.ledger.root, replica.root, restored.root));
@@ -289,7 +308,10 @@ fn spec5_3_plan_allocation_is_deterministic() {
         net.put_free(&alice, TEXT);
         let first = net.ledger.plan_allocation(&net.coordinators[0].vrf, 2).unwrap();
         let second = net.ledger.plan_allocation(&net.coordinators[0].vrf, 2).unwrap();
-        assert_eq!((&first.orders, &first.miners, first.vrf.pre_output), (&second.orders, &second.miners, second.vrf.pre_output));
+        assert_eq!(
+            (&first.orders, &first.miners, first.vrf.pre_output),
+            (&second.orders, &second.miners, second.vrf.pre_output)
+        );
         assert_eq!(first.vrf.proof, second.vrf.proof, "VRF proof bytes differ between two plans of the same state");
         net.submit_as_coordinator(0, Message::Allocate(first)).unwrap();
         let _ = miners;
@@ -316,7 +338,10 @@ fn spec5_3_leader_allocating_to_the_wrong_miner_is_caught() {
         cheat.miners[0] = wrong;
         let err = reject_allocation(&mut net, 0, cheat);
         assert_eq!(err.code(), "allocation_mismatch");
-        assert_eq!(err, Rejection::AllocationMismatch { leader: leader_id(&net, 0), order, claimed: wrong, expected: Some(right) });
+        assert_eq!(
+            err,
+            Rejection::AllocationMismatch { leader: leader_id(&net, 0), order, claimed: wrong, expected: Some(right) }
+        );
         assert_eq!(err.misbehaving_coordinator(), Some(leader_id(&net, 0)));
         assert_eq!(net.ledger.order(&order).unwrap().status, OrderStatus::Pending);
     }
@@ -478,7 +503,11 @@ fn spec5_3_unregistering_miner_is_never_chosen() {
     let err = reject_msg(
         &mut net,
         &alice,
-        Message::PutOrder(PutOrder { service: TEXT.into(), mode: charged_to(&leaving, 1), payload: Payload::Inline(vec![1]) }),
+        Message::PutOrder(PutOrder {
+            service: TEXT.into(),
+            mode: charged_to(&leaving, 1),
+            payload: Payload::Inline(vec![1]),
+        }),
     );
     assert_eq!(err.code(), "unknown_miner");
 
@@ -551,7 +580,10 @@ fn spec5_3_no_ready_miner_leaves_the_order_pending() {
     let (_, proof) = net.coordinators[0].vrf.prove(&input);
     let forced = Allocate { orders: vec![order], miners: vec![miner.id], vrf: proof };
     let err = reject_allocation(&mut net, 0, forced);
-    assert_eq!(err, Rejection::AllocationMismatch { leader: leader_id(&net, 0), order, claimed: miner.id, expected: None });
+    assert_eq!(
+        err,
+        Rejection::AllocationMismatch { leader: leader_id(&net, 0), order, claimed: miner.id, expected: None }
+    );
 
     // Nobody offers images: that order is left out and the text order is not blocked by it.
     let picture = net.put_free(&alice, IMAGE);
@@ -620,7 +652,15 @@ fn spec5_3_charged_order_with_a_pre_specified_miner_goes_to_that_miner() {
     let mut cheat = honest.clone();
     cheat.miners[4] = a.id;
     let err = reject_allocation(&mut net, 0, cheat);
-    assert_eq!(err, Rejection::AllocationMismatch { leader: leader_id(&net, 0), order: orders[4], claimed: a.id, expected: Some(chosen.id) });
+    assert_eq!(
+        err,
+        Rejection::AllocationMismatch {
+            leader: leader_id(&net, 0),
+            order: orders[4],
+            claimed: a.id,
+            expected: Some(chosen.id)
+        }
+    );
 
     net.submit_as_coordinator(0, Message::Allocate(honest)).unwrap();
     for o in &orders {
@@ -658,7 +698,8 @@ fn spec5_3_batch_updates_in_flight_between_draws() {
         let state = net.ledger.miner(&m.id).unwrap();
         assert_eq!((state.in_flight, state.capacity), (2, 2));
     }
-    let pending: Vec<&OrderId> = orders.iter().filter(|o| net.ledger.order(o).unwrap().status == OrderStatus::Pending).collect();
+    let pending: Vec<&OrderId> =
+        orders.iter().filter(|o| net.ledger.order(o).unwrap().status == OrderStatus::Pending).collect();
     assert_eq!(pending.len(), 2);
     assert!(net.ledger.plan_allocation(&net.coordinators[0].vrf, 8).is_none(), "everyone is busy");
     net.ledger.check_invariants().unwrap();
@@ -676,14 +717,20 @@ fn spec5_3_batch_updates_in_flight_between_draws() {
     let err = reject_allocation(&mut net, 0, overfill);
     assert_eq!(
         err,
-        Rejection::AllocationMismatch { leader: leader_id(&net, 0), order: two[1], claimed: honest.miners[0], expected: Some(honest.miners[1]) }
+        Rejection::AllocationMismatch {
+            leader: leader_id(&net, 0),
+            order: two[1],
+            claimed: honest.miners[0],
+            expected: Some(honest.miners[1])
+        }
     );
     // An order listed twice is a malformed batch (even with a valid proof for that batch).
     let mut doubled = honest.clone();
     doubled.orders[1] = doubled.orders[0];
     let input = vrf::allocation_input(&batch_hash(&doubled.orders), &net.ledger.last_checkpoint_root);
     doubled.vrf = net.coordinators[0].vrf.prove(&input).1;
-    doubled.miners = expected_choices(&net.ledger, &leader_id(&net, 0), &doubled).into_iter().map(|m| m.unwrap()).collect();
+    doubled.miners =
+        expected_choices(&net.ledger, &leader_id(&net, 0), &doubled).into_iter().map(|m| m.unwrap()).collect();
     assert_eq!(reject_allocation(&mut net, 0, doubled).code(), "malformed_batch");
     net.submit_as_coordinator(0, Message::Allocate(honest)).unwrap();
     assert!(small.iter().all(|m| net.ledger.miner(&m.id).unwrap().in_flight == 1));
@@ -771,13 +818,21 @@ fn spec5_10_register_locks_collateral() {
     let rex = Keys::from_name("rex");
     net.faucet(&rex, AssetId::NATIVE, 150 * TOKEN);
     let offer = ServiceOffer { service: TEXT.into(), price_per_request: 3, subscription_price: None };
-    let register = RegisterMiner { collateral: 120 * TOKEN, capacity: 3, endpoint: "http://rex".into(), services: vec![offer.clone()] };
+    let register = RegisterMiner {
+        collateral: 120 * TOKEN,
+        capacity: 3,
+        endpoint: "http://rex".into(),
+        services: vec![offer.clone()],
+    };
     let fx = net.submit(&rex, Message::RegisterMiner(register.clone())).unwrap();
     assert_eq!(fx.events, vec![Event::MinerRegistered { miner: rex.id }]);
     assert_eq!(net.ledger.account(&rex.id).unwrap().balance(AssetId::NATIVE), 30 * TOKEN);
     let m = net.ledger.miner(&rex.id).unwrap();
     assert_eq!(m.collateral, 120 * TOKEN);
-    assert_eq!((m.status, m.capacity, m.endpoint.as_str(), m.online, m.ejected), (MinerStatus::Active, 3, "http://rex", true, false));
+    assert_eq!(
+        (m.status, m.capacity, m.endpoint.as_str(), m.online, m.ejected),
+        (MinerStatus::Active, 3, "http://rex", true, false)
+    );
     assert_eq!(m.services.get(TEXT), Some(&offer));
     assert_eq!((m.in_flight, m.reputation_milli), (0, 50_000));
 

@@ -57,7 +57,12 @@ fn register(net: &mut TestNet, name: &str, offers: &[(&str, Amount, Option<Amoun
         .collect();
     net.submit(
         &k,
-        Message::RegisterMiner(RegisterMiner { collateral, capacity: 16, endpoint: format!("http://127.0.0.1/{name}"), services }),
+        Message::RegisterMiner(RegisterMiner {
+            collateral,
+            capacity: 16,
+            endpoint: format!("http://127.0.0.1/{name}"),
+            services,
+        }),
     )
     .expect("register");
     k
@@ -86,7 +91,13 @@ fn spec_5_9_charged_order_escrows_then_pays_miner_minus_fee() {
     assert_eq!(fee, 24_691, "floor(1_234_567 * 20_000 / 1e6)");
 
     // More than the balance cannot be escrowed.
-    let err = put_rejected(&mut net, "insufficient_balance", &payer, TEXT, OrderMode::Charged { price: 11 * TOKEN, miner: None });
+    let err = put_rejected(
+        &mut net,
+        "insufficient_balance",
+        &payer,
+        TEXT,
+        OrderMode::Charged { price: 11 * TOKEN, miner: None },
+    );
     assert_eq!(err, Rejection::InsufficientBalance { needed: 11 * TOKEN, available: 10 * TOKEN });
 
     let order = net.put(&payer, TEXT, OrderMode::Charged { price, miner: None }).expect("charged order needs no pass");
@@ -151,15 +162,34 @@ fn spec_5_9_prespecified_miner_gets_at_least_its_asking_price() {
     let _cheap: Vec<Keys> = (0..3).map(|i| net.miner(&format!("cheap-{i}"), &[TEXT], 16)).collect();
     let payer = funded(&mut net, "payer", TOKEN);
 
-    let err = put_rejected(&mut net, "price_below_asking", &payer, TEXT, OrderMode::Charged { price: 4_999, miner: Some(pricey.id) });
+    let err = put_rejected(
+        &mut net,
+        "price_below_asking",
+        &payer,
+        TEXT,
+        OrderMode::Charged { price: 4_999, miner: Some(pricey.id) },
+    );
     assert_eq!(err, Rejection::PriceBelowAsking { asking: 5_000 });
     // The miner does not offer the service at all.
-    put_rejected(&mut net, "unknown_service", &payer, IMAGE, OrderMode::Charged { price: 9_999, miner: Some(pricey.id) });
+    put_rejected(
+        &mut net,
+        "unknown_service",
+        &payer,
+        IMAGE,
+        OrderMode::Charged { price: 9_999, miner: Some(pricey.id) },
+    );
     // Unknown miner.
-    put_rejected(&mut net, "unknown_miner", &payer, TEXT, OrderMode::Charged { price: 9_999, miner: Some(ParticipantId([3; 32])) });
+    put_rejected(
+        &mut net,
+        "unknown_miner",
+        &payer,
+        TEXT,
+        OrderMode::Charged { price: 9_999, miner: Some(ParticipantId([3; 32])) },
+    );
 
     for _ in 0..5 {
-        let (order, chosen) = put_and_allocate(&mut net, &payer, TEXT, OrderMode::Charged { price: 5_000, miner: Some(pricey.id) });
+        let (order, chosen) =
+            put_and_allocate(&mut net, &payer, TEXT, OrderMode::Charged { price: 5_000, miner: Some(pricey.id) });
         assert_eq!(chosen, pricey.id, "a pre-specified order goes to that miner");
         let fx = net.claim(&pricey, order, b"output").unwrap();
         assert!(fx.events.contains(&Event::Paid { miner: pricey.id, amount: 4_900, fee: 100 }));
@@ -207,7 +237,8 @@ fn spec_5_9_subscription_pays_up_front_and_routes_orders_while_active() {
 
     // Subscription orders: accepted, no escrow, always to the subscribed miner.
     for _ in 0..6 {
-        let (order, chosen) = put_and_allocate(&mut net, &client, TEXT, OrderMode::Subscription { miner: sub_miner.id });
+        let (order, chosen) =
+            put_and_allocate(&mut net, &client, TEXT, OrderMode::Subscription { miner: sub_miner.id });
         assert_eq!(chosen, sub_miner.id);
         assert_eq!(net.ledger.order(&order).unwrap().escrow, 0);
         let fx = net.claim(&sub_miner, order, b"output").unwrap();
@@ -230,7 +261,13 @@ fn spec_5_9_subscription_pays_up_front_and_routes_orders_while_active() {
 }
 
 /// The provider listing score as documented in listing.rs, computed independently.
-fn documented_score(reputation_milli: u32, subscribers: u32, collateral: Amount, min_collateral: Amount, services: usize) -> u64 {
+fn documented_score(
+    reputation_milli: u32,
+    subscribers: u32,
+    collateral: Amount,
+    min_collateral: Amount,
+    services: usize,
+) -> u64 {
     let rating = (reputation_milli as u64).min(100_000);
     let subs = (subscribers as u64 * 1_000).min(100_000);
     let stake = ((collateral * 100_000) / (10 * min_collateral)).min(100_000) as u64;
@@ -256,7 +293,8 @@ fn spec_5_9_provider_listing_ranks_by_documented_score() {
 
     // One Good rating for `rated` (through a pre-specified order), three subscribers for `popular`.
     let rater = funded(&mut net, "rater", TOKEN);
-    let (order, chosen) = put_and_allocate(&mut net, &rater, TEXT, OrderMode::Charged { price: 10, miner: Some(rated.id) });
+    let (order, chosen) =
+        put_and_allocate(&mut net, &rater, TEXT, OrderMode::Charged { price: 10, miner: Some(rated.id) });
     assert_eq!(chosen, rated.id);
     net.claim(&rated, order, b"output").unwrap();
     net.rate(&rater, order, Rating::Good).unwrap();
@@ -271,7 +309,10 @@ fn spec_5_9_provider_listing_ranks_by_documented_score() {
     for row in &listing {
         let m = net.ledger.miner(&row.miner).unwrap();
         assert_eq!(row.score, documented_score(m.reputation_milli, m.subscribers, m.collateral, min, m.services.len()));
-        assert_eq!((row.reputation_milli, row.subscribers, row.collateral), (m.reputation_milli, m.subscribers, m.collateral));
+        assert_eq!(
+            (row.reputation_milli, row.subscribers, row.collateral),
+            (m.reputation_milli, m.subscribers, m.collateral)
+        );
         assert_eq!(row.services, m.services.keys().cloned().collect::<Vec<_>>());
     }
     let scores: Vec<(ParticipantId, u64)> = listing.iter().map(|r| (r.miner, r.score)).collect();
@@ -331,9 +372,14 @@ fn spec_5_11_stake_weighted_votes_quorum_and_threshold() {
     let free_rider = funded(&mut net, "free-rider", 1_000 * TOKEN); // free balance is not either
 
     let action = ProposalAction::SetParam(ParamChange::CoordinatorFeePpm(50_000));
-    assert_eq!(expect_rejected(&mut net, "no_voting_power", |n| propose(n, &free_rider, action.clone())), Rejection::NoVotingPower);
+    assert_eq!(
+        expect_rejected(&mut net, "no_voting_power", |n| propose(n, &free_rider, action.clone())),
+        Rejection::NoVotingPower
+    );
     expect_rejected(&mut net, "no_voting_power", |n| propose(n, &miner, action.clone()));
-    expect_rejected(&mut net, "invalid_proposal", |n| propose(n, &whale, ProposalAction::SetParam(ParamChange::AbuseWindow(0))));
+    expect_rejected(&mut net, "invalid_proposal", |n| {
+        propose(n, &whale, ProposalAction::SetParam(ParamChange::AbuseWindow(0)))
+    });
     expect_rejected(&mut net, "unknown_proposal", |n| vote(n, &alice, 0, true));
 
     let opened = net.now_ms;

@@ -159,7 +159,10 @@ fn spec_5_5_ratings_only_on_completed_orders_by_their_client_once() {
     expect_rejected(&mut net, "not_order_owner", |n| n.rate(&m, order, Rating::Good));
     // Unknown order.
     let bogus = OrderId([9; 32]);
-    assert_eq!(expect_rejected(&mut net, "unknown_order", |n| n.rate(&alice, bogus, Rating::Good)), Rejection::UnknownOrder(bogus));
+    assert_eq!(
+        expect_rejected(&mut net, "unknown_order", |n| n.rate(&alice, bogus, Rating::Good)),
+        Rejection::UnknownOrder(bogus)
+    );
 
     // The client rates once.
     net.rate(&alice, order, Rating::Good).expect("first rating");

@@ -42,7 +42,13 @@ fn contribution(net: &TestNet, miner: &ParticipantId) -> u128 {
 
 /// Puts an order in `mode`, allocates it and has whichever miner was chosen claim it.
 /// Returns the order, the miner and the claim's effects.
-fn serve_mode(net: &mut TestNet, client: &Keys, miners: &[Keys], service: &str, mode: OrderMode) -> (OrderId, Keys, Effects) {
+fn serve_mode(
+    net: &mut TestNet,
+    client: &Keys,
+    miners: &[Keys],
+    service: &str,
+    mode: OrderMode,
+) -> (OrderId, Keys, Effects) {
     let order = net.put(client, service, mode).expect("order admitted");
     net.allocate(1).expect("a miner is ready").expect("honest allocation");
     let id = net.assigned(&order).expect("allocated");
@@ -151,7 +157,10 @@ fn spec_5_7_early_close_and_wrong_payouts_are_refused() {
 
     // Not the open epoch.
     let msg = Message::CloseEpoch(CloseEpoch { epoch: 1, payouts: honest.clone() });
-    assert_eq!(expect_rejected(&mut net, "wrong_epoch", |n| n.submit_as_coordinator(0, msg)), Rejection::WrongEpoch { open: 0, got: 1 });
+    assert_eq!(
+        expect_rejected(&mut net, "wrong_epoch", |n| n.submit_as_coordinator(0, msg)),
+        Rejection::WrongEpoch { open: 0, got: 1 }
+    );
 
     // The leader shifts one unit from one miner to the other: every replica recomputes.
     let mut shifted = honest.clone();
@@ -326,7 +335,8 @@ fn reward_gaming_by_fake_orders_is_diluted_by_avrf_and_capped_by_stake() {
     let p = net.ledger.params.clone();
     let until = (window_start + p.freeze_ms).max(window_start + p.rate_window_ms);
     assert_eq!(net.ledger.account(&evil_client.id).unwrap().frozen_until_ms, until);
-    let err = expect_rejected(&mut net, "frozen", |n| n.put(&evil_client, TEXT, OrderMode::Free).map(|_| Effects::default()));
+    let err =
+        expect_rejected(&mut net, "frozen", |n| n.put(&evil_client, TEXT, OrderMode::Free).map(|_| Effects::default()));
     assert_eq!(err, Rejection::Frozen { until_ms: until });
     // Ten times the volume needs ten times the locked stake.
     let whale = net.client_with_stake("whale", 1_000 * TOKEN);
@@ -372,8 +382,14 @@ fn spec_5_8_report_is_cleared_by_one_good_probe() {
     net.rate(&alice, order, Rating::Bad).unwrap();
 
     // A client cannot report someone else's order; nobody can probe without a report.
-    assert_eq!(expect_rejected(&mut net, "not_order_owner", |n| report(n, &bob, order)), Rejection::NotOrderOwner(order));
-    assert_eq!(expect_rejected(&mut net, "no_open_report", |n| probe(n, 0, order, false, [0; 32])), Rejection::NoOpenReport(order));
+    assert_eq!(
+        expect_rejected(&mut net, "not_order_owner", |n| report(n, &bob, order)),
+        Rejection::NotOrderOwner(order)
+    );
+    assert_eq!(
+        expect_rejected(&mut net, "no_open_report", |n| probe(n, 0, order, false, [0; 32])),
+        Rejection::NoOpenReport(order)
+    );
 
     let fx = report(&mut net, &alice, order).expect("report a rated order");
     assert!(fx.events.contains(&Event::ReportOpened { order }));
@@ -386,7 +402,10 @@ fn spec_5_8_report_is_cleared_by_one_good_probe() {
     let c1 = net.coordinators[1].keys.id;
     let fx = probe(&mut net, 1, order, false, [0; 32]).unwrap();
     assert!(fx.events.contains(&Event::ProbeFailed { order, coordinator: c1, failures: 1 }));
-    assert_eq!(expect_rejected(&mut net, "already_signed", |n| probe(n, 1, order, false, [0; 32])), Rejection::AlreadySigned(c1));
+    assert_eq!(
+        expect_rejected(&mut net, "already_signed", |n| probe(n, 1, order, false, [0; 32])),
+        Rejection::AlreadySigned(c1)
+    );
     // "Delivered" with the wrong bytes is a failure too.
     let fx = probe(&mut net, 2, order, true, output_hash(b"something else")).unwrap();
     assert!(fx.events.contains(&Event::ProbeFailed { order, coordinator: net.coordinators[2].keys.id, failures: 2 }));
@@ -512,7 +531,6 @@ fn spec_5_8_invalidation_quorum_follows_cluster_size() {
         net.ledger.check_invariants().unwrap();
     }
 }
-
 
 /// SPEC 5.8 with a governance change (SPEC 5.11) of `probe_window_ms` while a report is open:
 /// once one good probe clears the report, nothing of it may remain: no pending deadline, and

@@ -42,7 +42,8 @@ impl Ledger {
         if m.amount == 0 {
             return Err(Rejection::ZeroAmount);
         }
-        let acc = self.accounts.get(&ctx.signer).ok_or(Rejection::InsufficientBalance { needed: m.amount, available: 0 })?;
+        let acc =
+            self.accounts.get(&ctx.signer).ok_or(Rejection::InsufficientBalance { needed: m.amount, available: 0 })?;
         if acc.pass == PassState::Releasing {
             return Err(Rejection::PassReleasing);
         }

@@ -19,7 +19,11 @@ impl Ledger {
             return Err(Rejection::NotOrderOwner(m.order));
         }
         if !matches!(order.status, OrderStatus::Completed | OrderStatus::Rated) {
-            return Err(Rejection::WrongOrderStatus { order: m.order, status: order.status.name(), expected: "completed" });
+            return Err(Rejection::WrongOrderStatus {
+                order: m.order,
+                status: order.status.name(),
+                expected: "completed",
+            });
         }
         if order.reported {
             return Err(Rejection::ReportAlreadyOpen(m.order));

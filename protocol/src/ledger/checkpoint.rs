@@ -44,7 +44,12 @@ impl Ledger {
     /// A coordinator's checkpoint signature: counts toward a certificate if its root matches,
     /// otherwise is kept as divergence (or equivocation) evidence. Either way it is accepted: a
     /// validly signed wrong root is exactly the proof outside parties need.
-    pub(super) fn sign_checkpoint(&mut self, ctx: &Ctx<'_>, m: SignCheckpoint, fx: &mut Effects) -> Result<(), Rejection> {
+    pub(super) fn sign_checkpoint(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: SignCheckpoint,
+        fx: &mut Effects,
+    ) -> Result<(), Rejection> {
         let bytes = checkpoint_signing_bytes(&self.network_id, m.height, &m.root);
         if !verify_detached(&ctx.signer, &bytes, &m.signature) {
             return Err(Rejection::BadCheckpointSignature);

@@ -1,7 +1,7 @@
 //! Contributions and epoch close (SPEC 5.7, paper eq. 3 and 4) and m-of-c payout signatures
 //! (SPEC 6.4). Every replica recomputes the payouts the leader proposes.
 
-use super::{credit, Ctx, EpochRecord, Effects, Event, Ledger, OpenEpoch, MAX_EPOCHS_RETAINED};
+use super::{credit, Ctx, Effects, EpochRecord, Event, Ledger, OpenEpoch, MAX_EPOCHS_RETAINED};
 use crate::envelope::verify_detached;
 use crate::error::Rejection;
 use crate::hash::{hash_parts, merkle_root};
@@ -32,7 +32,8 @@ impl Ledger {
         if contributions.is_empty() {
             return (reward, Vec::new());
         }
-        let payouts = rules::split_rewards(&contributions, reward).into_iter().map(|(id, a)| (ParticipantId(id), a)).collect();
+        let payouts =
+            rules::split_rewards(&contributions, reward).into_iter().map(|(id, a)| (ParticipantId(id), a)).collect();
         (reward, payouts)
     }
 
@@ -102,7 +103,10 @@ impl Ledger {
             return Err(Rejection::BadCheckpointSignature);
         }
         let quorum = self.quorum();
-        let record = self.closed_epochs.get_mut(&m.epoch).ok_or(Rejection::WrongEpoch { open: self.epoch.number, got: m.epoch })?;
+        let record = self
+            .closed_epochs
+            .get_mut(&m.epoch)
+            .ok_or(Rejection::WrongEpoch { open: self.epoch.number, got: m.epoch })?;
         if record.payouts_root != m.payouts_root {
             return Err(Rejection::PayoutMismatch { leader: ctx.signer, epoch: m.epoch });
         }

@@ -37,7 +37,10 @@ impl Ledger {
             }
             ProposalAction::SetCoordinators { coordinators } => {
                 let unique: BTreeSet<_> = coordinators.iter().map(|c| c.id).collect();
-                if coordinators.is_empty() || coordinators.len() > MAX_COORDINATORS || unique.len() != coordinators.len() {
+                if coordinators.is_empty()
+                    || coordinators.len() > MAX_COORDINATORS
+                    || unique.len() != coordinators.len()
+                {
                     return Err(Rejection::InvalidProposal("coordinator set must hold 1 to 16 distinct members"));
                 }
             }
@@ -58,7 +61,14 @@ impl Ledger {
         let ends_ms = ctx.now.saturating_add(self.params.voting_period_ms);
         self.proposals.insert(
             id,
-            Proposal { proposer: ctx.signer, action: m.action, opened_ms: ctx.now, ends_ms, votes: BTreeMap::new(), closed: None },
+            Proposal {
+                proposer: ctx.signer,
+                action: m.action,
+                opened_ms: ctx.now,
+                ends_ms,
+                votes: BTreeMap::new(),
+                closed: None,
+            },
         );
         self.proposal_deadlines.insert((ends_ms, id));
         fx.events.push(Event::ProposalOpened { id });
@@ -144,7 +154,7 @@ impl Ledger {
                 }
             }
             ProposalAction::SetCoordinators { mut coordinators } => {
-                coordinators.sort_by(|a, b| a.id.cmp(&b.id));
+                coordinators.sort_by_key(|c| c.id);
                 coordinators.dedup_by(|a, b| a.id == b.id);
                 if !coordinators.is_empty() {
                     self.coordinators = coordinators;

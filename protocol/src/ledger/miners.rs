@@ -10,7 +10,12 @@ use std::collections::BTreeMap;
 impl Ledger {
     /// `Miner.RegisterResource`: locks collateral, declares services, capacity and endpoint.
     /// A miner that unregistered may register again and keeps its reputation and history.
-    pub(super) fn register_miner(&mut self, ctx: &Ctx<'_>, m: RegisterMiner, fx: &mut Effects) -> Result<(), Rejection> {
+    pub(super) fn register_miner(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: RegisterMiner,
+        fx: &mut Effects,
+    ) -> Result<(), Rejection> {
         if let Some(existing) = self.miners.get(&ctx.signer) {
             if existing.ejected {
                 return Err(Rejection::MinerEjected(ctx.signer));
@@ -105,7 +110,12 @@ impl Ledger {
         fx.events.push(Event::MinerUnregistered { miner: *id, collateral_returned: collateral });
     }
 
-    pub(super) fn set_availability(&mut self, ctx: &Ctx<'_>, m: SetAvailability, fx: &mut Effects) -> Result<(), Rejection> {
+    pub(super) fn set_availability(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: SetAvailability,
+        fx: &mut Effects,
+    ) -> Result<(), Rejection> {
         let miner = self
             .miners
             .get_mut(&ctx.signer)

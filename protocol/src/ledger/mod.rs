@@ -442,7 +442,7 @@ impl Ledger {
             return Err(Rejection::InvalidGenesis("abuse_window out of range"));
         }
         let mut coordinators = g.coordinators;
-        coordinators.sort_by(|a, b| a.id.cmp(&b.id));
+        coordinators.sort_by_key(|c| c.id);
         coordinators.dedup_by(|a, b| a.id == b.id);
         let genesis_root = hash_parts("genesis", &[&codec::to_bytes(&(&g.network_id, &g.params, &coordinators))]);
         Ok(Ledger {

@@ -225,7 +225,11 @@ impl Ledger {
             }
             let order = self.orders.get(id).ok_or(Rejection::UnknownOrder(*id))?;
             if order.status != OrderStatus::Pending {
-                return Err(Rejection::WrongOrderStatus { order: *id, status: order.status.name(), expected: "pending" });
+                return Err(Rejection::WrongOrderStatus {
+                    order: *id,
+                    status: order.status.name(),
+                    expected: "pending",
+                });
             }
             let u = vrf::draw(vrf_output, i as u32);
             let expected = self.choose_miner(order, u, &in_flight);
@@ -345,7 +349,11 @@ impl Ledger {
             let (output, proof) = vrf_secret.prove(&input);
             match self.replay_batch(&batch, None, &output) {
                 Ok(chosen) => {
-                    return Some(Allocate { orders: batch, miners: chosen.into_iter().map(|c| c.0).collect(), vrf: proof })
+                    return Some(Allocate {
+                        orders: batch,
+                        miners: chosen.into_iter().map(|c| c.0).collect(),
+                        vrf: proof,
+                    })
                 }
                 // Drop the first order nobody can serve and draw again: the batch changed.
                 Err(Rejection::AllocationMismatch { order, .. }) => lookahead.retain(|o| *o != order),
@@ -358,7 +366,11 @@ impl Ledger {
     pub(super) fn claim(&mut self, ctx: &Ctx<'_>, m: Claim, fx: &mut Effects) -> Result<(), Rejection> {
         let order = self.orders.get(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
         if order.status != OrderStatus::Allocated {
-            return Err(Rejection::WrongOrderStatus { order: m.order, status: order.status.name(), expected: "allocated" });
+            return Err(Rejection::WrongOrderStatus {
+                order: m.order,
+                status: order.status.name(),
+                expected: "allocated",
+            });
         }
         let assigned = order.miner.expect("allocated orders have a miner");
         if assigned != ctx.signer {

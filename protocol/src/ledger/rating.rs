@@ -29,7 +29,11 @@ impl Ledger {
             return Err(Rejection::NotOrderOwner(m.order));
         }
         if order.status != OrderStatus::Completed {
-            return Err(Rejection::WrongOrderStatus { order: m.order, status: order.status.name(), expected: "completed" });
+            return Err(Rejection::WrongOrderStatus {
+                order: m.order,
+                status: order.status.name(),
+                expected: "completed",
+            });
         }
         let acc = self.accounts.get(&ctx.signer).expect("order owner has an account");
         if ctx.now < acc.rater.restricted_until_ms {
