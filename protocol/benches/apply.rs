@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingM
 use deai_protocol::codec;
 use deai_protocol::envelope::{self, SignedEnvelope};
 use deai_protocol::hash::hash_parts;
-use deai_protocol::ledger::{Effects, Entry, Event};
+use deai_protocol::ledger::{self, Effects, Entry, Event};
 use deai_protocol::message::{Claim, Message, MessageKind, OrderMode, Payload, PutOrder, Rate};
 use deai_protocol::params::TOKEN;
 use deai_protocol::rules;
@@ -281,11 +281,10 @@ fn parts(c: &mut Criterion) {
     g.bench_function("encode_envelope_put", |b| b.iter(|| codec::to_bytes(black_box(env))));
     g.bench_function("encode_envelope_allocate64", |b| b.iter(|| codec::to_bytes(black_box(&alloc.envelope))));
     let fx = Effects { events: vec![Event::OrderPlaced { order: Ledger::order_id_of(env), client: env.signer }] };
-    let env_bytes = codec::to_bytes(env);
     let root = [9u8; 32];
     g.bench_function("root_update_put", |b| {
         b.iter(|| {
-            let entry_hash = hash_parts("entry", &[&put.stamped_ms.to_le_bytes(), black_box(&env_bytes)]);
+            let entry_hash = ledger::entry_hash(put.stamped_ms, &black_box(env).digest());
             let effects_hash = hash_parts("effects", &[&codec::to_bytes(black_box(&fx))]);
             hash_parts("root", &[&root, &entry_hash, &effects_hash])
         })

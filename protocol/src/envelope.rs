@@ -76,6 +76,12 @@ impl SignedEnvelope {
         key.verify_strict(&bytes, &sig).map_err(|_| Rejection::BadSignature(self.signer))
     }
 
+    /// `H("envelope", bincode(envelope))`: names the signed envelope. An order's id is the
+    /// digest of the envelope that placed it, and the running root hashes entries through it.
+    pub fn digest(&self) -> crate::types::Digest {
+        crate::hash::hash_parts("envelope", &[&codec::to_bytes(self)])
+    }
+
     /// Framed wire bytes (version byte + bincode).
     pub fn to_wire(&self) -> Vec<u8> {
         codec::encode_framed(self)

@@ -6,22 +6,16 @@ use crate::types::Digest;
 /// Hashes `parts` under the domain `"deai/v1/<what>"`. Each part is length-prefixed so that
 /// different splits of the same bytes never collide.
 pub fn hash_parts(what: &str, parts: &[&[u8]]) -> Digest {
+    const PREFIX: &[u8] = b"deai/v1/";
     let mut h = blake3::Hasher::new();
-    let domain = format_domain(what);
-    h.update(&(domain.len() as u32).to_le_bytes());
-    h.update(domain.as_bytes());
+    h.update(&((PREFIX.len() + what.len()) as u32).to_le_bytes());
+    h.update(PREFIX);
+    h.update(what.as_bytes());
     for p in parts {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
     }
     *h.finalize().as_bytes()
-}
-
-fn format_domain(what: &str) -> String {
-    let mut s = String::with_capacity(8 + what.len());
-    s.push_str("deai/v1/");
-    s.push_str(what);
-    s
 }
 
 /// Merkle root over `leaves` (already hashed), domain-separated for leaves and inner nodes.

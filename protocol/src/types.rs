@@ -35,9 +35,38 @@ pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Orders 32-byte ids exactly as their bytes compare, four big-endian words at a time: ids are
+/// the keys of every large map in the ledger, and this is cheaper than a byte-wise `memcmp`.
+fn cmp_digest(a: &[u8; 32], b: &[u8; 32]) -> std::cmp::Ordering {
+    for i in 0..4 {
+        let x = u64::from_be_bytes(a[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+macro_rules! digest_order {
+    ($t:ty) => {
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                cmp_digest(&self.0, &other.0)
+            }
+        }
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    };
+}
+
 /// A participant (client, miner or coordinator): its ed25519 public key (SPEC 3).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct ParticipantId(pub [u8; 32]);
+digest_order!(ParticipantId);
 
 impl fmt::Display for ParticipantId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -53,8 +82,9 @@ impl fmt::Debug for ParticipantId {
 }
 
 /// An order's id: the hash of the signed envelope that placed it (SPEC 4).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct OrderId(pub Digest);
+digest_order!(OrderId);
 
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -109,6 +139,31 @@ impl Rating {
             Rating::Bad => -1,
             Rating::Fair => 0,
             Rating::Good => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_order_is_byte_order() {
+        let mut ids: Vec<[u8; 32]> = (0u8..=255)
+            .map(|i| {
+                let mut b = [i.wrapping_mul(37); 32];
+                b[i as usize % 32] = i;
+                b[31] = 255 - i;
+                b
+            })
+            .collect();
+        ids.push([0; 32]);
+        ids.push([255; 32]);
+        for a in &ids {
+            for b in &ids {
+                assert_eq!(ParticipantId(*a).cmp(&ParticipantId(*b)), a.cmp(b));
+                assert_eq!(OrderId(*a).cmp(&OrderId(*b)), a.cmp(b));
+            }
         }
     }
 }

@@ -131,7 +131,8 @@ fn spec_6_2_leader_allocation_is_verified_by_every_replica() {
 
 /// `H(root_{i-1} || H(entry_i) || H(effects_i))` with the ledger's domains.
 fn next_root(prev: &Digest, entry: &Entry, fx: &Effects) -> Digest {
-    let entry_hash = hash_parts("entry", &[&entry.stamped_ms.to_le_bytes(), &codec::to_bytes(&entry.envelope)]);
+    let envelope_digest = hash_parts("envelope", &[&codec::to_bytes(&entry.envelope)]);
+    let entry_hash = hash_parts("entry", &[&entry.stamped_ms.to_le_bytes(), &envelope_digest]);
     let effects_hash = hash_parts("effects", &[&codec::to_bytes(fx)]);
     hash_parts("root", &[prev, &entry_hash, &effects_hash])
 }

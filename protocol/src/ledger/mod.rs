@@ -417,7 +417,8 @@ pub(crate) struct Ctx<'a> {
     pub signer: ParticipantId,
     pub now: TimeMs,
     pub envelope: &'a SignedEnvelope,
-    pub envelope_bytes: &'a [u8],
+    /// [`SignedEnvelope::digest`]: the order id of a `PutOrder`.
+    pub envelope_digest: Digest,
     /// Height this entry gets if accepted.
     pub height: u64,
 }
@@ -528,12 +529,12 @@ impl Ledger {
         if env.nonce <= last {
             return Err(Rejection::Replay { signer, nonce: env.nonce, last });
         }
-        let envelope_bytes = codec::to_bytes(env);
+        let envelope_digest = env.digest();
         let ctx = Ctx {
             signer,
             now: self.now_ms.max(entry.stamped_ms),
             envelope: env,
-            envelope_bytes: &envelope_bytes,
+            envelope_digest,
             height: self.height + 1,
         };
         let mut fx = Effects::default();
@@ -546,7 +547,7 @@ impl Ledger {
         if self.height % self.params.checkpoint_every == 0 {
             fx.events.push(Event::CheckpointDue { height: self.height });
         }
-        let entry_hash = hash_parts("entry", &[&entry.stamped_ms.to_le_bytes(), &envelope_bytes]);
+        let entry_hash = entry_hash(entry.stamped_ms, &envelope_digest);
         let effects_hash = hash_parts("effects", &[&codec::to_bytes(&fx)]);
         self.root = hash_parts("root", &[&self.root, &entry_hash, &effects_hash]);
         if self.height % self.params.checkpoint_every == 0 {
@@ -626,7 +627,7 @@ impl Ledger {
 
     /// The order id an accepted `PutOrder` envelope gets: the hash of the signed envelope.
     pub fn order_id_of(envelope: &SignedEnvelope) -> OrderId {
-        OrderId(hash_parts("order", &[&codec::to_bytes(envelope)]))
+        OrderId(envelope.digest())
     }
 
     /// Deterministic snapshot: the encoded state behind a version byte.
@@ -762,6 +763,11 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// `H(entry_i)` of the running root: `H("entry", stamped_ms LE, envelope digest)`.
+pub fn entry_hash(stamped_ms: TimeMs, envelope_digest: &Digest) -> Digest {
+    hash_parts("entry", &[&stamped_ms.to_le_bytes(), envelope_digest])
 }
 
 /// Adds `amount` to `map[key]`, refusing overflow.

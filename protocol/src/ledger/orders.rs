@@ -13,6 +13,94 @@ use crate::types::{Amount, AssetId, Digest, OrderId, ParticipantId, TimeMs, PPM}
 use crate::vrf::{self, VrfSecret};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A miner that passes the SPEC 5.3 checks that do not change within a batch.
+struct Candidate {
+    id: ParticipantId,
+    /// Reputation in milli-points: the AVRF weight.
+    weight: u64,
+    capacity: u32,
+    asking: Amount,
+    /// Index into [`BatchView::loads`].
+    slot: usize,
+}
+
+/// The eligibility state of one allocation batch: candidates per service, built once, and
+/// in-flight counts that grow with each draw (SPEC 5.3: "miners' in-flight counts are updated
+/// between draws").
+struct BatchView<'a> {
+    ledger: &'a Ledger,
+    by_service: BTreeMap<&'a str, Vec<Candidate>>,
+    slots: BTreeMap<ParticipantId, usize>,
+    loads: Vec<u32>,
+    weights: Vec<u64>,
+}
+
+impl<'a> BatchView<'a> {
+    fn new(ledger: &'a Ledger) -> Self {
+        BatchView {
+            ledger,
+            by_service: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            loads: Vec::new(),
+            weights: Vec::new(),
+        }
+    }
+
+    /// The candidate for `id` offering `service`, if it passes the batch-stable checks.
+    fn candidate(&mut self, id: &ParticipantId, service: &str) -> Option<Candidate> {
+        let m = self.ledger.miners.get(id)?;
+        let offer = m.services.get(service)?;
+        let stable = m.status == MinerStatus::Active
+            && !m.ejected
+            && m.online
+            && m.reputation_milli >= self.ledger.params.min_reputation_milli;
+        if !stable {
+            return None;
+        }
+        let loads = &mut self.loads;
+        let slot = *self.slots.entry(*id).or_insert_with(|| {
+            loads.push(m.in_flight);
+            loads.len() - 1
+        });
+        Some(Candidate {
+            id: *id,
+            weight: m.reputation_milli as u64,
+            capacity: m.capacity,
+            asking: offer.price_per_request,
+            slot,
+        })
+    }
+
+    /// The miner every replica picks for `order` with draw `u`, and its load slot; `None` when
+    /// nobody is ready. A charged order only goes to miners whose asking price it meets.
+    fn choose(&mut self, order: &'a Order, u: u64) -> Option<(ParticipantId, usize)> {
+        let price = match order.mode {
+            OrderMode::Charged { price, .. } => Some(price),
+            _ => None,
+        };
+        let ready = |c: &Candidate, loads: &[u32]| loads[c.slot] < c.capacity && price.is_none_or(|p| p >= c.asking);
+        match &order.mode {
+            OrderMode::Charged { miner: Some(m), .. } | OrderMode::Subscription { miner: m } => {
+                let c = self.candidate(m, &order.service)?;
+                ready(&c, &self.loads).then_some((c.id, c.slot))
+            }
+            _ => {
+                if !self.by_service.contains_key(order.service.as_str()) {
+                    // Canonical order: ascending miner id (BTreeMap iteration order).
+                    let ids: Vec<ParticipantId> = self.ledger.miners.keys().copied().collect();
+                    let list = ids.iter().filter_map(|id| self.candidate(id, &order.service)).collect();
+                    self.by_service.insert(order.service.as_str(), list);
+                }
+                let candidates = &self.by_service[order.service.as_str()];
+                // An unready candidate weighs 0, which selects exactly as leaving it out would.
+                self.weights.clear();
+                self.weights.extend(candidates.iter().map(|c| if ready(c, &self.loads) { c.weight } else { 0 }));
+                rules::select_weighted(u, &self.weights).map(|i| (candidates[i].id, candidates[i].slot))
+            }
+        }
+    }
+}
+
 /// Hash of the ids of an allocation batch, in order: half of the VRF input (SPEC 5.3).
 pub fn batch_hash(orders: &[OrderId]) -> Digest {
     let parts: Vec<&[u8]> = orders.iter().map(|o| o.0.as_slice()).collect();
@@ -116,7 +204,7 @@ impl Ledger {
                 }
             }
         }
-        let id = OrderId(hash_parts("order", &[ctx.envelope_bytes]));
+        let id = OrderId(ctx.envelope_digest);
         if self.orders.contains_key(&id) {
             return Err(Rejection::DuplicateOrder(id));
         }
@@ -171,43 +259,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// SPEC 5.3 eligibility, with in-flight counts overridden by earlier draws of the batch.
-    /// A charged order is only offered to miners whose asking price it meets.
-    fn is_eligible(&self, miner: &ParticipantId, order: &Order, in_flight: &BTreeMap<ParticipantId, u32>) -> bool {
-        let Some(m) = self.miners.get(miner) else { return false };
-        let Some(offer) = m.services.get(&order.service) else { return false };
-        let price_met = match order.mode {
-            OrderMode::Charged { price, .. } => price >= offer.price_per_request,
-            _ => true,
-        };
-        let load = in_flight.get(miner).copied().unwrap_or(m.in_flight);
-        m.status == MinerStatus::Active
-            && !m.ejected
-            && m.online
-            && price_met
-            && load < m.capacity
-            && m.reputation_milli >= self.params.min_reputation_milli
-    }
-
-    /// The miner every replica picks for `order` given draw `u` (`None`: nobody is ready).
-    fn choose_miner(&self, order: &Order, u: u64, in_flight: &BTreeMap<ParticipantId, u32>) -> Option<ParticipantId> {
-        match &order.mode {
-            OrderMode::Charged { miner: Some(m), .. } | OrderMode::Subscription { miner: m } => {
-                self.is_eligible(m, order, in_flight).then_some(*m)
-            }
-            _ => {
-                // Canonical order: ascending miner id (BTreeMap iteration order).
-                let (ids, weights): (Vec<ParticipantId>, Vec<u64>) = self
-                    .miners
-                    .iter()
-                    .filter(|(id, _)| self.is_eligible(id, order, in_flight))
-                    .map(|(id, m)| (*id, m.reputation_milli as u64))
-                    .unzip();
-                rules::select_weighted(u, &weights).map(|i| ids[i])
-            }
-        }
-    }
-
     /// Replays the choices of a batch: `Err((i, expected))` at the first order whose miner differs
     /// from `claimed[i]` (or with `claimed` `None`, the first order nobody can serve).
     fn replay_batch(
@@ -216,7 +267,7 @@ impl Ledger {
         claimed: Option<&[ParticipantId]>,
         vrf_output: &Digest,
     ) -> Result<Vec<(ParticipantId, u64)>, Rejection> {
-        let mut in_flight: BTreeMap<ParticipantId, u32> = BTreeMap::new();
+        let mut view = BatchView::new(self);
         let mut seen = BTreeSet::new();
         let mut chosen = Vec::with_capacity(orders.len());
         for (i, id) in orders.iter().enumerate() {
@@ -232,28 +283,22 @@ impl Ledger {
                 });
             }
             let u = vrf::draw(vrf_output, i as u32);
-            let expected = self.choose_miner(order, u, &in_flight);
-            let Some(miner) = expected else {
-                return Err(Rejection::AllocationMismatch {
-                    leader: ParticipantId([0; 32]),
-                    order: *id,
-                    claimed: claimed.map(|c| c[i]).unwrap_or(ParticipantId([0; 32])),
-                    expected: None,
-                });
-            };
-            if let Some(c) = claimed {
-                if c[i] != miner {
+            let expected = view.choose(order, u);
+            let claimed_i = claimed.map(|c| c[i]);
+            match expected {
+                Some((miner, slot)) if claimed_i.is_none_or(|c| c == miner) => {
+                    view.loads[slot] += 1;
+                    chosen.push((miner, u));
+                }
+                _ => {
                     return Err(Rejection::AllocationMismatch {
                         leader: ParticipantId([0; 32]),
                         order: *id,
-                        claimed: c[i],
-                        expected: Some(miner),
-                    });
+                        claimed: claimed_i.unwrap_or(ParticipantId([0; 32])),
+                        expected: expected.map(|e| e.0),
+                    })
                 }
             }
-            let load = in_flight.get(&miner).copied().unwrap_or_else(|| self.miners[&miner].in_flight);
-            in_flight.insert(miner, load + 1);
-            chosen.push((miner, u));
         }
         Ok(chosen)
     }
