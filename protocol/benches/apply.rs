@@ -21,7 +21,6 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use deai_protocol::codec;
 use deai_protocol::envelope::{self, SignedEnvelope};
-use deai_protocol::hash::hash_parts;
 use deai_protocol::ledger::{self, Effects, Entry, Event};
 use deai_protocol::message::{Claim, Message, MessageKind, OrderMode, Payload, PutOrder, Rate};
 use deai_protocol::params::TOKEN;
@@ -168,7 +167,7 @@ const WARM_CYCLES: usize = 10_000;
 const TIMED_CYCLES: usize = 2_048;
 
 fn full_cycles(c: &mut Criterion) {
-    for batch in [1usize, 64] {
+    for batch in [1usize, 64, 256] {
         let rec = record(batch, WARM_CYCLES, TIMED_CYCLES);
         let mut g = c.benchmark_group(format!("cycles/alloc{batch}"));
         g.throughput(Throughput::Elements(rec.cycles as u64));
@@ -285,8 +284,7 @@ fn parts(c: &mut Criterion) {
     g.bench_function("root_update_put", |b| {
         b.iter(|| {
             let entry_hash = ledger::entry_hash(put.stamped_ms, &black_box(env).digest());
-            let effects_hash = hash_parts("effects", &[&codec::to_bytes(black_box(&fx))]);
-            hash_parts("root", &[&root, &entry_hash, &effects_hash])
+            ledger::root_step(&root, &entry_hash, &ledger::effects_hash(black_box(&fx)))
         })
     });
     g.bench_function("order_id_of_put", |b| b.iter(|| Ledger::order_id_of(black_box(env))));

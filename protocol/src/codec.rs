@@ -34,6 +34,11 @@ pub fn to_bytes<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, ENCODE_CONFIG).expect("encoding into memory cannot fail")
 }
 
+/// Writes the same bytes as [`to_bytes`] into `writer` (a hasher, say) without a buffer.
+pub fn encode_into<T: Encode, W: std::io::Write>(value: &T, writer: &mut W) {
+    bincode::encode_into_std_write(value, writer, ENCODE_CONFIG).expect("our writers do not fail");
+}
+
 /// Same bytes as [`to_bytes`]; named for call sites that encode whole states.
 pub fn to_bytes_unbounded<T: Encode>(value: &T) -> Vec<u8> {
     to_bytes(value)

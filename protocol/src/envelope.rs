@@ -76,10 +76,11 @@ impl SignedEnvelope {
         key.verify_strict(&bytes, &sig).map_err(|_| Rejection::BadSignature(self.signer))
     }
 
-    /// `H("envelope", bincode(envelope))`: names the signed envelope. An order's id is the
+    /// `H("envelope" domain || bincode(envelope))` ([`crate::hash::hash_encoded`]): names the
+    /// signed envelope. An order's id is the
     /// digest of the envelope that placed it, and the running root hashes entries through it.
     pub fn digest(&self) -> crate::types::Digest {
-        crate::hash::hash_parts("envelope", &[&codec::to_bytes(self)])
+        crate::hash::hash_encoded("envelope", self)
     }
 
     /// Framed wire bytes (version byte + bincode).

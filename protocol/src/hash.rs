@@ -6,15 +6,39 @@ use crate::types::Digest;
 /// Hashes `parts` under the domain `"deai/v1/<what>"`. Each part is length-prefixed so that
 /// different splits of the same bytes never collide.
 pub fn hash_parts(what: &str, parts: &[&[u8]]) -> Digest {
+    let mut h = domain_hasher(what);
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn domain_hasher(what: &str) -> blake3::Hasher {
     const PREFIX: &[u8] = b"deai/v1/";
     let mut h = blake3::Hasher::new();
     h.update(&((PREFIX.len() + what.len()) as u32).to_le_bytes());
     h.update(PREFIX);
     h.update(what.as_bytes());
+    h
+}
+
+/// Hashes parts whose lengths are fixed by their types (digests, integers) under the domain
+/// `"deai/v1/<what>"`: `H(u32 LE domain length || domain || part_1 || part_2 || ...)`. No length
+/// prefixes are needed because no part can vary in length; use [`hash_parts`] otherwise.
+pub fn hash_fixed(what: &str, parts: &[&[u8]]) -> Digest {
+    let mut h = domain_hasher(what);
     for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
         h.update(p);
     }
+    *h.finalize().as_bytes()
+}
+
+/// Hashes the bincode encoding of `value` under the domain `"deai/v1/<what>"`, streaming the
+/// encoding into the hasher: `H(u32 LE domain length || domain || bincode(value))`.
+pub fn hash_encoded<T: bincode::Encode>(what: &str, value: &T) -> Digest {
+    let mut h = domain_hasher(what);
+    crate::codec::encode_into(value, &mut h);
     *h.finalize().as_bytes()
 }
 
@@ -47,6 +71,20 @@ mod tests {
     fn domains_separate_equal_bytes() {
         assert_ne!(hash_parts("a", &[b"x"]), hash_parts("b", &[b"x"]));
         assert_ne!(hash_parts("a", &[b"xy"]), hash_parts("a", &[b"x", b"y"]));
+    }
+
+    #[test]
+    fn streamed_encoding_hashes_like_the_documented_framing() {
+        let value = (7u64, String::from("x"), vec![1u8, 2, 3]);
+        let mut framed = Vec::new();
+        framed.extend_from_slice(&12u32.to_le_bytes());
+        framed.extend_from_slice(b"deai/v1/test");
+        framed.extend_from_slice(&crate::codec::to_bytes(&value));
+        assert_eq!(hash_encoded("test", &value), *blake3::hash(&framed).as_bytes());
+        framed.truncate(16);
+        framed.extend_from_slice(&[1; 32]);
+        framed.extend_from_slice(&[2; 8]);
+        assert_eq!(hash_fixed("test", &[&[1; 32], &[2; 8]]), *blake3::hash(&framed).as_bytes());
     }
 
     #[test]

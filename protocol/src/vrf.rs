@@ -6,7 +6,7 @@
 //! ed25519's does), which is sound for a single-signer DLEQ proof and keeps this crate free of
 //! randomness.
 
-use crate::hash::hash_parts;
+use crate::hash::hash_fixed;
 use crate::types::Digest;
 use schnorrkel::vrf::{VRFPreOut, VRFProof};
 use schnorrkel::{signing_context, ExpansionMode, MiniSecretKey, PublicKey};
@@ -27,7 +27,7 @@ pub struct VrfProofBytes {
 /// The VRF input for one allocation batch: `H(hash of the batch's order ids, previous
 /// checkpoint root)` (SPEC 5.3).
 pub fn allocation_input(batch_hash: &Digest, previous_checkpoint_root: &Digest) -> Digest {
-    hash_parts("vrf-input", &[batch_hash, previous_checkpoint_root])
+    hash_fixed("vrf-input", &[batch_hash, previous_checkpoint_root])
 }
 
 /// Verifies `proof` for `input` under `public`, returning the 32-byte VRF output.
@@ -42,7 +42,7 @@ pub fn verify(public: &VrfPublicKey, input: &Digest, proof: &VrfProofBytes) -> O
 
 /// `u_i`: the first 8 bytes (little-endian) of `H(vrf_output || i as u32 LE)` (SPEC 5.3).
 pub fn draw(vrf_output: &Digest, i: u32) -> u64 {
-    let h = hash_parts("vrf-draw", &[vrf_output, &i.to_le_bytes()]);
+    let h = hash_fixed("vrf-draw", &[vrf_output, &i.to_le_bytes()]);
     u64::from_le_bytes(h[..8].try_into().expect("8 bytes"))
 }
 

@@ -7,7 +7,6 @@
 
 use deai_protocol::codec;
 use deai_protocol::envelope::verify_detached;
-use deai_protocol::hash::hash_parts;
 use deai_protocol::ledger::{self, Effects, Entry, Event, Ledger, OrderStatus};
 use deai_protocol::message::{
     Claim, DevFaucet, Message, OrderMode, Payload, PutOrder, Rate, SignCheckpoint, SignPayouts,
@@ -131,10 +130,21 @@ fn spec_6_2_leader_allocation_is_verified_by_every_replica() {
 
 /// `H(root_{i-1} || H(entry_i) || H(effects_i))` with the ledger's domains.
 fn next_root(prev: &Digest, entry: &Entry, fx: &Effects) -> Digest {
-    let envelope_digest = hash_parts("envelope", &[&codec::to_bytes(&entry.envelope)]);
-    let entry_hash = hash_parts("entry", &[&entry.stamped_ms.to_le_bytes(), &envelope_digest]);
-    let effects_hash = hash_parts("effects", &[&codec::to_bytes(fx)]);
-    hash_parts("root", &[prev, &entry_hash, &effects_hash])
+    // Every hash is BLAKE3 over `u32 LE domain length || "deai/v1/<what>" || data`.
+    let h = |what: &str, data: &[&[u8]]| -> Digest {
+        let domain = format!("deai/v1/{what}");
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(domain.len() as u32).to_le_bytes());
+        hasher.update(domain.as_bytes());
+        for d in data {
+            hasher.update(d);
+        }
+        *hasher.finalize().as_bytes()
+    };
+    let envelope_digest = h("envelope", &[&codec::to_bytes(&entry.envelope)]);
+    let entry_hash = h("entry", &[&entry.stamped_ms.to_le_bytes(), &envelope_digest]);
+    let effects_hash = h("effects", &[&codec::to_bytes(fx)]);
+    h("root", &[prev, &entry_hash, &effects_hash])
 }
 
 fn faucet_entry(net: &TestNet, who: &Keys, amount: u128) -> Entry {

@@ -4,7 +4,7 @@
 use super::{credit, Ctx, Effects, EpochRecord, Event, Ledger, OpenEpoch, MAX_EPOCHS_RETAINED};
 use crate::envelope::verify_detached;
 use crate::error::Rejection;
-use crate::hash::{hash_parts, merkle_root};
+use crate::hash::{hash_fixed, merkle_root};
 use crate::message::{CloseEpoch, SignPayouts};
 use crate::rules;
 use crate::types::{Amount, AssetId, Digest, ParticipantId};
@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 pub fn payouts_root(epoch: u64, payouts: &[(ParticipantId, Amount)]) -> Digest {
     let leaves: Vec<Digest> = payouts
         .iter()
-        .map(|(id, amount)| hash_parts("payout-leaf", &[&epoch.to_le_bytes(), &id.0, &amount.to_le_bytes()]))
+        .map(|(id, amount)| hash_fixed("payout-leaf", &[&epoch.to_le_bytes(), &id.0, &amount.to_le_bytes()]))
         .collect();
     merkle_root(&leaves)
 }

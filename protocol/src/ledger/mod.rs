@@ -26,7 +26,7 @@ pub use orders::{batch_hash, payload_hash};
 use crate::codec;
 use crate::envelope::{self, SignedEnvelope};
 use crate::error::{CodecError, Rejection};
-use crate::hash::hash_parts;
+use crate::hash::{hash_encoded, hash_fixed, hash_parts};
 use crate::message::{Message, OrderMode, Payload, Role};
 use crate::params::{CoordinatorInfo, Genesis, Params, ProposalAction, MAX_COORDINATORS, MAX_SERVICES};
 use crate::types::{Amount, AssetId, Digest, NetworkId, OrderId, ParticipantId, Rating, ServiceName, TimeMs};
@@ -548,8 +548,7 @@ impl Ledger {
             fx.events.push(Event::CheckpointDue { height: self.height });
         }
         let entry_hash = entry_hash(entry.stamped_ms, &envelope_digest);
-        let effects_hash = hash_parts("effects", &[&codec::to_bytes(&fx)]);
-        self.root = hash_parts("root", &[&self.root, &entry_hash, &effects_hash]);
+        self.root = root_step(&self.root, &entry_hash, &effects_hash(&fx));
         if self.height % self.params.checkpoint_every == 0 {
             self.record_checkpoint_height();
         }
@@ -644,7 +643,7 @@ impl Ledger {
 
     /// Digest of the whole state (not the running root): equal states, equal digests.
     pub fn state_digest(&self) -> Digest {
-        hash_parts("state", &[&codec::to_bytes_unbounded(self)])
+        hash_encoded("state", self)
     }
 
     /// Tokens of `asset` the ledger holds in all: deposits + minted − withdrawals. Every entry
@@ -765,9 +764,19 @@ impl Ledger {
     }
 }
 
-/// `H(entry_i)` of the running root: `H("entry", stamped_ms LE, envelope digest)`.
+/// `H(entry_i)` of the running root: `hash_fixed("entry", stamped_ms LE, envelope digest)`.
 pub fn entry_hash(stamped_ms: TimeMs, envelope_digest: &Digest) -> Digest {
-    hash_parts("entry", &[&stamped_ms.to_le_bytes(), envelope_digest])
+    hash_fixed("entry", &[&stamped_ms.to_le_bytes(), envelope_digest])
+}
+
+/// `H(effects_i)` of the running root: `hash_encoded("effects", effects)`.
+pub fn effects_hash(effects: &Effects) -> Digest {
+    hash_encoded("effects", effects)
+}
+
+/// `root_i = hash_fixed("root", root_{i-1}, H(entry_i), H(effects_i))` (SPEC 6.3).
+pub fn root_step(previous: &Digest, entry_hash: &Digest, effects_hash: &Digest) -> Digest {
+    hash_fixed("root", &[previous, entry_hash, effects_hash])
 }
 
 /// Adds `amount` to `map[key]`, refusing overflow.

@@ -6,7 +6,7 @@ use super::{
     PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_URL_BYTES,
 };
 use crate::error::Rejection;
-use crate::hash::hash_parts;
+use crate::hash::{hash_fixed, hash_parts};
 use crate::message::{Allocate, Claim, OrderMode, Payload, PutOrder};
 use crate::rules;
 use crate::types::{Amount, AssetId, Digest, OrderId, ParticipantId, TimeMs, PPM};
@@ -104,7 +104,7 @@ impl<'a> BatchView<'a> {
 /// Hash of the ids of an allocation batch, in order: half of the VRF input (SPEC 5.3).
 pub fn batch_hash(orders: &[OrderId]) -> Digest {
     let parts: Vec<&[u8]> = orders.iter().map(|o| o.0.as_slice()).collect();
-    hash_parts("batch", &parts)
+    hash_fixed("batch", &parts)
 }
 
 impl Ledger {
