@@ -265,12 +265,13 @@ pub struct Order {
     pub seq: u64,
     pub placed_ms: TimeMs,
     pub miner: Option<ParticipantId>,
-    pub allocation: Option<AllocationRecord>,
+    /// Boxed: only served orders carry it, and a smaller `Order` moves faster in the map.
+    pub allocation: Option<Box<AllocationRecord>>,
     pub deadline_ms: TimeMs,
     pub requeued: bool,
     /// Price held in escrow for a charged order (0 otherwise).
     pub escrow: Amount,
-    pub claim: Option<ClaimRecord>,
+    pub claim: Option<Box<ClaimRecord>>,
     pub completed_ms: TimeMs,
     /// Epoch the completion counted in, and the service weight it added.
     pub epoch: u64,

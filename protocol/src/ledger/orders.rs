@@ -216,7 +216,12 @@ impl Ledger {
                 acc.frozen_until_ms = frozen_until;
                 fx.events.push(Event::ClientFrozen { client: ctx.signer, until_ms: frozen_until });
             }
-            acc.windows.insert(m.service.clone(), window);
+            match acc.windows.get_mut(&m.service) {
+                Some(slot) => *slot = window,
+                None => {
+                    acc.windows.insert(m.service.clone(), window);
+                }
+            }
         }
         if escrow > 0 {
             debit(&mut acc.balances, AssetId::NATIVE, escrow);
@@ -327,7 +332,7 @@ impl Ledger {
             let order = self.orders.get_mut(id).expect("replayed");
             order.status = OrderStatus::Allocated;
             order.miner = Some(miner);
-            order.allocation = Some(AllocationRecord { height: ctx.height, coordinator: ctx.signer, draw });
+            order.allocation = Some(Box::new(AllocationRecord { height: ctx.height, coordinator: ctx.signer, draw }));
             self.pending_deadlines.remove(&(order.deadline_ms, *id));
             order.deadline_ms = deadline;
             self.pending.remove(&order.seq);
@@ -435,11 +440,11 @@ impl Ledger {
         // Accepted.
         let order = self.orders.get_mut(&m.order).expect("checked");
         order.status = OrderStatus::Completed;
-        order.claim = Some(ClaimRecord {
+        order.claim = Some(Box::new(ClaimRecord {
             output_hash: m.output_hash,
             nonce: ctx.envelope.nonce,
             signature: ctx.envelope.signature,
-        });
+        }));
         order.completed_ms = ctx.now;
         order.payload = None;
         order.epoch = self.epoch.number;
