@@ -33,6 +33,12 @@ pub fn wrr_weights(stakes: &[u128]) -> Vec<u64> {
 
 /// SPEC 5.4: interleaved weighted round robin over one queue snapshot.
 ///
+/// ```
+/// use deai_protocol::rules::wrr_order;
+/// // Client 7 staked twice what client 9 did: it is served twice per cycle.
+/// assert_eq!(wrr_order(&[(9, 100, 2), (7, 200, 3)]), vec![9, 7, 7, 9, 7]);
+/// ```
+///
 /// `queue` is `(client, stake, queued requests)` in the order clients first entered the queue.
 /// Weights are fixed once from this snapshot. Rounds `j = 1..=w_max` make a cycle; in round `j`
 /// every client with `w >= j` and requests left is served once, in queue order. Cycles repeat
@@ -90,6 +96,12 @@ fn exp_neg_q62(x_ppm: u128) -> u128 {
 }
 
 /// SPEC 5.5, paper eq. 2: `round(100_000 / (1 + exp(-theta * sum)))` in milli-points.
+///
+/// ```
+/// use deai_protocol::rules::reputation_milli;
+/// assert_eq!(reputation_milli(100_000, 0), 50_000); // a new miner
+/// assert_eq!(reputation_milli(100_000, 10), 73_106); // 100 / (1 + e^-1) = 73.1059
+/// ```
 pub fn reputation_milli(theta_ppm: u32, rating_sum: i64) -> u32 {
     const FULL: u128 = 100_000;
     let x_ppm = theta_ppm as u128 * rating_sum.unsigned_abs() as u128;
@@ -105,6 +117,13 @@ pub fn reputation_milli(theta_ppm: u32, rating_sum: i64) -> u32 {
 
 /// SPEC 5.3: `target = (u * total) >> 64`; the first index whose cumulative weight exceeds the
 /// target; `None` if the total weight is 0.
+///
+/// ```
+/// use deai_protocol::rules::select_weighted;
+/// assert_eq!(select_weighted(0, &[0, 3, 1]), Some(1)); // weight 0 is never chosen
+/// assert_eq!(select_weighted(u64::MAX, &[0, 3, 1]), Some(2));
+/// assert_eq!(select_weighted(42, &[0, 0]), None);
+/// ```
 pub fn select_weighted(u: u64, weights: &[u64]) -> Option<usize> {
     let total: u128 = weights.iter().map(|&w| w as u128).sum();
     if total == 0 {
@@ -133,6 +152,12 @@ pub fn epoch_reward(total_supply: u128, inflation_ppm_per_year: u32, epoch_ms: u
 /// SPEC 5.7, paper eq. 4: `floor(C_k * R / C_total)`, then the leftover units one each to the
 /// largest fractional parts (ties: ascending miner id, then input position). Same order as the
 /// input; sums to exactly `reward` unless every contribution is 0 (then all 0).
+///
+/// ```
+/// use deai_protocol::rules::split_rewards;
+/// let paid = split_rewards(&[([1; 32], 2), ([2; 32], 1)], 10);
+/// assert_eq!(paid, vec![([1; 32], 7), ([2; 32], 3)]); // 6.67 and 3.33: the larger fraction wins
+/// ```
 pub fn split_rewards(contributions: &[([u8; 32], u128)], reward: u128) -> Vec<([u8; 32], u128)> {
     let total: U256 = contributions.iter().map(|&(_, c)| U256::from(c)).sum();
     if total == U256::ZERO {
