@@ -61,7 +61,10 @@ impl Ledger {
 
     /// `s = native + floor(q * sum of value(asset))`, valuing each asset at its governance price.
     pub fn effective_stake(&self, client: &ParticipantId) -> Amount {
-        let Some(acc) = self.accounts.get(client) else { return 0 };
+        self.accounts.get(client).map(|acc| self.effective_stake_of(acc)).unwrap_or(0)
+    }
+
+    pub(super) fn effective_stake_of(&self, acc: &super::Account) -> Amount {
         let mut non_native_value: Amount = 0;
         for (asset, &amount) in &acc.locked {
             if asset.is_native() {

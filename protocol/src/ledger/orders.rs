@@ -110,7 +110,11 @@ pub fn batch_hash(orders: &[OrderId]) -> Digest {
 impl Ledger {
     /// Orders a client may place per service per rate window: `floor(s / stake_unit) * rps`.
     pub fn admission_limit(&self, client: &ParticipantId) -> u64 {
-        let units = self.effective_stake(client) / self.params.stake_unit;
+        self.accounts.get(client).map(|a| self.admission_limit_of(a)).unwrap_or(0)
+    }
+
+    fn admission_limit_of(&self, account: &super::Account) -> u64 {
+        let units = self.effective_stake_of(account) / self.params.stake_unit;
         u64::try_from(units.saturating_mul(self.params.requests_per_stake_unit as u128)).unwrap_or(u64::MAX)
     }
 
@@ -152,7 +156,7 @@ impl Ledger {
                 if ctx.now < acc.frozen_until_ms {
                     return Err(Rejection::Frozen { until_ms: acc.frozen_until_ms });
                 }
-                let limit = self.admission_limit(&ctx.signer);
+                let limit = self.admission_limit_of(acc);
                 let mut window = match acc.windows.get(&m.service) {
                     Some(w) if ctx.now < w.start_ms.saturating_add(self.params.rate_window_ms) => w.clone(),
                     _ => RateWindow { start_ms: ctx.now, count: 0 },
@@ -271,7 +275,7 @@ impl Ledger {
         orders: &[OrderId],
         claimed: Option<&[ParticipantId]>,
         vrf_output: &Digest,
-    ) -> Result<Vec<(ParticipantId, u64)>, Rejection> {
+    ) -> Result<(Vec<(ParticipantId, u64)>, Vec<(ParticipantId, u32)>), Rejection> {
         let mut view = BatchView::new(self);
         let mut seen = BTreeSet::new();
         let mut chosen = Vec::with_capacity(orders.len());
@@ -305,7 +309,8 @@ impl Ledger {
                 }
             }
         }
-        Ok(chosen)
+        let loads = view.slots.iter().map(|(id, &slot)| (*id, view.loads[slot])).collect();
+        Ok((chosen, loads))
     }
 
     /// `Allocate`: verifies the VRF proof and recomputes every choice (SPEC 5.3, 6.2).
@@ -319,7 +324,7 @@ impl Ledger {
         let key = self.coordinator(&ctx.signer).expect("role checked").vrf_key;
         let input = vrf::allocation_input(&batch_hash(&m.orders), &self.last_checkpoint_root);
         let output = vrf::verify(&key, &input, &m.vrf).ok_or(Rejection::BadVrfProof(ctx.signer))?;
-        let chosen = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
+        let (chosen, loads) = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
             Rejection::AllocationMismatch { order, claimed, expected, .. } => {
                 Rejection::AllocationMismatch { leader: ctx.signer, order, claimed, expected }
             }
@@ -339,8 +344,11 @@ impl Ledger {
             self.deadlines.insert((deadline, *id));
             let client = order.client;
             self.accounts.get_mut(&client).expect("order has a client account").pending -= 1;
-            self.miners.get_mut(&miner).expect("eligible miner exists").in_flight += 1;
             fx.events.push(Event::OrderAllocated { order: *id, miner });
+        }
+        // The replay counted each miner's in-flight orders draw by draw; write the totals once.
+        for (miner, load) in loads {
+            self.miners.get_mut(&miner).expect("eligible miner exists").in_flight = load;
         }
         Ok(())
     }
@@ -398,7 +406,7 @@ impl Ledger {
             let input = vrf::allocation_input(&batch_hash(&batch), &self.last_checkpoint_root);
             let (output, proof) = vrf_secret.prove(&input);
             match self.replay_batch(&batch, None, &output) {
-                Ok(chosen) => {
+                Ok((chosen, _)) => {
                     return Some(Allocate {
                         orders: batch,
                         miners: chosen.into_iter().map(|c| c.0).collect(),
@@ -414,7 +422,8 @@ impl Ledger {
 
     /// `sClaim` (SPEC 5.10): completes the order, counts the contribution, settles the price.
     pub(super) fn claim(&mut self, ctx: &Ctx<'_>, m: Claim, fx: &mut Effects) -> Result<(), Rejection> {
-        let order = self.orders.get(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
+        // One traversal: validation reads through the mutable borrow, mutation starts below.
+        let order = self.orders.get_mut(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
         if order.status != OrderStatus::Allocated {
             return Err(Rejection::WrongOrderStatus {
                 order: m.order,
@@ -430,15 +439,14 @@ impl Ledger {
             return Err(Rejection::OrderOverdue { order: m.order, deadline_ms: order.deadline_ms });
         }
         let weight = self.services.get(&order.service).copied().unwrap_or(0);
-        let contribution = self.epoch.contributions.get(&assigned).copied().unwrap_or(0);
-        contribution.checked_add(weight as u128).ok_or(Rejection::Overflow)?;
         let price = order.escrow;
         let fee = rules::mul_div_floor(price, self.params.coordinator_fee_ppm as u128, PPM);
-        let miner_balance = self.accounts.get(&assigned).map(|a| a.balance(AssetId::NATIVE)).unwrap_or(0);
-        miner_balance.checked_add(price - fee).ok_or(Rejection::Overflow)?;
+        if price > 0 {
+            let miner_balance = self.accounts.get(&assigned).map(|a| a.balance(AssetId::NATIVE)).unwrap_or(0);
+            miner_balance.checked_add(price - fee).ok_or(Rejection::Overflow)?;
+        }
 
         // Accepted.
-        let order = self.orders.get_mut(&m.order).expect("checked");
         order.status = OrderStatus::Completed;
         order.claim = Some(Box::new(ClaimRecord {
             output_hash: m.output_hash,
@@ -456,11 +464,13 @@ impl Ledger {
         self.deadlines.remove(&(deadline, m.order));
         self.finished.insert((ctx.now, m.order));
         if weight > 0 {
+            // A u32 weight per order cannot overflow u128 within any number of orders.
             *self.epoch.contributions.entry(assigned).or_insert(0) += weight as u128;
         }
         let miner = self.miners.get_mut(&assigned).expect("assigned miner exists");
         miner.in_flight -= 1;
         miner.served += 1;
+        let unregistering = miner.status == MinerStatus::Unregistering;
         if price > 0 {
             self.accounts.get_mut(&client).expect("client exists").escrow -= price;
             credit(&mut self.accounts.entry(assigned).or_default().balances, AssetId::NATIVE, price - fee)?;
@@ -469,7 +479,9 @@ impl Ledger {
         }
         fx.events.push(Event::OrderCompleted { order: m.order, miner: assigned, weight });
         self.order_finished(&client, fx);
-        self.finish_unregister_if_idle(&assigned, fx);
+        if unregistering {
+            self.finish_unregister_if_idle(&assigned, fx);
+        }
         Ok(())
     }
 
@@ -477,7 +489,9 @@ impl Ledger {
     pub(super) fn order_finished(&mut self, client: &ParticipantId, fx: &mut Effects) {
         let acc = self.accounts.get_mut(client).expect("order has a client account");
         acc.in_flight -= 1;
-        self.finish_release_if_idle(client, fx);
+        if acc.pass == PassState::Releasing && acc.in_flight == 0 {
+            self.finish_release_if_idle(client, fx);
+        }
     }
 
     /// Returns an order's escrow to its client.

@@ -24,7 +24,8 @@ impl Ledger {
     /// `Rate` (paper 3.3): one rating per completed order; the client's latest rating of the
     /// miner replaces its earlier one.
     pub(super) fn rate(&mut self, ctx: &Ctx<'_>, m: Rate, fx: &mut Effects) -> Result<(), Rejection> {
-        let order = self.orders.get(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
+        // One traversal per map: validation reads through the mutable borrows.
+        let order = self.orders.get_mut(&m.order).ok_or(Rejection::UnknownOrder(m.order))?;
         if order.client != ctx.signer {
             return Err(Rejection::NotOrderOwner(m.order));
         }
@@ -40,15 +41,13 @@ impl Ledger {
             return Err(Rejection::RatingRestricted { until_ms: acc.rater.restricted_until_ms });
         }
         let miner_id = order.miner.expect("completed orders have a miner");
-        let miner = self.miners.get(&miner_id).expect("serving miner exists");
+        let miner = self.miners.get_mut(&miner_id).expect("serving miner exists");
         let deviation = is_deviation(miner, &ctx.signer, m.rating);
 
         // Accepted.
-        let order = self.orders.get_mut(&m.order).expect("checked");
         order.status = OrderStatus::Rated;
         order.rating = Some(m.rating);
         let theta = self.params.theta_ppm;
-        let miner = self.miners.get_mut(&miner_id).expect("checked");
         if let Some(previous) = miner.latest_ratings.insert(ctx.signer, m.rating) {
             miner.rating_sum -= previous.score();
             match previous {
