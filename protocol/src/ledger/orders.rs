@@ -11,7 +11,7 @@ use crate::message::{Allocate, Claim, OrderMode, Payload, PutOrder};
 use crate::rules;
 use crate::types::{Amount, AssetId, Digest, OrderId, ParticipantId, TimeMs, PPM};
 use crate::vrf::{self, VrfSecret};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A miner that passes the SPEC 5.3 checks that do not change within a batch.
 struct Candidate {
@@ -209,9 +209,9 @@ impl Ledger {
             }
         }
         let id = OrderId(ctx.envelope_digest);
-        if self.orders.contains_key(&id) {
+        let std::collections::btree_map::Entry::Vacant(slot) = self.orders.entry(id) else {
             return Err(Rejection::DuplicateOrder(id));
-        }
+        };
 
         // Accepted.
         let acc = self.accounts.entry(ctx.signer).or_default();
@@ -238,32 +238,29 @@ impl Ledger {
         self.pending.insert(seq, id);
         let deadline_ms = ctx.now.saturating_add(self.params.order_timeout_ms);
         self.pending_deadlines.insert((deadline_ms, id));
-        self.orders.insert(
-            id,
-            Order {
-                client: ctx.signer,
-                service: m.service,
-                mode: m.mode,
-                payload: Some(m.payload),
-                payload_hash,
-                status: OrderStatus::Pending,
-                seq,
-                placed_ms: ctx.now,
-                miner: None,
-                allocation: None,
-                deadline_ms,
-                requeued: false,
-                escrow,
-                claim: None,
-                completed_ms: 0,
-                epoch: 0,
-                weight: 0,
-                paid: 0,
-                fee: 0,
-                rating: None,
-                reported: false,
-            },
-        );
+        slot.insert(Order {
+            client: ctx.signer,
+            service: m.service,
+            mode: m.mode,
+            payload: Some(m.payload),
+            payload_hash,
+            status: OrderStatus::Pending,
+            seq,
+            placed_ms: ctx.now,
+            miner: None,
+            allocation: None,
+            deadline_ms,
+            requeued: false,
+            escrow,
+            claim: None,
+            completed_ms: 0,
+            epoch: 0,
+            weight: 0,
+            paid: 0,
+            fee: 0,
+            rating: None,
+            reported: false,
+        });
         fx.events.push(Event::OrderPlaced { order: id, client: ctx.signer });
         Ok(())
     }
@@ -277,12 +274,14 @@ impl Ledger {
         vrf_output: &Digest,
     ) -> Result<(Vec<(ParticipantId, u64)>, Vec<(ParticipantId, u32)>), Rejection> {
         let mut view = BatchView::new(self);
-        let mut seen = BTreeSet::new();
+        // Duplicates first, on a sorted copy: cheaper than a set of 32-byte keys.
+        let mut sorted = orders.to_vec();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Rejection::MalformedBatch("an order appears twice"));
+        }
         let mut chosen = Vec::with_capacity(orders.len());
         for (i, id) in orders.iter().enumerate() {
-            if !seen.insert(*id) {
-                return Err(Rejection::MalformedBatch("an order appears twice"));
-            }
             let order = self.orders.get(id).ok_or(Rejection::UnknownOrder(*id))?;
             if order.status != OrderStatus::Pending {
                 return Err(Rejection::WrongOrderStatus {
