@@ -11,7 +11,7 @@
 //!
 //! Throughput is counted in cycles. A cycle is one `PutOrder`, one `Claim`, one `Rate` and its
 //! share of an `Allocate` entry: with `alloc1` every order gets its own `Allocate` (4 entries a
-//! cycle), with `alloc64` one `Allocate` carries 64 orders (3 + 1/64 entries a cycle).
+//! cycle), with `allocN` one `Allocate` carries N orders (3 + 1/N entries a cycle).
 //!
 //! The `parts` group times the sub-steps of an apply on their own, to show where time goes.
 //!
@@ -167,7 +167,7 @@ const WARM_CYCLES: usize = 10_000;
 const TIMED_CYCLES: usize = 2_048;
 
 fn full_cycles(c: &mut Criterion) {
-    for batch in [1usize, 64, 256] {
+    for batch in [1usize, 64, 256, 1024] {
         let rec = record(batch, WARM_CYCLES, TIMED_CYCLES);
         let mut g = c.benchmark_group(format!("cycles/alloc{batch}"));
         g.throughput(Throughput::Elements(rec.cycles as u64));
