@@ -22,103 +22,13 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingM
 use deai_protocol::codec;
 use deai_protocol::envelope::{self, SignedEnvelope};
 use deai_protocol::ledger::{self, Effects, Entry, Event};
-use deai_protocol::message::{Claim, Message, MessageKind, OrderMode, Payload, PutOrder, Rate};
-use deai_protocol::params::TOKEN;
+use deai_protocol::message::MessageKind;
 use deai_protocol::rules;
-use deai_protocol::testkit::{output_hash, CoordinatorKeys, Keys, TestNet};
-use deai_protocol::types::{OrderId, ParticipantId, Rating};
+use deai_protocol::testkit::{CoordinatorKeys, CycleWorkload};
 use deai_protocol::vrf::{self, VrfSecret};
 use deai_protocol::Ledger;
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
-
-// ---------------------------------------------------------------------------------------------
-// Workload (the same generator as examples/growth.rs).
-
-const SERVICE: &str = "text-generation";
-/// Distinct clients placing orders in turn.
-const CLIENTS: usize = 64;
-/// Registered miners offering `SERVICE`.
-const MINERS: usize = 16;
-/// Per-miner capacity: large, so that no miner is ever busy.
-const MINER_CAPACITY: u32 = 1_000_000;
-/// Stake per client: large, so that no client reaches its admission limit or is frozen.
-const CLIENT_STAKE: u128 = 1_000_000 * TOKEN;
-/// Inline prompt carried by each order.
-const PROMPT: &[u8] = &[b'p'; 128];
-const OUTPUT: &[u8] = b"output";
-
-struct Workload {
-    net: TestNet,
-    clients: Vec<Keys>,
-    miners: BTreeMap<ParticipantId, Keys>,
-    leader: Keys,
-    next_client: usize,
-}
-
-impl Workload {
-    fn new() -> Self {
-        let mut net = TestNet::new();
-        let miners = (0..MINERS)
-            .map(|i| {
-                let k = net.miner(&format!("bench-miner-{i}"), &[SERVICE], MINER_CAPACITY);
-                (k.id, k)
-            })
-            .collect();
-        let clients = (0..CLIENTS).map(|i| net.client_with_stake(&format!("bench-client-{i}"), CLIENT_STAKE)).collect();
-        let leader = net.leader().keys.clone();
-        Workload { net, clients, miners, leader, next_client: 0 }
-    }
-
-    /// Runs `cycles` full cycles, allocating `batch` orders per `Allocate` entry. Each entry is
-    /// sealed against the generator's ledger, applied to it by `step`, then handed to `sink`.
-    fn run(
-        &mut self,
-        cycles: usize,
-        batch: usize,
-        mut step: impl FnMut(&mut Ledger, &Entry),
-        mut sink: impl FnMut(Entry),
-    ) {
-        let mut done = 0;
-        while done < cycles {
-            let n = batch.min(cycles - done);
-            let mut orders: Vec<(OrderId, usize)> = Vec::with_capacity(n);
-            for _ in 0..n {
-                let ci = self.next_client % self.clients.len();
-                self.next_client += 1;
-                let put = PutOrder {
-                    service: SERVICE.into(),
-                    mode: OrderMode::Free,
-                    payload: Payload::Inline(PROMPT.to_vec()),
-                };
-                let e = self.net.entry(&self.clients[ci], Message::PutOrder(put));
-                orders.push((Ledger::order_id_of(&e.envelope), ci));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            let plan = self.net.ledger.plan_allocation(&self.net.coordinators[0].vrf, n).expect("a miner is ready");
-            assert_eq!(plan.orders.len(), n, "every pending order is allocated");
-            let e = self.net.entry(&self.leader, Message::Allocate(plan));
-            step(&mut self.net.ledger, &e);
-            sink(e);
-            for (order, _) in &orders {
-                let miner = self.net.assigned(order).expect("allocated");
-                let claim = Claim { order: *order, output_hash: output_hash(OUTPUT) };
-                let e = self.net.entry(&self.miners[&miner], Message::Claim(claim));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            for (order, ci) in &orders {
-                let e = self.net.entry(&self.clients[*ci], Message::Rate(Rate { order: *order, rating: Rating::Good }));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            self.net.advance(n as u64);
-            done += n;
-        }
-    }
-}
 
 fn apply_preverified(ledger: &mut Ledger, entry: &Entry) {
     if let Err(e) = ledger.apply_preverified(entry) {
@@ -135,7 +45,7 @@ struct Recorded {
 
 /// Builds a ledger with `warm` completed cycles, then records `cycles` more.
 fn record(batch: usize, warm: usize, cycles: usize) -> Recorded {
-    let mut w = Workload::new();
+    let mut w = CycleWorkload::new();
     w.run(warm, batch, apply_preverified, |_| {});
     let start = w.net.ledger.clone();
     let mut entries = Vec::new();
@@ -167,7 +77,7 @@ const WARM_CYCLES: usize = 10_000;
 const TIMED_CYCLES: usize = 2_048;
 
 fn full_cycles(c: &mut Criterion) {
-    for batch in [1usize, 64, 256, 1024] {
+    for batch in [1usize, 64, 256, 512] {
         let rec = record(batch, WARM_CYCLES, TIMED_CYCLES);
         let mut g = c.benchmark_group(format!("cycles/alloc{batch}"));
         g.throughput(Throughput::Elements(rec.cycles as u64));

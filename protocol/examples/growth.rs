@@ -17,95 +17,12 @@
 //! `--reps N` repetitions of each clone measurement (default 3; the median is printed).
 
 use deai_protocol::ledger::Entry;
-use deai_protocol::message::{Claim, Message, MessageKind, OrderMode, Payload, PutOrder, Rate};
-use deai_protocol::params::TOKEN;
-use deai_protocol::testkit::{output_hash, Keys, TestNet};
-use deai_protocol::types::{OrderId, ParticipantId, Rating};
+use deai_protocol::message::MessageKind;
+use deai_protocol::testkit::CycleWorkload;
+use deai_protocol::types::OrderId;
 use deai_protocol::Ledger;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------------------------------------
-// Workload (the same generator as benches/apply.rs).
-
-const SERVICE: &str = "text-generation";
-const CLIENTS: usize = 64;
-const MINERS: usize = 16;
-const MINER_CAPACITY: u32 = 1_000_000;
-const CLIENT_STAKE: u128 = 1_000_000 * TOKEN;
-const PROMPT: &[u8] = &[b'p'; 128];
-const OUTPUT: &[u8] = b"output";
-
-struct Workload {
-    net: TestNet,
-    clients: Vec<Keys>,
-    miners: BTreeMap<ParticipantId, Keys>,
-    leader: Keys,
-    next_client: usize,
-}
-
-impl Workload {
-    fn new() -> Self {
-        let mut net = TestNet::new();
-        let miners = (0..MINERS)
-            .map(|i| {
-                let k = net.miner(&format!("bench-miner-{i}"), &[SERVICE], MINER_CAPACITY);
-                (k.id, k)
-            })
-            .collect();
-        let clients = (0..CLIENTS).map(|i| net.client_with_stake(&format!("bench-client-{i}"), CLIENT_STAKE)).collect();
-        let leader = net.leader().keys.clone();
-        Workload { net, clients, miners, leader, next_client: 0 }
-    }
-
-    /// Runs `cycles` full cycles, allocating `batch` orders per `Allocate` entry. Each entry is
-    /// sealed against the generator's ledger, applied to it by `step`, then handed to `sink`.
-    fn run(
-        &mut self,
-        cycles: usize,
-        batch: usize,
-        mut step: impl FnMut(&mut Ledger, &Entry),
-        mut sink: impl FnMut(Entry),
-    ) {
-        let mut done = 0;
-        while done < cycles {
-            let n = batch.min(cycles - done);
-            let mut orders: Vec<(OrderId, usize)> = Vec::with_capacity(n);
-            for _ in 0..n {
-                let ci = self.next_client % self.clients.len();
-                self.next_client += 1;
-                let put = PutOrder {
-                    service: SERVICE.into(),
-                    mode: OrderMode::Free,
-                    payload: Payload::Inline(PROMPT.to_vec()),
-                };
-                let e = self.net.entry(&self.clients[ci], Message::PutOrder(put));
-                orders.push((Ledger::order_id_of(&e.envelope), ci));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            let plan = self.net.ledger.plan_allocation(&self.net.coordinators[0].vrf, n).expect("a miner is ready");
-            assert_eq!(plan.orders.len(), n, "every pending order is allocated");
-            let e = self.net.entry(&self.leader, Message::Allocate(plan));
-            step(&mut self.net.ledger, &e);
-            sink(e);
-            for (order, _) in &orders {
-                let miner = self.net.assigned(order).expect("allocated");
-                let claim = Claim { order: *order, output_hash: output_hash(OUTPUT) };
-                let e = self.net.entry(&self.miners[&miner], Message::Claim(claim));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            for (order, ci) in &orders {
-                let e = self.net.entry(&self.clients[*ci], Message::Rate(Rate { order: *order, rating: Rating::Good }));
-                step(&mut self.net.ledger, &e);
-                sink(e);
-            }
-            self.net.advance(n as u64);
-            done += n;
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -211,10 +128,12 @@ fn main() {
 
     let started = Instant::now();
     let (rss0, _) = memory();
-    let mut w = Workload::new();
+    let mut w = CycleWorkload::new();
     let (rss_base, _) = memory();
     println!(
-        "setup: {CLIENTS} clients, {MINERS} miners; RSS {:.1} MiB (process start {:.1} MiB)",
+        "setup: {} clients, {} miners; RSS {:.1} MiB (process start {:.1} MiB)",
+        CycleWorkload::CLIENTS,
+        CycleWorkload::MINERS,
         mib(rss_base),
         mib(rss0)
     );

@@ -83,8 +83,8 @@ fn exp_neg_q62(x_ppm: u128) -> u128 {
     let n = x / LN2_Q62;
     let r = x - n * LN2_Q62; // r in [0, ln 2)
                              // e^{-r} by its Taylor series, alternating signs; the magnitudes |r|^k / k! shrink below one
-    // Q62 unit well before k = 30. Every magnitude fits in 64 bits, so the division by k is a
-    // 64-bit one and the division by 2^62 a shift.
+                             // Q62 unit well before k = 30. Every magnitude fits in 64 bits, so the division by k is a
+                             // 64-bit one and the division by 2^62 a shift.
     let mut sum: i128 = ONE_Q62 as i128;
     let mut magnitude: u64 = ONE_Q62 as u64;
     for k in 1..30u64 {

@@ -233,3 +233,137 @@ impl Default for TestNet {
 pub fn output_hash(output: &[u8]) -> Digest {
     hash_parts("output", &[output])
 }
+
+/// Runs `f`, which must be refused with `code`, and checks that nothing changed: root, height,
+/// ledger time and the whole state (a rejected entry changes nothing).
+pub fn expect_rejected(
+    net: &mut TestNet,
+    code: &str,
+    f: impl FnOnce(&mut TestNet) -> Result<Effects, Rejection>,
+) -> Rejection {
+    let err = rejected_unchanged(net, f);
+    assert_eq!(err.code(), code, "unexpected rejection: {err}");
+    err
+}
+
+/// Applies `entry`, expects a rejection and checks that nothing changed.
+pub fn reject(net: &mut TestNet, entry: &Entry) -> Rejection {
+    rejected_unchanged(net, |n| n.ledger.apply(entry))
+}
+
+/// Stamps `envelope` with the current time and expects a rejection with no state change.
+pub fn reject_envelope(net: &mut TestNet, envelope: SignedEnvelope) -> Rejection {
+    let entry = Entry { stamped_ms: net.now_ms, envelope };
+    reject(net, &entry)
+}
+
+/// Seals `message` as `who` with its next nonce and expects a rejection with no state change.
+pub fn reject_msg(net: &mut TestNet, who: &Keys, message: Message) -> Rejection {
+    let entry = net.entry(who, message);
+    reject(net, &entry)
+}
+
+fn rejected_unchanged(net: &mut TestNet, f: impl FnOnce(&mut TestNet) -> Result<Effects, Rejection>) -> Rejection {
+    let (root, height, now, digest) =
+        (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
+    let err = f(net).expect_err("the entry must be rejected");
+    assert_eq!(net.ledger.root, root, "rejected entry ({err}) moved the root");
+    assert_eq!(net.ledger.height, height, "rejected entry ({err}) moved the height");
+    assert_eq!(net.ledger.now_ms, now, "rejected entry ({err}) moved ledger time");
+    assert_eq!(net.ledger.state_digest(), digest, "rejected entry ({err}) changed the state");
+    err
+}
+
+/// A steady stream of full signed task cycles (put, allocate, claim, rate) on a network sized so
+/// that no client is frozen and no miner is busy: the workload of the benchmarks.
+pub struct CycleWorkload {
+    pub net: TestNet,
+    pub clients: Vec<Keys>,
+    pub miners: std::collections::BTreeMap<ParticipantId, Keys>,
+    next_client: usize,
+}
+
+impl CycleWorkload {
+    /// The service every order asks for.
+    pub const SERVICE: &'static str = "text-generation";
+    /// Distinct clients placing orders in turn.
+    pub const CLIENTS: usize = 64;
+    /// Registered miners offering the service.
+    pub const MINERS: usize = 16;
+    /// Per-miner capacity: large, so that no miner is ever busy.
+    pub const MINER_CAPACITY: u32 = 1_000_000;
+    /// Stake per client: large, so that no client reaches its admission limit.
+    pub const CLIENT_STAKE: Amount = 1_000_000 * crate::params::TOKEN;
+    /// Inline prompt carried by each order.
+    pub const PROMPT: &'static [u8] = &[b'p'; 128];
+    pub const OUTPUT: &'static [u8] = b"output";
+
+    pub fn new() -> Self {
+        let mut net = TestNet::new();
+        let miners = (0..Self::MINERS)
+            .map(|i| {
+                let k = net.miner(&format!("bench-miner-{i}"), &[Self::SERVICE], Self::MINER_CAPACITY);
+                (k.id, k)
+            })
+            .collect();
+        let clients = (0..Self::CLIENTS)
+            .map(|i| net.client_with_stake(&format!("bench-client-{i}"), Self::CLIENT_STAKE))
+            .collect();
+        CycleWorkload { net, clients, miners, next_client: 0 }
+    }
+
+    /// Runs `cycles` full cycles, allocating `batch` orders per `Allocate` entry. Each entry is
+    /// sealed against the workload's ledger, applied to it by `step`, then handed to `sink`.
+    pub fn run(
+        &mut self,
+        cycles: usize,
+        batch: usize,
+        mut step: impl FnMut(&mut Ledger, &Entry),
+        mut sink: impl FnMut(Entry),
+    ) {
+        let leader = self.net.leader().keys.clone();
+        let mut done = 0;
+        while done < cycles {
+            let n = batch.min(cycles - done);
+            let mut orders: Vec<(OrderId, usize)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let ci = self.next_client % self.clients.len();
+                self.next_client += 1;
+                let put = PutOrder {
+                    service: Self::SERVICE.into(),
+                    mode: OrderMode::Free,
+                    payload: Payload::Inline(Self::PROMPT.to_vec()),
+                };
+                let e = self.net.entry(&self.clients[ci], Message::PutOrder(put));
+                orders.push((Ledger::order_id_of(&e.envelope), ci));
+                step(&mut self.net.ledger, &e);
+                sink(e);
+            }
+            let plan = self.net.ledger.plan_allocation(&self.net.coordinators[0].vrf, n).expect("a miner is ready");
+            assert_eq!(plan.orders.len(), n, "every pending order is allocated");
+            let e = self.net.entry(&leader, Message::Allocate(plan));
+            step(&mut self.net.ledger, &e);
+            sink(e);
+            for (order, _) in &orders {
+                let miner = self.net.assigned(order).expect("allocated");
+                let claim = Claim { order: *order, output_hash: output_hash(Self::OUTPUT) };
+                let e = self.net.entry(&self.miners[&miner], Message::Claim(claim));
+                step(&mut self.net.ledger, &e);
+                sink(e);
+            }
+            for (order, ci) in &orders {
+                let e = self.net.entry(&self.clients[*ci], Message::Rate(Rate { order: *order, rating: Rating::Good }));
+                step(&mut self.net.ledger, &e);
+                sink(e);
+            }
+            self.net.advance(n as u64);
+            done += n;
+        }
+    }
+}
+
+impl Default for CycleWorkload {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -11,27 +11,12 @@ use deai_protocol::ledger::{self, Effects, Entry, Event, Ledger, OrderStatus};
 use deai_protocol::message::{
     Claim, DevFaucet, Message, OrderMode, Payload, PutOrder, Rate, SignCheckpoint, SignPayouts,
 };
-use deai_protocol::testkit::{output_hash, Keys, TestNet};
+use deai_protocol::testkit::{expect_rejected, output_hash, Keys, TestNet};
 use deai_protocol::types::{AssetId, Digest, Rating};
 use deai_protocol::{Rejection, SignedEnvelope};
 
 const TEXT: &str = "text-generation";
 const IMAGE: &str = "image-generation";
-
-/// Runs `f`, which must be refused with `code`, and checks that nothing changed.
-fn expect_rejected(
-    net: &mut TestNet,
-    code: &str,
-    f: impl FnOnce(&mut TestNet) -> Result<Effects, Rejection>,
-) -> Rejection {
-    let (root, height, digest) = (net.ledger.root, net.ledger.height, net.ledger.state_digest());
-    let err = f(net).expect_err("entry must be rejected");
-    assert_eq!(err.code(), code, "unexpected rejection: {err}");
-    assert_eq!(net.ledger.root, root, "a rejected entry must not move the root");
-    assert_eq!(net.ledger.height, height, "a rejected entry must not move the height");
-    assert_eq!(net.ledger.state_digest(), digest, "a rejected entry must not change state");
-    err
-}
 
 /// An envelope that claims to come from `victim` but is signed with `forger`'s key: what a
 /// leader would have to produce to invent a client's or miner's input.

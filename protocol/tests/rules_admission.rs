@@ -8,37 +8,13 @@ use deai_protocol::envelope::{signing_bytes, SignedEnvelope, MAX_BODY_BYTES};
 use deai_protocol::ledger::{Entry, Event, OrderStatus, PassState};
 use deai_protocol::message::*;
 use deai_protocol::params::TOKEN;
-use deai_protocol::testkit::{Keys, TestNet, CLIENT_STAKE};
+use deai_protocol::testkit::{reject, reject_envelope, reject_msg, Keys, TestNet, CLIENT_STAKE};
 use deai_protocol::types::{AssetId, NetworkId, OrderId};
 use deai_protocol::{Effects, Rejection};
 
 const TEXT: &str = "text-generation";
 const IMAGE: &str = "image-generation";
 const NON_NATIVE: AssetId = AssetId(1);
-
-/// Applies `entry`, expects a rejection and checks that nothing changed.
-fn reject(net: &mut TestNet, entry: &Entry) -> Rejection {
-    let (root, height, now, digest) =
-        (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
-    let err = net.ledger.apply(entry).expect_err("the entry must be rejected");
-    assert_eq!(net.ledger.root, root, "rejected entry ({err}) moved the root");
-    assert_eq!(net.ledger.height, height, "rejected entry ({err}) moved the height");
-    assert_eq!(net.ledger.now_ms, now, "rejected entry ({err}) moved ledger time");
-    assert_eq!(net.ledger.state_digest(), digest, "rejected entry ({err}) changed the state");
-    err
-}
-
-/// Seals `message` as `who` with its next nonce and expects a rejection with no state change.
-/// Stamps `envelope` with the current time and expects a rejection with no state change.
-fn reject_envelope(net: &mut TestNet, envelope: SignedEnvelope) -> Rejection {
-    let entry = Entry { stamped_ms: net.now_ms, envelope };
-    reject(net, &entry)
-}
-
-fn reject_msg(net: &mut TestNet, who: &Keys, message: Message) -> Rejection {
-    let entry = net.entry(who, message);
-    reject(net, &entry)
-}
 
 fn put_msg(service: &str) -> Message {
     Message::PutOrder(PutOrder {

@@ -4,11 +4,11 @@
 //! Every rejection is checked with its stable code and with the ledger root, height and whole
 //! state digest unchanged. Keys are deterministic, so the "statistical" checks are exact.
 
-use deai_protocol::ledger::{batch_hash, Entry, Event, Miner, MinerStatus, OrderStatus};
+use deai_protocol::ledger::{batch_hash, Event, Miner, MinerStatus, OrderStatus};
 use deai_protocol::message::*;
 use deai_protocol::params::{ProposalAction, TOKEN};
 use deai_protocol::rules::{reputation_milli, select_weighted};
-use deai_protocol::testkit::{output_hash, Keys, TestNet, MINER_COLLATERAL};
+use deai_protocol::testkit::{output_hash, reject, reject_envelope, reject_msg, Keys, TestNet, MINER_COLLATERAL};
 use deai_protocol::types::{AssetId, OrderId, ParticipantId, Rating};
 use deai_protocol::vrf;
 use deai_protocol::{Effects, Ledger, Rejection, SignedEnvelope};
@@ -16,29 +16,6 @@ use std::collections::BTreeMap;
 
 const TEXT: &str = "text-generation";
 const IMAGE: &str = "image-generation";
-
-/// Applies `entry`, expects a rejection and checks that nothing changed.
-fn reject(net: &mut TestNet, entry: &Entry) -> Rejection {
-    let (root, height, now, digest) =
-        (net.ledger.root, net.ledger.height, net.ledger.now_ms, net.ledger.state_digest());
-    let err = net.ledger.apply(entry).expect_err("the entry must be rejected");
-    assert_eq!(net.ledger.root, root, "rejected entry ({err}) moved the root");
-    assert_eq!(net.ledger.height, height, "rejected entry ({err}) moved the height");
-    assert_eq!(net.ledger.now_ms, now, "rejected entry ({err}) moved ledger time");
-    assert_eq!(net.ledger.state_digest(), digest, "rejected entry ({err}) changed the state");
-    err
-}
-
-/// Stamps `envelope` with the current time and expects a rejection with no state change.
-fn reject_envelope(net: &mut TestNet, envelope: SignedEnvelope) -> Rejection {
-    let entry = Entry { stamped_ms: net.now_ms, envelope };
-    reject(net, &entry)
-}
-
-fn reject_msg(net: &mut TestNet, who: &Keys, message: Message) -> Rejection {
-    let entry = net.entry(who, message);
-    reject(net, &entry)
-}
 
 /// Submits `plan` as coordinator `i` and expects a rejection with no state change.
 fn reject_allocation(net: &mut TestNet, i: usize, plan: Allocate) -> Rejection {

@@ -10,28 +10,13 @@ use deai_protocol::message::{
 };
 use deai_protocol::params::{ParamChange, ProposalAction, TOKEN};
 use deai_protocol::rules;
-use deai_protocol::testkit::{Keys, TestNet, MINER_COLLATERAL};
+use deai_protocol::testkit::{expect_rejected, Keys, TestNet, MINER_COLLATERAL};
 use deai_protocol::types::{Amount, AssetId, OrderId, ParticipantId, Rating};
 use deai_protocol::Rejection;
 
 const TEXT: &str = "text-generation";
 const EMBED: &str = "text-embedding";
 const IMAGE: &str = "image-generation";
-
-/// Runs `f`, which must be refused with `code`, and checks that nothing changed.
-fn expect_rejected(
-    net: &mut TestNet,
-    code: &str,
-    f: impl FnOnce(&mut TestNet) -> Result<Effects, Rejection>,
-) -> Rejection {
-    let (root, height, digest) = (net.ledger.root, net.ledger.height, net.ledger.state_digest());
-    let err = f(net).expect_err("entry must be rejected");
-    assert_eq!(err.code(), code, "unexpected rejection: {err}");
-    assert_eq!(net.ledger.root, root, "a rejected entry must not move the root");
-    assert_eq!(net.ledger.height, height, "a rejected entry must not move the height");
-    assert_eq!(net.ledger.state_digest(), digest, "a rejected entry must not change state");
-    err
-}
 
 fn put_rejected(net: &mut TestNet, code: &str, client: &Keys, service: &str, mode: OrderMode) -> Rejection {
     expect_rejected(net, code, |n| n.put(client, service, mode).map(|_| Effects::default()))

@@ -8,26 +8,11 @@ use deai_protocol::ledger::{Effects, Event, OrderStatus};
 use deai_protocol::message::{Message, Propose, Vote};
 use deai_protocol::params::{ParamChange, ProposalAction};
 use deai_protocol::rules;
-use deai_protocol::testkit::{Keys, TestNet};
+use deai_protocol::testkit::{expect_rejected, Keys, TestNet};
 use deai_protocol::types::{OrderId, Rating};
 use deai_protocol::Rejection;
 
 const TEXT: &str = "text-generation";
-
-/// Runs `f`, which must be refused with `code`, and checks that nothing changed.
-fn expect_rejected(
-    net: &mut TestNet,
-    code: &str,
-    f: impl FnOnce(&mut TestNet) -> Result<Effects, Rejection>,
-) -> Rejection {
-    let (root, height, digest) = (net.ledger.root, net.ledger.height, net.ledger.state_digest());
-    let err = f(net).expect_err("entry must be rejected");
-    assert_eq!(err.code(), code, "unexpected rejection: {err}");
-    assert_eq!(net.ledger.root, root, "a rejected entry must not move the root");
-    assert_eq!(net.ledger.height, height, "a rejected entry must not move the height");
-    assert_eq!(net.ledger.state_digest(), digest, "a rejected entry must not change state");
-    err
-}
 
 /// Puts a free order, allocates it and has `miner` (the only possible choice) claim it.
 fn served(net: &mut TestNet, client: &Keys, miner: &Keys) -> OrderId {

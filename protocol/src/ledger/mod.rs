@@ -35,8 +35,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Most deadlines one `Tick` entry processes; the rest wait for the next tick.
 pub const MAX_TICK_ITEMS: usize = 10_000;
-/// Most orders one `Allocate` entry may carry.
-pub const MAX_ALLOCATION_BATCH: usize = 1_024;
+/// Most orders one `Allocate` entry may carry. Its body (an order id and a miner id per order,
+/// plus the VRF proof) must fit in one envelope; the assertion below keeps the limits coherent.
+pub const MAX_ALLOCATION_BATCH: usize = 512;
+const _: () = assert!(MAX_ALLOCATION_BATCH * 2 * 32 + 1_024 <= crate::envelope::MAX_BODY_BYTES);
 /// Most orders a client may have waiting (pending) at once.
 pub const MAX_PENDING_PER_CLIENT: usize = 10_000;
 /// Closed epochs kept in state; older ones live in snapshots and on L2.

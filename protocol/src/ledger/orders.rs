@@ -13,6 +13,13 @@ use crate::types::{Amount, AssetId, Digest, OrderId, ParticipantId, TimeMs, PPM}
 use crate::vrf::{self, VrfSecret};
 use std::collections::BTreeMap;
 
+/// What every replica computes for a batch: `(miner, draw)` per order, and each considered
+/// miner's in-flight count after the batch.
+struct BatchReplay {
+    chosen: Vec<(ParticipantId, u64)>,
+    loads: Vec<(ParticipantId, u32)>,
+}
+
 /// A miner that passes the SPEC 5.3 checks that do not change within a batch.
 struct Candidate {
     id: ParticipantId,
@@ -272,7 +279,7 @@ impl Ledger {
         orders: &[OrderId],
         claimed: Option<&[ParticipantId]>,
         vrf_output: &Digest,
-    ) -> Result<(Vec<(ParticipantId, u64)>, Vec<(ParticipantId, u32)>), Rejection> {
+    ) -> Result<BatchReplay, Rejection> {
         let mut view = BatchView::new(self);
         // Duplicates first, on a sorted copy: cheaper than a set of 32-byte keys.
         let mut sorted = orders.to_vec();
@@ -309,13 +316,13 @@ impl Ledger {
             }
         }
         let loads = view.slots.iter().map(|(id, &slot)| (*id, view.loads[slot])).collect();
-        Ok((chosen, loads))
+        Ok(BatchReplay { chosen, loads })
     }
 
     /// `Allocate`: verifies the VRF proof and recomputes every choice (SPEC 5.3, 6.2).
     pub(super) fn allocate(&mut self, ctx: &Ctx<'_>, m: Allocate, fx: &mut Effects) -> Result<(), Rejection> {
         if m.orders.is_empty() || m.orders.len() > MAX_ALLOCATION_BATCH {
-            return Err(Rejection::MalformedBatch("a batch holds 1 to 1024 orders"));
+            return Err(Rejection::MalformedBatch("a batch holds 1 to MAX_ALLOCATION_BATCH (512) orders"));
         }
         if m.orders.len() != m.miners.len() {
             return Err(Rejection::MalformedBatch("orders and miners differ in length"));
@@ -323,7 +330,7 @@ impl Ledger {
         let key = self.coordinator(&ctx.signer).expect("role checked").vrf_key;
         let input = vrf::allocation_input(&batch_hash(&m.orders), &self.last_checkpoint_root);
         let output = vrf::verify(&key, &input, &m.vrf).ok_or(Rejection::BadVrfProof(ctx.signer))?;
-        let (chosen, loads) = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
+        let BatchReplay { chosen, loads } = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
             Rejection::AllocationMismatch { order, claimed, expected, .. } => {
                 Rejection::AllocationMismatch { leader: ctx.signer, order, claimed, expected }
             }
@@ -405,7 +412,7 @@ impl Ledger {
             let input = vrf::allocation_input(&batch_hash(&batch), &self.last_checkpoint_root);
             let (output, proof) = vrf_secret.prove(&input);
             match self.replay_batch(&batch, None, &output) {
-                Ok((chosen, _)) => {
+                Ok(BatchReplay { chosen, .. }) => {
                     return Some(Allocate {
                         orders: batch,
                         miners: chosen.into_iter().map(|c| c.0).collect(),
