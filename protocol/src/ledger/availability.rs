@@ -111,11 +111,7 @@ impl Ledger {
     pub(super) fn lapse_reports(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
         let mut used = 0;
         while used < budget {
-            let Some(&(closes, order)) = self.report_deadlines.first() else { break };
-            if closes > now {
-                break;
-            }
-            self.report_deadlines.pop_first();
+            let Some(order) = super::pop_due(&mut self.report_deadlines, now) else { break };
             self.reports.remove(&order);
             used += 1;
             fx.events.push(Event::ReportLapsed { order });

@@ -94,11 +94,7 @@ impl Ledger {
     pub(super) fn close_due_proposals(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
         let mut used = 0;
         while used < budget {
-            let Some(&(ends, id)) = self.proposal_deadlines.first() else { break };
-            if ends > now {
-                break;
-            }
-            self.proposal_deadlines.pop_first();
+            let Some(id) = super::pop_due(&mut self.proposal_deadlines, now) else { break };
             used += 1;
             let proposal = self.proposals.remove(&id).expect("deadline of a known proposal");
             let total_locked: u128 = self.accounts.values().map(|a| a.locked(AssetId::NATIVE)).sum();

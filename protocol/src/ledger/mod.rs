@@ -782,6 +782,16 @@ pub fn root_step(previous: &Digest, entry_hash: &Digest, effects_hash: &Digest) 
     hash_fixed("root", &[previous, entry_hash, effects_hash])
 }
 
+/// Removes and returns the earliest entry of a deadline index if it is due at `now`.
+pub(crate) fn pop_due<K: Ord + Copy>(index: &mut BTreeSet<(TimeMs, K)>, now: TimeMs) -> Option<K> {
+    let &(due, key) = index.first()?;
+    if due > now {
+        return None;
+    }
+    index.pop_first();
+    Some(key)
+}
+
 /// Adds `amount` to `map[key]`, refusing overflow.
 pub(crate) fn credit<K: Ord>(map: &mut BTreeMap<K, Amount>, key: K, amount: Amount) -> Result<(), Rejection> {
     let slot = map.entry(key).or_insert(0);

@@ -330,12 +330,13 @@ impl Ledger {
         let key = self.coordinator(&ctx.signer).expect("role checked").vrf_key;
         let input = vrf::allocation_input(&batch_hash(&m.orders), &self.last_checkpoint_root);
         let output = vrf::verify(&key, &input, &m.vrf).ok_or(Rejection::BadVrfProof(ctx.signer))?;
-        let BatchReplay { chosen, loads } = self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
-            Rejection::AllocationMismatch { order, claimed, expected, .. } => {
-                Rejection::AllocationMismatch { leader: ctx.signer, order, claimed, expected }
-            }
-            other => other,
-        })?;
+        let BatchReplay { chosen, loads } =
+            self.replay_batch(&m.orders, Some(&m.miners), &output).map_err(|e| match e {
+                Rejection::AllocationMismatch { order, claimed, expected, .. } => {
+                    Rejection::AllocationMismatch { leader: ctx.signer, order, claimed, expected }
+                }
+                other => other,
+            })?;
 
         // Accepted.
         let deadline = ctx.now.saturating_add(self.params.order_timeout_ms);
@@ -520,11 +521,7 @@ impl Ledger {
     pub(super) fn expire_overdue(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
         let mut used = 0;
         while used < budget {
-            let Some(&(deadline, id)) = self.deadlines.first() else { break };
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_first();
+            let Some(id) = super::pop_due(&mut self.deadlines, now) else { break };
             used += 1;
             let order = self.orders.get_mut(&id).expect("deadline of a known order");
             let miner_id = order.miner.take().expect("allocated orders have a miner");
@@ -559,11 +556,7 @@ impl Ledger {
     pub(super) fn expire_unallocated(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
         let mut used = 0;
         while used < budget {
-            let Some(&(deadline, id)) = self.pending_deadlines.first() else { break };
-            if deadline > now {
-                break;
-            }
-            self.pending_deadlines.pop_first();
+            let Some(id) = super::pop_due(&mut self.pending_deadlines, now) else { break };
             used += 1;
             let order = self.orders.get_mut(&id).expect("deadline of a known order");
             debug_assert_eq!(order.status, OrderStatus::Pending);
