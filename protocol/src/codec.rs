@@ -79,6 +79,30 @@ fn check_version(bytes: &[u8]) -> Result<&[u8], CodecError> {
     Ok(body)
 }
 
+/// Largest framed batch of entries (one replicated log command), in bytes.
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+const BATCH_CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_BATCH_BYTES>,
+> = bincode::config::standard().with_limit::<MAX_BATCH_BYTES>();
+
+/// Like [`decode_framed`], bounded by [`MAX_BATCH_BYTES`]: for a batch of entries in one log
+/// command.
+pub fn decode_framed_large<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_BATCH_BYTES {
+        return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_BATCH_BYTES });
+    }
+    let body = check_version(bytes)?;
+    let (value, used) =
+        bincode::decode_from_slice(body, BATCH_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
+    if used != body.len() {
+        return Err(CodecError::TrailingBytes(body.len() - used));
+    }
+    Ok(value)
+}
+
 /// Framed encoding for snapshots, which may exceed the message limit.
 pub fn encode_snapshot<T: Encode>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);

@@ -55,6 +55,9 @@ pub struct TestNet {
     pub ledger: Ledger,
     pub coordinators: Vec<CoordinatorKeys>,
     pub now_ms: u64,
+    /// Every entry accepted through this net's helpers, in order: the history to replay on
+    /// another replica.
+    pub accepted: Vec<Entry>,
 }
 
 /// The stake a [`TestNet::client`] locks: 10 stake units, so 100 free orders per window.
@@ -76,7 +79,7 @@ impl TestNet {
         tweak(&mut genesis);
         let now_ms = genesis.start_ms;
         let ledger = Ledger::new(genesis).expect("test genesis is valid");
-        TestNet { ledger, coordinators, now_ms }
+        TestNet { ledger, coordinators, now_ms, accepted: Vec::new() }
     }
 
     /// The coordinator that plays leader: the first one.
@@ -99,7 +102,14 @@ impl TestNet {
 
     pub fn submit(&mut self, who: &Keys, message: Message) -> Result<Effects, Rejection> {
         let entry = self.entry(who, message);
-        self.ledger.apply(&entry)
+        self.apply_recorded(entry)
+    }
+
+    /// Applies `entry` and records it in `accepted` if the ledger accepts it.
+    pub fn apply_recorded(&mut self, entry: Entry) -> Result<Effects, Rejection> {
+        let effects = self.ledger.apply(&entry)?;
+        self.accepted.push(entry);
+        Ok(effects)
     }
 
     /// Submits as coordinator `i`.
@@ -157,7 +167,7 @@ impl TestNet {
             Message::PutOrder(PutOrder { service: service.into(), mode, payload: Payload::Inline(b"prompt".to_vec()) }),
         );
         let id = Ledger::order_id_of(&entry.envelope);
-        self.ledger.apply(&entry)?;
+        self.apply_recorded(entry)?;
         Ok(id)
     }
 

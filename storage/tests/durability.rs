@@ -1,0 +1,126 @@
+//! What the store keeps across a restart, and how it refuses damaged input.
+
+use deai_protocol::testkit::{CoordinatorKeys, TestNet};
+use deai_protocol::types::Rating;
+use deai_protocol::Genesis;
+use deai_storage::{EntryOutcome, LogCommand, TypeConfig};
+use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+use std::io::Cursor;
+
+fn genesis() -> Genesis {
+    Genesis::dev("deai-test", (0..3).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect())
+}
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(1, 0), index)
+}
+
+fn normal(index: u64, command: LogCommand) -> Entry<TypeConfig> {
+    Entry { log_id: log_id(index), payload: EntryPayload::Normal(command) }
+}
+
+/// The signed history of three full task cycles, and the root it leads to.
+fn history() -> (Vec<deai_protocol::ledger::Entry>, [u8; 32]) {
+    let mut net = TestNet::new();
+    let miner = net.miner("miner", &["text-generation"], 4);
+    let client = net.client("client");
+    for _ in 0..3 {
+        net.full_cycle(&client, std::slice::from_ref(&miner), "text-generation", Rating::Good);
+    }
+    (net.accepted, net.ledger.root)
+}
+
+#[tokio::test]
+async fn vote_and_committed_index_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let (mut log, _) = deai_storage::open(&path, genesis()).unwrap();
+        log.save_vote(&Vote::new(7, 2)).await.unwrap();
+        log.save_committed(Some(log_id(42))).await.unwrap();
+    }
+    let (mut log, _) = deai_storage::open(&path, genesis()).unwrap();
+    assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(42)));
+}
+
+#[tokio::test]
+async fn state_machine_applies_signed_batches_and_restarts_from_its_snapshot() {
+    let (entries, root) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let (_, mut sm) = deai_storage::open(&path, genesis()).unwrap();
+        // Two log entries: the history split in two batches.
+        let (a, b) = entries.split_at(entries.len() / 2);
+        let out = sm.apply(vec![normal(1, LogCommand::new(a)), normal(2, LogCommand::new(b))]).await.unwrap();
+        assert!(out.iter().flat_map(|o| &o.outcomes).all(|o| *o == EntryOutcome::Accepted));
+        assert_eq!(out[1].root, root, "the state machine reaches the recorded root");
+        assert_eq!(sm.ledger().root, root);
+        let mut builder = sm.get_snapshot_builder().await;
+        let snapshot = builder.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(2)));
+    }
+    let (_, mut sm) = deai_storage::open(&path, genesis()).unwrap();
+    assert_eq!(sm.ledger().root, root, "restored from the stored snapshot");
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(2)));
+    assert!(sm.get_current_snapshot().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn replayed_or_malformed_commands_are_rejected_deterministically() {
+    let (entries, _) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut sm) = deai_storage::open(&dir.path().join("ledger.redb"), genesis()).unwrap();
+    let garbage = LogCommand { batch: vec![1, 0xff, 0xff, 0xff] };
+    let out = sm.apply(vec![normal(1, garbage), normal(2, LogCommand::new(&entries[..1]))]).await.unwrap();
+    assert!(matches!(&out[0].outcomes[..], [EntryOutcome::Rejected { code, .. }] if code.starts_with("codec_")));
+    assert_eq!(out[1].outcomes, vec![EntryOutcome::Accepted]);
+    let root = sm.ledger().root;
+    let replay = sm.apply(vec![normal(3, LogCommand::new(&entries[..1]))]).await.unwrap();
+    assert!(matches!(&replay[0].outcomes[..], [EntryOutcome::Rejected { code, .. }] if code == "replay"));
+    assert_eq!(sm.ledger().root, root, "a rejected entry changes nothing");
+}
+
+#[test]
+fn a_file_that_is_not_a_ledger_database_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    std::fs::write(&path, vec![0x5a; 64 * 1024]).unwrap();
+    let err = deai_storage::open(&path, genesis()).err().expect("garbage is refused");
+    assert_eq!(err.code(), "storage_open_failed", "{err}");
+    assert!(err.to_string().contains("ledger.redb"), "the error names the file: {err}");
+}
+
+#[tokio::test]
+async fn a_truncated_database_is_refused_not_silently_emptied() {
+    let (entries, _) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let (_, mut sm) = deai_storage::open(&path, genesis()).unwrap();
+        sm.apply(vec![normal(1, LogCommand::new(&entries))]).await.unwrap();
+        sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    match deai_storage::open(&path, genesis()) {
+        Err(err) => assert!(err.code().starts_with("storage_"), "{err}"),
+        Ok((_, sm)) => panic!("a truncated database opened with root {:?}", sm.ledger().root),
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_restore_is_refused_and_changes_nothing() {
+    let (entries, root) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut sm) = deai_storage::open(&dir.path().join("ledger.redb"), genesis()).unwrap();
+    sm.apply(vec![normal(1, LogCommand::new(&entries))]).await.unwrap();
+    let meta = sm.get_snapshot_builder().await.build_snapshot().await.unwrap().meta;
+    let err = sm.install_snapshot(&meta, Box::new(Cursor::new(vec![1, 2, 3]))).await;
+    assert!(err.is_err());
+    assert_eq!(sm.ledger().root, root);
+}
