@@ -28,7 +28,7 @@ mod log_store;
 mod state_machine;
 
 pub use log_store::RedbLogStore;
-pub use state_machine::{LedgerSnapshotBuilder, LedgerStateMachine};
+pub use state_machine::{LedgerSnapshotBuilder, LedgerStateMachine, SharedLedger};
 
 use deai_protocol::ledger::Entry;
 use deai_protocol::{codec, CodecError, Genesis};

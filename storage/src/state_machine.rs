@@ -17,7 +17,19 @@ use openraft::{
 use redb::{Database, ReadableDatabase};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// A read handle on the replicated ledger, shared with the state machine that writes it.
+#[derive(Clone)]
+pub struct SharedLedger(Arc<RwLock<Ledger>>);
+
+impl SharedLedger {
+    /// The ledger as of the last applied entry. A writer that panicked mid-apply poisons the
+    /// lock; that is a bug, and reading on would serve a half-applied state, so it panics too.
+    pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
+        self.0.read().expect("the state machine panicked while applying")
+    }
+}
 
 type NodeId = crate::NodeId;
 
@@ -36,7 +48,7 @@ fn io_err(e: impl std::fmt::Display) -> AnyError {
 /// The replicated ledger and what openraft needs to know about it.
 pub struct LedgerStateMachine {
     db: Arc<Database>,
-    ledger: Ledger,
+    ledger: SharedLedger,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
     /// Snapshots built so far, for unique snapshot ids.
@@ -46,25 +58,35 @@ pub struct LedgerStateMachine {
 impl LedgerStateMachine {
     pub(crate) fn open(db: Arc<Database>, genesis: Genesis, path: &str) -> Result<Self, OpenError> {
         let stored = read_stored(&db).map_err(|detail| OpenError::Damaged { path: path.to_string(), detail })?;
-        let mut sm = LedgerStateMachine {
-            db,
-            ledger: Ledger::new(genesis).map_err(OpenError::Genesis)?,
-            last_applied: None,
-            membership: StoredMembership::default(),
-            snapshots_built: 0,
-        };
+        let mut ledger = Ledger::new(genesis).map_err(OpenError::Genesis)?;
+        let (mut last_applied, mut membership) = (None, StoredMembership::default());
         if let Some(s) = stored {
-            sm.ledger =
+            ledger =
                 Ledger::restore(&s.data).map_err(|source| OpenError::Snapshot { path: path.to_string(), source })?;
-            sm.last_applied = s.meta.last_log_id;
-            sm.membership = s.meta.last_membership;
+            last_applied = s.meta.last_log_id;
+            membership = s.meta.last_membership;
         }
-        Ok(sm)
+        Ok(LedgerStateMachine {
+            db,
+            ledger: SharedLedger(Arc::new(RwLock::new(ledger))),
+            last_applied,
+            membership,
+            snapshots_built: 0,
+        })
     }
 
     /// The ledger as of the last applied entry.
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+    pub fn ledger(&self) -> RwLockReadGuard<'_, Ledger> {
+        self.ledger.read()
+    }
+
+    /// A handle that keeps reading the ledger after openraft takes the state machine.
+    pub fn shared_ledger(&self) -> SharedLedger {
+        self.ledger.clone()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Ledger> {
+        self.ledger.0.write().expect("the state machine panicked while applying")
     }
 
     fn apply_command(&mut self, command: &crate::LogCommand) -> CommandOutcome {
@@ -73,7 +95,7 @@ impl LedgerStateMachine {
             // deterministic rejection, not a crash.
             Err(e) => vec![EntryOutcome::Rejected { code: e.code().to_string(), message: e.to_string() }],
             Ok(entries) => self
-                .ledger
+                .write()
                 .apply_batch(&entries)
                 .into_iter()
                 .map(|r| match r {
@@ -82,7 +104,13 @@ impl LedgerStateMachine {
                 })
                 .collect(),
         };
-        CommandOutcome { outcomes, height: self.ledger.height, root: self.ledger.root }
+        let ledger = self.ledger();
+        CommandOutcome { outcomes, height: ledger.height, root: ledger.root }
+    }
+
+    fn empty_outcome(&self) -> CommandOutcome {
+        let ledger = self.ledger();
+        CommandOutcome { outcomes: Vec::new(), height: ledger.height, root: ledger.root }
     }
 
     fn persist(&self, stored: &StoredSnapshot) -> Result<(), redb::Error> {
@@ -141,13 +169,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let outcome = match &entry.payload {
-                EntryPayload::Blank => {
-                    CommandOutcome { outcomes: Vec::new(), height: self.ledger.height, root: self.ledger.root }
-                }
+                EntryPayload::Blank => self.empty_outcome(),
                 EntryPayload::Normal(command) => self.apply_command(command),
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
-                    CommandOutcome { outcomes: Vec::new(), height: self.ledger.height, root: self.ledger.root }
+                    self.empty_outcome()
                 }
             };
             responses.push(outcome);
@@ -158,7 +184,10 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
         let index = self.last_applied.map(|l| l.index).unwrap_or(0);
-        let root: String = self.ledger.root[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let (root, data) = {
+            let ledger = self.ledger();
+            (ledger.root[..6].iter().map(|b| format!("{b:02x}")).collect::<String>(), ledger.snapshot())
+        };
         LedgerSnapshotBuilder {
             db: self.db.clone(),
             meta: SnapshotMeta {
@@ -166,7 +195,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                 last_membership: self.membership.clone(),
                 snapshot_id: format!("{index}-{root}-{}", self.snapshots_built),
             },
-            data: self.ledger.snapshot(),
+            data,
         }
     }
 
@@ -186,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             Ledger::restore(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_err(e)))?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
-        self.ledger = ledger;
+        *self.write() = ledger;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())
