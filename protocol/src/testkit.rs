@@ -60,6 +60,13 @@ pub struct TestNet {
     pub accepted: Vec<Entry>,
 }
 
+/// The genesis of a [`TestNet`] with `n` coordinators: dev network `deai-test`, default
+/// parameters. Replicas started from it accept the entries a `TestNet` seals.
+pub fn test_genesis(n: usize) -> Genesis {
+    let infos = (0..n).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect();
+    Genesis::dev("deai-test", infos)
+}
+
 /// The stake a [`TestNet::client`] locks: 10 stake units, so 100 free orders per window.
 pub const CLIENT_STAKE: Amount = 100 * crate::params::TOKEN;
 /// The collateral a [`TestNet::miner`] locks.
@@ -75,7 +82,7 @@ impl TestNet {
     pub fn with_genesis(n: usize, tweak: impl FnOnce(&mut Genesis)) -> Self {
         let coordinators: Vec<CoordinatorKeys> =
             (0..n).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}"))).collect();
-        let mut genesis = Genesis::dev("deai-test", coordinators.iter().map(|c| c.info()).collect());
+        let mut genesis = test_genesis(n);
         tweak(&mut genesis);
         let now_ms = genesis.start_ms;
         let ledger = Ledger::new(genesis).expect("test genesis is valid");

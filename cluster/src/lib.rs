@@ -1,0 +1,50 @@
+//! # deai-cluster: the coordinator cluster around the ledger
+//!
+//! This crate only wires: an openraft node over `deai-storage`, with the limits of
+//! [`ClusterConfig`], and the networks that carry Raft traffic between nodes.
+//!
+//! ## Layout
+//! - [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit batches
+//!   of signed entries, read the ledger, shut down.
+//! - [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process, with
+//!   links that can be cut. It drives the multi-node tests, as a test network drives raft-rs's.
+//!
+//! The TCP transport, membership commands, read index, write forwarding and the checkpoint
+//! signing loop of SPEC 6 come next (see `ARCHITECTURE.md`).
+
+// openraft's error types, returned through its trait signatures, are large; errors are the cold
+// path.
+#![allow(clippy::result_large_err)]
+
+pub mod network;
+pub mod node;
+
+pub use node::{ClusterConfig, CoordinatorNode, Written};
+
+/// Everything that can go wrong starting or driving a node, with a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Storage(#[from] deai_storage::OpenError),
+    #[error("invalid cluster configuration: {0}")]
+    Config(String),
+    #[error("raft stopped: {0}")]
+    Fatal(String),
+    #[error("this node is not the leader{}", leader.map(|l| format!("; the leader is node {l}")).unwrap_or_default())]
+    NotLeader { leader: Option<deai_storage::NodeId> },
+    #[error("raft could not complete the request: {0}")]
+    Raft(String),
+}
+
+impl ClusterError {
+    /// Stable code for logs and the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClusterError::Storage(e) => e.code(),
+            ClusterError::Config(_) => "cluster_config",
+            ClusterError::Fatal(_) => "raft_fatal",
+            ClusterError::NotLeader { .. } => "not_leader",
+            ClusterError::Raft(_) => "raft_error",
+        }
+    }
+}

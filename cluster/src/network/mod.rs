@@ -1,0 +1,3 @@
+//! Networks that carry Raft traffic between coordinators.
+
+pub mod in_process;

@@ -1,0 +1,111 @@
+//! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
+
+use crate::ClusterError;
+use deai_protocol::ledger::Entry;
+use deai_protocol::Genesis;
+use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::network::RaftNetworkFactory;
+use openraft::{Config, Raft, SnapshotPolicy};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Timeouts and limits of the Raft layer. Every field has its unit in its name.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Most log entries in one append request.
+    pub max_payload_entries: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Keep this many applied entries in the log after a snapshot, for lagging followers.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            max_payload_entries: 300,
+            snapshot_every_entries: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn raft_config(&self) -> Result<Config, ClusterError> {
+        let config = Config {
+            cluster_name: "deai".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            max_payload_entries: self.max_payload_entries,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            ..Config::default()
+        };
+        config.validate().map_err(|e| ClusterError::Config(e.to_string()))
+    }
+}
+
+/// A batch the cluster committed: its log index and what applying it did.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub log_index: u64,
+    pub outcome: CommandOutcome,
+}
+
+/// One running coordinator node.
+pub struct CoordinatorNode {
+    pub id: NodeId,
+    pub raft: Raft<TypeConfig>,
+    ledger: SharedLedger,
+}
+
+impl CoordinatorNode {
+    /// Opens the node's database in `data_dir` and starts its Raft. A restarted node keeps its
+    /// log, vote and snapshot, and re-applies its committed log.
+    pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
+        id: NodeId,
+        data_dir: &Path,
+        genesis: Genesis,
+        network: N,
+        config: &ClusterConfig,
+    ) -> Result<Self, ClusterError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| ClusterError::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        let (log_store, state_machine) = deai_storage::open(&data_dir.join("ledger.redb"), genesis)?;
+        let ledger = state_machine.shared_ledger();
+        let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
+            .await
+            .map_err(|e| ClusterError::Fatal(e.to_string()))?;
+        Ok(CoordinatorNode { id, raft, ledger })
+    }
+
+    /// The ledger as this node last applied it (a stale read: no leader round trip).
+    pub fn ledger(&self) -> &SharedLedger {
+        &self.ledger
+    }
+
+    /// Replicates one batch of signed entries and returns what applying it did. Only the leader
+    /// accepts writes; a follower answers `NotLeader` with the leader's id.
+    pub async fn submit(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
+        match self.raft.client_write(LogCommand::new(entries)).await {
+            Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ClusterError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Stops the node's Raft; its data stays on disk.
+    pub async fn shutdown(self) -> Result<(), ClusterError> {
+        self.raft.shutdown().await.map_err(|e| ClusterError::Fatal(e.to_string()))
+    }
+}
