@@ -2,103 +2,12 @@
 //! restarts from its own disk. Nodes talk through `InProcessRouter`; each test waits on a
 //! condition with a deadline, never on a sleep.
 
-use deai_cluster::network::in_process::InProcessRouter;
-use deai_cluster::{ClusterConfig, ClusterError, CoordinatorNode};
-use deai_protocol::ledger::Entry;
-use deai_protocol::message::{DevFaucet, Message};
-use deai_protocol::testkit::{Keys, TestNet};
-use deai_protocol::types::AssetId;
-use deai_protocol::Genesis;
+mod common;
+
+use common::{faucet_batch, start, Cluster, WAIT};
+use deai_cluster::ClusterError;
+use deai_protocol::testkit::TestNet;
 use deai_storage::EntryOutcome;
-use openraft::BasicNode;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// Longest a test waits for the cluster to reach a state.
-const WAIT: Duration = Duration::from_secs(10);
-
-fn genesis() -> Genesis {
-    deai_protocol::testkit::test_genesis(3)
-}
-
-struct Cluster {
-    router: InProcessRouter,
-    dirs: tempfile::TempDir,
-    nodes: BTreeMap<u64, CoordinatorNode>,
-    config: ClusterConfig,
-}
-
-impl Cluster {
-    async fn start(n: u64) -> Cluster {
-        let router = InProcessRouter::new();
-        let dirs = tempfile::tempdir().unwrap();
-        let config = ClusterConfig {
-            heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 200,
-            election_timeout_max_ms: 400,
-            ..ClusterConfig::default()
-        };
-        let mut cluster = Cluster { router, dirs, nodes: BTreeMap::new(), config };
-        for id in 0..n {
-            cluster.start_node(id).await;
-        }
-        let members: BTreeMap<u64, BasicNode> = (0..n).map(|id| (id, BasicNode::default())).collect();
-        cluster.nodes[&0].raft.initialize(members).await.expect("initialize");
-        cluster
-    }
-
-    fn dir(&self, id: u64) -> PathBuf {
-        self.dirs.path().join(format!("node-{id}"))
-    }
-
-    async fn start_node(&mut self, id: u64) {
-        let dir = self.dir(id);
-        let node = start(id, &dir, &self.router, &self.config).await;
-        self.router.register(id, node.raft.clone());
-        self.nodes.insert(id, node);
-    }
-
-    async fn stop_node(&mut self, id: u64) {
-        self.router.unregister(id);
-        self.nodes.remove(&id).expect("running").shutdown().await.unwrap();
-    }
-
-    async fn leader(&self) -> u64 {
-        let any = self.nodes.values().next().unwrap();
-        let m = any
-            .raft
-            .wait(Some(WAIT))
-            .metrics(|m| m.current_leader.is_some_and(|l| self.nodes.contains_key(&l)), "a running leader")
-            .await
-            .expect("a leader is elected");
-        m.current_leader.unwrap()
-    }
-
-    async fn wait_applied(&self, index: u64) {
-        for node in self.nodes.values() {
-            node.raft.wait(Some(WAIT)).applied_index_at_least(Some(index), "caught up").await.expect("applied");
-        }
-    }
-
-    fn roots(&self) -> Vec<[u8; 32]> {
-        self.nodes.values().map(|n| n.ledger().read().root).collect()
-    }
-}
-
-async fn start(id: u64, dir: &Path, router: &InProcessRouter, config: &ClusterConfig) -> CoordinatorNode {
-    CoordinatorNode::start(id, dir, genesis(), router.network_for(id), config).await.expect("node starts")
-}
-
-/// `n` signed faucet entries from distinct clients, sealed against a fresh ledger.
-fn faucet_batch(net: &TestNet, tag: &str, n: usize) -> Vec<Entry> {
-    (0..n)
-        .map(|i| {
-            let who = Keys::from_name(&format!("{tag}-{i}"));
-            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 }))
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_a_leader_and_replicate_signed_batches() {
