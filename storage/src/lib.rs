@@ -147,8 +147,9 @@ pub fn open(path: &Path, genesis: Genesis) -> Result<(RedbLogStore, LedgerStateM
     Ok((log_store, state_machine))
 }
 
-/// bincode (serde) encoding of openraft's types, behind the codec's version byte.
-pub(crate) fn encode_raft<T: Serialize>(value: &T) -> Vec<u8> {
+/// bincode (serde) encoding of openraft's types, behind the codec's version byte: the one
+/// format for openraft's records, on disk and on the wire between coordinators.
+pub fn encode_raft<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![codec::CODEC_VERSION];
     out.extend(bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("encoding into memory"));
     out
@@ -165,7 +166,8 @@ pub(crate) fn decode_raft_snapshot<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -
     decode_raft_limited::<T, { codec::MAX_SNAPSHOT_BYTES }>(bytes)
 }
 
-fn decode_raft_limited<T: for<'de> Deserialize<'de>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
+/// Decodes a record made by [`encode_raft`], refusing anything over `LIMIT` bytes of payload.
+pub fn decode_raft_limited<T: for<'de> Deserialize<'de>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, String> {
     let (&version, body) = bytes.split_first().ok_or("empty record")?;
     if version != codec::CODEC_VERSION {
         return Err(format!("record version {version}, this build reads {}", codec::CODEC_VERSION));

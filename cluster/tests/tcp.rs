@@ -1,0 +1,93 @@
+//! Raft over real TCP sockets on loopback (issue 4): a three-node cluster replicates, and a peer
+//! from another network is refused at the handshake with a clear reason.
+
+use deai_cluster::network::tcp::{self, TcpNetwork};
+use deai_cluster::{ClusterConfig, CoordinatorNode};
+use deai_protocol::message::{DevFaucet, Message};
+use deai_protocol::testkit::{test_genesis, Keys, TestNet};
+use deai_protocol::types::AssetId;
+use deai_storage::EntryOutcome;
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::VoteRequest;
+use openraft::{BasicNode, Vote};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const WAIT: Duration = Duration::from_secs(10);
+const NETWORK: &str = "deai-test";
+
+fn config() -> ClusterConfig {
+    ClusterConfig {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..ClusterConfig::default()
+    }
+}
+
+/// Starts `n` nodes listening on loopback ports the OS picks; returns them and their addresses.
+async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, BTreeMap<u64, BasicNode>) {
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 0..n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(id, BasicNode::new(listener.local_addr().unwrap().to_string()));
+        listeners.push(listener);
+    }
+    let mut nodes = Vec::new();
+    for (id, listener) in (0..n).zip(listeners) {
+        let node = CoordinatorNode::start(
+            id,
+            &dir.join(format!("node-{id}")),
+            test_genesis(3),
+            TcpNetwork::new(id, NETWORK),
+            &config(),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(tcp::serve(listener, node.raft.clone(), NETWORK.to_string()));
+        nodes.push(node);
+    }
+    nodes[0].raft.initialize(members.clone()).await.unwrap();
+    (nodes, members)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_over_loopback_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = start_cluster(dir.path(), 3).await;
+    let m = nodes[0]
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .expect("a leader is elected over TCP");
+    let leader = m.current_leader.unwrap() as usize;
+    let net = TestNet::new();
+    let batch: Vec<_> = (0..20)
+        .map(|i| {
+            let who = Keys::from_name(&format!("tcp-{i}"));
+            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
+        })
+        .collect();
+    let written = nodes[leader].submit(&batch).await.expect("write over TCP");
+    assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 20]);
+    for node in &nodes {
+        node.raft.wait(Some(WAIT)).applied_index_at_least(Some(written.log_index), "applied").await.unwrap();
+        assert_eq!(node.ledger().read().root, written.outcome.root);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_from_another_network_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_cluster(dir.path(), 3).await;
+    let mut stranger = TcpNetwork::new(9, "another-network");
+    let mut link = stranger.new_client(0, &members[&0]).await;
+    let request = VoteRequest { vote: Vote::new(99, 9), last_log_id: None };
+    let err = link.vote(request, RPCOption::new(Duration::from_secs(2))).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("another-network") && text.contains("deai-test"), "unclear refusal: {text}");
+    assert!(nodes[0].raft.metrics().borrow().current_term < 99, "the stranger's vote never reached Raft");
+}
