@@ -19,7 +19,7 @@
 pub mod network;
 pub mod node;
 
-pub use node::{ClusterConfig, CoordinatorNode, Written};
+pub use node::{ClusterConfig, Consistency, CoordinatorNode, Written};
 
 /// Everything that can go wrong starting or driving a node, with a stable code.
 #[derive(Debug, thiserror::Error)]

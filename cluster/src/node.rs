@@ -60,11 +60,26 @@ pub struct Written {
     pub outcome: CommandOutcome,
 }
 
+/// How fresh a read must be (SPEC 7: linearizable by default, `?consistency=stale` on request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// Confirms leadership with a quorum (read index) and waits until that index is applied.
+    /// Only the leader answers; a follower reports `NotLeader`.
+    Linearizable,
+    /// This node's ledger as last applied, with no round trip.
+    Stale,
+}
+
+/// Longest a forwarded write may take, in milliseconds.
+pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
+
 /// One running coordinator node.
 pub struct CoordinatorNode {
     pub id: NodeId,
     pub raft: Raft<TypeConfig>,
     ledger: SharedLedger,
+    /// Set when writes reaching this node as a follower are forwarded to the leader over TCP.
+    forward_network: Option<String>,
 }
 
 impl CoordinatorNode {
@@ -84,7 +99,7 @@ impl CoordinatorNode {
         let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        Ok(CoordinatorNode { id, raft, ledger })
+        Ok(CoordinatorNode { id, raft, ledger, forward_network: None })
     }
 
     /// The ledger as this node last applied it (a stale read: no leader round trip).
@@ -102,6 +117,53 @@ impl CoordinatorNode {
             }
             Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
+    }
+
+    /// Forwards writes that reach this node as a follower to the leader, over the TCP transport
+    /// of `network`.
+    pub fn forward_writes_over_tcp(&mut self, network: impl Into<String>) {
+        self.forward_network = Some(network.into());
+    }
+
+    /// Writes a batch through whichever node leads: locally if this node leads, else forwarded
+    /// once to the leader (when forwarding is on).
+    pub async fn write(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
+        let leader = match self.submit(entries).await {
+            Err(ClusterError::NotLeader { leader: Some(leader) }) if self.forward_network.is_some() => leader,
+            other => return other,
+        };
+        let network = self.forward_network.as_deref().expect("checked");
+        let addr = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+        }
+        .ok_or(ClusterError::NotLeader { leader: Some(leader) })?;
+        let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
+        match crate::network::tcp::forward_write(&addr, network, self.id, LogCommand::new(entries), deadline).await {
+            Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
+            Ok(Err(f)) if f.code == "not_leader" => Err(ClusterError::NotLeader { leader: f.leader }),
+            Ok(Err(f)) => Err(ClusterError::Raft(f.message)),
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Reads the ledger with the given consistency.
+    pub async fn read<T>(
+        &self,
+        consistency: Consistency,
+        f: impl FnOnce(&deai_protocol::Ledger) -> T,
+    ) -> Result<T, ClusterError> {
+        if consistency == Consistency::Linearizable {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => {}
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(ClusterError::NotLeader { leader: f.leader_id })
+                }
+                Err(e) => return Err(ClusterError::Raft(e.to_string())),
+            }
+        }
+        Ok(f(&self.ledger.read()))
     }
 
     /// Stops the node's Raft; its data stays on disk.

@@ -2,7 +2,7 @@
 //! from another network is refused at the handshake with a clear reason.
 
 use deai_cluster::network::tcp::{self, TcpNetwork};
-use deai_cluster::{ClusterConfig, CoordinatorNode};
+use deai_cluster::{ClusterConfig, Consistency, CoordinatorNode};
 use deai_protocol::message::{DevFaucet, Message};
 use deai_protocol::testkit::{test_genesis, Keys, TestNet};
 use deai_protocol::types::AssetId;
@@ -37,7 +37,7 @@ async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, 
     }
     let mut nodes = Vec::new();
     for (id, listener) in (0..n).zip(listeners) {
-        let node = CoordinatorNode::start(
+        let mut node = CoordinatorNode::start(
             id,
             &dir.join(format!("node-{id}")),
             test_genesis(3),
@@ -46,6 +46,7 @@ async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, 
         )
         .await
         .unwrap();
+        node.forward_writes_over_tcp(NETWORK);
         tokio::spawn(tcp::serve(listener, node.raft.clone(), NETWORK.to_string()));
         nodes.push(node);
     }
@@ -90,4 +91,29 @@ async fn a_peer_from_another_network_is_refused_with_the_reason() {
     let text = err.to_string();
     assert!(text.contains("another-network") && text.contains("deai-test"), "unclear refusal: {text}");
     assert!(nodes[0].raft.metrics().borrow().current_term < 99, "the stranger's vote never reached Raft");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_reaching_a_follower_is_forwarded_and_reads_follow_their_consistency() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = start_cluster(dir.path(), 3).await;
+    let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+    let leader = m.current_leader.unwrap();
+    let follower = (0..3u64).find(|id| *id != leader).unwrap() as usize;
+    nodes[follower].raft.wait(Some(WAIT)).current_leader(leader, "follower knows the leader").await.unwrap();
+    let net = TestNet::new();
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            let who = Keys::from_name(&format!("fwd-{i}"));
+            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
+        })
+        .collect();
+    let written = nodes[follower].write(&batch).await.expect("the follower forwards the write");
+    assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 5]);
+    let height = nodes[leader as usize].read(Consistency::Linearizable, |l| l.height).await.unwrap();
+    assert_eq!(height, 5, "a linearizable read on the leader sees the acknowledged write");
+    let err = nodes[follower].read(Consistency::Linearizable, |l| l.height).await.unwrap_err();
+    assert_eq!(err.code(), "not_leader");
+    nodes[follower].raft.wait(Some(WAIT)).applied_index_at_least(Some(written.log_index), "applied").await.unwrap();
+    assert_eq!(nodes[follower].read(Consistency::Stale, |l| l.height).await.unwrap(), 5);
 }

@@ -10,7 +10,8 @@
 //! [`CONNECT_TIMEOUT_MS`] to connect and shake hands; each RPC is bounded by openraft's own
 //! deadline (`RPCOption::hard_ttl`).
 
-use deai_storage::{decode_raft_limited, encode_raft, NodeId, TypeConfig};
+use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, LogCommand, NodeId, TypeConfig};
+use openraft::error::ClientWriteError;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -36,10 +37,25 @@ pub const WIRE_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 enum Request {
-    Hello { wire_version: u32, network: String, from: NodeId },
+    Hello {
+        wire_version: u32,
+        network: String,
+        from: NodeId,
+    },
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A write forwarded by a follower; answered by `client_write` here, never forwarded again.
+    Write(LogCommand),
+}
+
+/// Why a forwarded write failed on the node that received it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteWriteFailure {
+    pub code: String,
+    pub message: String,
+    /// Set when the receiver is not the leader either (leadership moved meanwhile).
+    pub leader: Option<NodeId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -49,6 +65,7 @@ enum Response {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Written(Result<(u64, CommandOutcome), RemoteWriteFailure>),
 }
 
 /// What went wrong on a link, as text for openraft's error types.
@@ -120,6 +137,15 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, network
             Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
             Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
+            Request::Write(command) => Response::Written(match raft.client_write(command).await {
+                Ok(r) => Ok((r.log_id.index, r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(RemoteWriteFailure {
+                    code: "not_leader".into(),
+                    message: "the forwarded-to node is not the leader".into(),
+                    leader: f.leader_id,
+                }),
+                Err(e) => Err(RemoteWriteFailure { code: "raft_error".into(), message: e.to_string(), leader: None }),
+            }),
         };
         write_frame(&mut stream, &response).await?;
     }
@@ -254,5 +280,22 @@ impl RaftNetwork<TypeConfig> for TcpConnection {
             }
             _ => Err(unexpected(&self.addr)),
         }
+    }
+}
+
+/// Sends `command` to the node at `addr` (the leader) and returns its log index and outcome.
+/// One hop only: the receiver writes locally or answers `not_leader`.
+pub async fn forward_write(
+    addr: &str,
+    network: &str,
+    from: NodeId,
+    command: LogCommand,
+    deadline: Duration,
+) -> Result<Result<(u64, CommandOutcome), RemoteWriteFailure>, LinkError> {
+    let mut link =
+        TcpConnection { target: 0, addr: addr.to_string(), from, network: network.to_string(), stream: None };
+    match link.call(Request::Write(command), deadline).await? {
+        Response::Written(r) => Ok(r),
+        _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
     }
 }
