@@ -6,16 +6,19 @@
 //! ## Layout
 //! - [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit batches
 //!   of signed entries, read the ledger, shut down.
+//! - [`checkpointer`]: signs every checkpoint this node's ledger reaches (SPEC 6.3).
+//! - [`network::tcp`]: Raft traffic and forwarded writes over TCP, with a network handshake.
 //! - [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process, with
 //!   links that can be cut. It drives the multi-node tests, as a test network drives raft-rs's.
 //!
-//! The TCP transport, membership commands, read index, write forwarding and the checkpoint
-//! signing loop of SPEC 6 come next (see `ARCHITECTURE.md`).
+//! The `deai coordinator` binary, metrics and the process-level tests come next (see
+//! `ARCHITECTURE.md`).
 
 // openraft's error types, returned through its trait signatures, are large; errors are the cold
 // path.
 #![allow(clippy::result_large_err)]
 
+pub mod checkpointer;
 pub mod network;
 pub mod node;
 

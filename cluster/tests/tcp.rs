@@ -28,6 +28,14 @@ fn config() -> ClusterConfig {
 
 /// Starts `n` nodes listening on loopback ports the OS picks; returns them and their addresses.
 async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, BTreeMap<u64, BasicNode>) {
+    start_cluster_with(dir, n, test_genesis(3)).await
+}
+
+async fn start_cluster_with(
+    dir: &std::path::Path,
+    n: u64,
+    genesis: deai_protocol::Genesis,
+) -> (Vec<CoordinatorNode>, BTreeMap<u64, BasicNode>) {
     let mut listeners = Vec::new();
     let mut members = BTreeMap::new();
     for id in 0..n {
@@ -40,7 +48,7 @@ async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, 
         let mut node = CoordinatorNode::start(
             id,
             &dir.join(format!("node-{id}")),
-            test_genesis(3),
+            genesis.clone(),
             TcpNetwork::new(id, NETWORK),
             &config(),
         )
@@ -116,4 +124,60 @@ async fn a_write_reaching_a_follower_is_forwarded_and_reads_follow_their_consist
     assert_eq!(err.code(), "not_leader");
     nodes[follower].raft.wait(Some(WAIT)).applied_index_at_least(Some(written.log_index), "applied").await.unwrap();
     assert_eq!(nodes[follower].read(Consistency::Stale, |l| l.height).await.unwrap(), 5);
+}
+
+/// SPEC 6.3 end to end: each node signs the checkpoint its own replica computed, and a quorum
+/// certificate forms on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_sign_checkpoints_into_a_quorum_certificate() {
+    use deai_cluster::checkpointer;
+    use deai_protocol::envelope::verify_detached;
+    use deai_protocol::ledger::checkpoint_signing_bytes;
+    use deai_protocol::testkit::CoordinatorKeys;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = test_genesis(3);
+    genesis.params.checkpoint_every = 10;
+    let (nodes, _) = start_cluster_with(dir.path(), 3, genesis).await;
+    let nodes: Vec<Arc<CoordinatorNode>> = nodes.into_iter().map(Arc::new).collect();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let key = CoordinatorKeys::from_name(&format!("coordinator-{i}")).keys.signing;
+            tokio::spawn(checkpointer::run(node.clone(), key, stopped.clone()))
+        })
+        .collect();
+    let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+    let leader = m.current_leader.unwrap() as usize;
+    let net = TestNet::new();
+    let batch: Vec<_> = (0..10)
+        .map(|i| {
+            let who = Keys::from_name(&format!("cp-{i}"));
+            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
+        })
+        .collect();
+    nodes[leader].write(&batch).await.unwrap();
+    for node in &nodes {
+        node.raft
+            .wait(Some(WAIT))
+            .metrics(|_| node.ledger().read().last_certificate.is_some(), "a certificate")
+            .await
+            .expect("a quorum certificate forms on every replica");
+        let ledger = node.ledger().read();
+        let cert = ledger.last_certificate.clone().unwrap();
+        assert_eq!(cert.height, 10);
+        assert_eq!(cert.root, ledger.checkpoints[&10].root);
+        assert!(cert.signatures.len() >= ledger.quorum());
+        let bytes = checkpoint_signing_bytes(&ledger.network_id, cert.height, &cert.root);
+        assert!(cert.signatures.iter().all(|(who, sig)| verify_detached(who, &bytes, sig)));
+        assert_eq!(ledger.divergence_count, 0);
+    }
+    stop.send(true).unwrap();
+    for signer in signers {
+        let signed = signer.await.unwrap().unwrap();
+        assert!(signed.len() <= 1, "each coordinator signs height 10 at most once: {signed:?}");
+    }
 }
