@@ -32,6 +32,8 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_INBOUND_CONNECTIONS: usize = 64;
 /// Time to connect and complete the handshake, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Pause after a failed `accept` (say, out of file descriptors) before the next, in milliseconds.
+pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;
 /// Version of this frame protocol, checked in the handshake.
 pub const WIRE_VERSION: u32 = 1;
 
@@ -106,11 +108,24 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, network: Strin
     let slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "raft listener: accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
+                continue;
+            }
+        };
         let (raft, network) = (raft.clone(), network.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = serve_connection(stream, raft, network).await;
+            match serve_connection(stream, raft, network).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    tracing::debug!(%peer, "raft connection closed by peer")
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "raft connection failed"),
+            }
         });
     }
 }
@@ -125,6 +140,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, network
             }
             if theirs != network {
                 let reason = format!("peer is on network {theirs:?}, this node is on network {network:?}");
+                tracing::warn!(peer = ?stream.peer_addr().ok(), %reason, "refused a raft connection");
                 return write_frame(&mut stream, &Response::Refused(reason)).await;
             }
             write_frame(&mut stream, &Response::Welcome).await?;
