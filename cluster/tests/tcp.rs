@@ -1,11 +1,12 @@
 //! Raft over real TCP sockets on loopback (issue 4): a three-node cluster replicates, and a peer
 //! from another network is refused at the handshake with a clear reason.
 
+mod common;
+
+use common::faucet_batch;
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::{ClusterConfig, Consistency, CoordinatorNode};
-use deai_protocol::message::{DevFaucet, Message};
-use deai_protocol::testkit::{test_genesis, Keys, TestNet};
-use deai_protocol::types::AssetId;
+use deai_protocol::testkit::{test_genesis, TestNet};
 use deai_storage::EntryOutcome;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
@@ -74,12 +75,7 @@ async fn three_nodes_replicate_over_loopback_tcp() {
         .expect("a leader is elected over TCP");
     let leader = m.current_leader.unwrap() as usize;
     let net = TestNet::new();
-    let batch: Vec<_> = (0..20)
-        .map(|i| {
-            let who = Keys::from_name(&format!("tcp-{i}"));
-            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
-        })
-        .collect();
+    let batch = faucet_batch(&net, "tcp", 20);
     let written = nodes[leader].submit(&batch).await.expect("write over TCP");
     assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 20]);
     for node in &nodes {
@@ -110,12 +106,7 @@ async fn a_write_reaching_a_follower_is_forwarded_and_reads_follow_their_consist
     let follower = (0..3u64).find(|id| *id != leader).unwrap() as usize;
     nodes[follower].raft.wait(Some(WAIT)).current_leader(leader, "follower knows the leader").await.unwrap();
     let net = TestNet::new();
-    let batch: Vec<_> = (0..5)
-        .map(|i| {
-            let who = Keys::from_name(&format!("fwd-{i}"));
-            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
-        })
-        .collect();
+    let batch = faucet_batch(&net, "fwd", 5);
     let written = nodes[follower].write(&batch).await.expect("the follower forwards the write");
     assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 5]);
     let height = nodes[leader as usize].read(Consistency::Linearizable, |l| l.height).await.unwrap();
@@ -153,12 +144,7 @@ async fn coordinators_sign_checkpoints_into_a_quorum_certificate() {
     let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
     let leader = m.current_leader.unwrap() as usize;
     let net = TestNet::new();
-    let batch: Vec<_> = (0..10)
-        .map(|i| {
-            let who = Keys::from_name(&format!("cp-{i}"));
-            net.entry(&who, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 5 }))
-        })
-        .collect();
+    let batch = faucet_batch(&net, "cp", 10);
     nodes[leader].write(&batch).await.unwrap();
     for node in &nodes {
         node.raft
