@@ -28,7 +28,7 @@ mod log_store;
 mod state_machine;
 
 pub use log_store::RedbLogStore;
-pub use state_machine::{LedgerSnapshotBuilder, LedgerStateMachine, SharedLedger};
+pub use state_machine::{EvidenceLog, LedgerSnapshotBuilder, LedgerStateMachine, MisbehaviourEvidence, SharedLedger};
 
 use deai_protocol::ledger::Entry;
 use deai_protocol::{codec, CodecError, Genesis};
@@ -56,6 +56,8 @@ pub(crate) const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs"
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The latest snapshot: its metadata and the ledger's snapshot bytes.
 pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// Evidence of coordinator misbehaviour, by `(log index, position in the batch)`.
+pub(crate) const EVIDENCE: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("evidence");
 
 pub(crate) const VOTE_KEY: &str = "vote";
 pub(crate) const COMMITTED_KEY: &str = "committed";
@@ -139,6 +141,7 @@ pub fn open(path: &Path, genesis: Genesis) -> Result<(RedbLogStore, LedgerStateM
     txn.open_table(LOGS).map_err(|e| damaged(&e))?;
     txn.open_table(META).map_err(|e| damaged(&e))?;
     txn.open_table(SNAPSHOT).map_err(|e| damaged(&e))?;
+    txn.open_table(EVIDENCE).map_err(|e| damaged(&e))?;
     txn.commit().map_err(|e| damaged(&e))?;
     let db = Arc::new(db);
     let log_store = RedbLogStore::new(db.clone());

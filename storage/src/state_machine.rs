@@ -6,7 +6,8 @@
 //! openraft re-applies the committed log after it.
 
 use crate::{
-    decode_raft_snapshot, encode_raft, CommandOutcome, EntryOutcome, OpenError, TypeConfig, SNAPSHOT, SNAPSHOT_KEY,
+    decode_raft, decode_raft_snapshot, encode_raft, CommandOutcome, EntryOutcome, OpenError, TypeConfig, EVIDENCE,
+    SNAPSHOT, SNAPSHOT_KEY,
 };
 use deai_protocol::{Genesis, Ledger};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -32,6 +33,41 @@ impl SharedLedger {
 }
 
 type NodeId = crate::NodeId;
+
+/// A coordinator-signed entry that every replica proved wrong (SPEC 6.2): the entry itself is
+/// the proof, since it carries the coordinator's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MisbehaviourEvidence {
+    pub log_index: u64,
+    /// Position of the entry in its log command's batch.
+    pub position: u32,
+    pub coordinator: [u8; 32],
+    /// The rejection's stable code (`allocation_mismatch`, `payout_mismatch`, `bad_vrf_proof`).
+    pub code: String,
+    pub message: String,
+    /// The signed entry, in codec framing.
+    pub entry: Vec<u8>,
+}
+
+/// Reads the stored evidence; usable after openraft has taken the state machine.
+#[derive(Clone)]
+pub struct EvidenceLog {
+    db: Arc<Database>,
+}
+
+impl EvidenceLog {
+    /// Every record, oldest first.
+    pub fn list(&self) -> Result<Vec<MisbehaviourEvidence>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = txn.open_table(EVIDENCE).map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        for row in table.range::<(u64, u32)>(..).map_err(|e| e.to_string())? {
+            let (_, bytes) = row.map_err(|e| e.to_string())?;
+            out.push(decode_raft(bytes.value())?);
+        }
+        Ok(out)
+    }
+}
 
 /// What the `snapshot` table stores.
 #[derive(Serialize, Deserialize)]
@@ -80,6 +116,11 @@ impl LedgerStateMachine {
         self.ledger.read()
     }
 
+    /// A handle on the stored misbehaviour evidence.
+    pub fn evidence_log(&self) -> EvidenceLog {
+        EvidenceLog { db: self.db.clone() }
+    }
+
     /// A handle that keeps reading the ledger after openraft takes the state machine.
     pub fn shared_ledger(&self) -> SharedLedger {
         self.ledger.clone()
@@ -89,23 +130,48 @@ impl LedgerStateMachine {
         self.ledger.0.write().expect("the state machine panicked while applying")
     }
 
-    fn apply_command(&mut self, command: &crate::LogCommand) -> CommandOutcome {
+    fn apply_command(&mut self, log_index: u64, command: &crate::LogCommand) -> Result<CommandOutcome, redb::Error> {
+        let mut evidence = Vec::new();
         let outcomes = match command.entries() {
             // Every replica decodes the same bytes the same way, so a malformed command is a
             // deterministic rejection, not a crash.
             Err(e) => vec![EntryOutcome::Rejected { code: e.code().to_string(), message: e.to_string() }],
-            Ok(entries) => self
-                .write()
-                .apply_batch(&entries)
-                .into_iter()
-                .map(|r| match r {
-                    Ok(_) => EntryOutcome::Accepted,
-                    Err(rej) => EntryOutcome::Rejected { code: rej.code().to_string(), message: rej.to_string() },
-                })
-                .collect(),
+            Ok(entries) => {
+                let results = self.write().apply_batch(&entries);
+                results
+                    .into_iter()
+                    .enumerate()
+                    .map(|(position, r)| match r {
+                        Ok(_) => EntryOutcome::Accepted,
+                        Err(rej) => {
+                            if let Some(coordinator) = rej.misbehaving_coordinator() {
+                                evidence.push(MisbehaviourEvidence {
+                                    log_index,
+                                    position: position as u32,
+                                    coordinator: coordinator.0,
+                                    code: rej.code().to_string(),
+                                    message: rej.to_string(),
+                                    entry: deai_protocol::codec::encode_framed(&entries[position]),
+                                });
+                            }
+                            EntryOutcome::Rejected { code: rej.code().to_string(), message: rej.to_string() }
+                        }
+                    })
+                    .collect()
+            }
         };
+        if !evidence.is_empty() {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(EVIDENCE)?;
+                for e in &evidence {
+                    table.insert((e.log_index, e.position), encode_raft(e).as_slice())?;
+                }
+            }
+            txn.commit()?;
+        }
         let ledger = self.ledger();
-        CommandOutcome { outcomes, height: ledger.height, root: ledger.root }
+        Ok(CommandOutcome { outcomes, height: ledger.height, root: ledger.root })
     }
 
     fn empty_outcome(&self) -> CommandOutcome {
@@ -170,7 +236,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             self.last_applied = Some(entry.log_id);
             let outcome = match &entry.payload {
                 EntryPayload::Blank => self.empty_outcome(),
-                EntryPayload::Normal(command) => self.apply_command(command),
+                EntryPayload::Normal(command) => self
+                    .apply_command(entry.log_id.index, command)
+                    .map_err(|e| StorageIOError::write_state_machine(io_err(e)))?,
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     self.empty_outcome()

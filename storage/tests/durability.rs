@@ -124,3 +124,39 @@ async fn a_snapshot_that_does_not_restore_is_refused_and_changes_nothing() {
     assert!(err.is_err());
     assert_eq!(sm.ledger().root, root);
 }
+
+/// SPEC 6.2: a leader's allocation that every replica recomputes differently is rejected, and the
+/// signed entry is kept as evidence naming the leader, across a restart.
+#[tokio::test]
+async fn a_lying_leaders_entry_is_stored_as_evidence() {
+    use deai_protocol::message::Message;
+    let mut net = TestNet::new();
+    let a = net.miner("miner-a", &["text-generation"], 4);
+    let b = net.miner("miner-b", &["text-generation"], 4);
+    let client = net.client("client");
+    net.put_free(&client, "text-generation");
+    let mut plan = net.ledger.plan_allocation(&net.coordinators[0].vrf, 1).expect("a ready miner");
+    plan.miners[0] = if plan.miners[0] == a.id { b.id } else { a.id };
+    let leader = net.leader().keys.clone();
+    let forged = net.entry(&leader, Message::Allocate(plan));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.redb");
+    {
+        let (_, mut sm) = deai_storage::open(&path, genesis()).unwrap();
+        sm.apply(vec![normal(1, LogCommand::new(&net.accepted))]).await.unwrap();
+        let root = sm.ledger().root;
+        let out = sm.apply(vec![normal(2, LogCommand::new(std::slice::from_ref(&forged)))]).await.unwrap();
+        assert!(matches!(&out[0].outcomes[..], [EntryOutcome::Rejected { code, .. }] if code == "allocation_mismatch"));
+        assert_eq!(sm.ledger().root, root, "the lie changed nothing");
+    }
+    let (_, sm) = deai_storage::open(&path, genesis()).unwrap();
+    let evidence = sm.evidence_log().list().unwrap();
+    assert_eq!(evidence.len(), 1);
+    assert_eq!(evidence[0].coordinator, leader.id.0);
+    assert_eq!(evidence[0].code, "allocation_mismatch");
+    assert_eq!((evidence[0].log_index, evidence[0].position), (2, 0));
+    let entry: deai_protocol::ledger::Entry = deai_protocol::codec::decode_framed(&evidence[0].entry).unwrap();
+    assert_eq!(entry, forged, "the stored entry is the signed proof");
+    entry.envelope.verify_signature().expect("and its signature still verifies");
+}
