@@ -63,6 +63,8 @@ pub(crate) const VOTE_KEY: &str = "vote";
 pub(crate) const COMMITTED_KEY: &str = "committed";
 pub(crate) const LAST_PURGED_KEY: &str = "last_purged";
 pub(crate) const SNAPSHOT_KEY: &str = "current";
+/// The current snapshot's metadata alone, so that comparing snapshots reads a few bytes.
+pub(crate) const SNAPSHOT_META_KEY: &str = "current_meta";
 
 /// Largest `LogCommand` accepted, in bytes: a batch of envelopes in one log entry.
 pub const MAX_LOG_COMMAND_BYTES: usize = codec::MAX_BATCH_BYTES;

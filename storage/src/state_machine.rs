@@ -7,7 +7,7 @@
 
 use crate::{
     decode_raft, decode_raft_snapshot, encode_raft, CommandOutcome, EntryOutcome, OpenError, TypeConfig, EVIDENCE,
-    SNAPSHOT, SNAPSHOT_KEY,
+    SNAPSHOT, SNAPSHOT_KEY, SNAPSHOT_META_KEY,
 };
 use deai_protocol::{Genesis, Ledger};
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine, Snapshot};
@@ -15,7 +15,7 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership,
 };
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
@@ -181,7 +181,11 @@ impl LedgerStateMachine {
 
     fn persist(&self, stored: &StoredSnapshot) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
-        txn.open_table(SNAPSHOT)?.insert(SNAPSHOT_KEY, encode_raft(stored).as_slice())?;
+        {
+            let mut table = txn.open_table(SNAPSHOT)?;
+            table.insert(SNAPSHOT_KEY, encode_raft(stored).as_slice())?;
+            table.insert(SNAPSHOT_META_KEY, encode_raft(&stored.meta).as_slice())?;
+        }
         txn.commit()?;
         Ok(())
     }
@@ -206,9 +210,23 @@ pub struct LedgerSnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let stored = StoredSnapshot { meta: self.meta.clone(), data: std::mem::take(&mut self.data) };
+        // openraft builds snapshots in the background; a snapshot installed from the leader
+        // meanwhile may be newer. Never replace a newer stored snapshot with an older one.
         let result: Result<(), redb::Error> = (|| {
             let txn = self.db.begin_write()?;
-            txn.open_table(SNAPSHOT)?.insert(SNAPSHOT_KEY, encode_raft(&stored).as_slice())?;
+            {
+                let mut table = txn.open_table(SNAPSHOT)?;
+                let newer_stored = match table.get(SNAPSHOT_META_KEY)? {
+                    Some(bytes) => decode_raft::<SnapshotMeta<NodeId, BasicNode>>(bytes.value())
+                        .map(|meta| meta.last_log_id > stored.meta.last_log_id)
+                        .unwrap_or(false),
+                    None => false,
+                };
+                if !newer_stored {
+                    table.insert(SNAPSHOT_KEY, encode_raft(&stored).as_slice())?;
+                    table.insert(SNAPSHOT_META_KEY, encode_raft(&stored.meta).as_slice())?;
+                }
+            }
             txn.commit()?;
             Ok(())
         })();
@@ -298,6 +316,26 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A snapshot built before a newer one was installed must not replace it on disk.
+    #[tokio::test]
+    async fn an_older_build_never_overwrites_a_newer_installed_snapshot() {
+        use openraft::{CommittedLeaderId, LogId};
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = deai_protocol::testkit::test_genesis(3);
+        let (_, mut sm) = crate::open(&dir.path().join("l.redb"), genesis).unwrap();
+        let mut older = sm.get_snapshot_builder().await; // captured at last_applied = None
+        let newer = SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(1, 0), 50)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "newer".into(),
+        };
+        let bytes = sm.ledger().snapshot();
+        sm.install_snapshot(&newer, Box::new(Cursor::new(bytes))).await.unwrap();
+        older.build_snapshot().await.unwrap();
+        let current = sm.get_current_snapshot().await.unwrap().expect("a snapshot");
+        assert_eq!(current.meta.snapshot_id, "newer");
+    }
 
     /// Snapshots outgrow the log-record limit long before a million cycles; they must still load.
     #[test]

@@ -224,23 +224,28 @@ impl TcpConnection {
     }
 
     /// Sends one request and reads its response within `deadline`.
+    ///
+    /// The stream is taken out for the exchange and put back only after a complete one: if the
+    /// caller drops this future mid-exchange (openraft times out its own calls), the half-used
+    /// stream is dropped with it, so a late response can never be read as the answer to the next
+    /// request.
     async fn call(&mut self, request: Request, deadline: Duration) -> Result<Response, LinkError> {
-        if self.stream.is_none() {
-            self.stream = Some(self.connect().await?);
-        }
+        let mut stream = match self.stream.take() {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
         let addr = self.addr.clone();
-        let stream = self.stream.as_mut().expect("connected above");
         let exchange = async {
-            write_frame(stream, &request).await?;
-            read_frame::<Response>(stream).await
+            write_frame(&mut stream, &request).await?;
+            read_frame::<Response>(&mut stream).await
         };
         let result = match tokio::time::timeout(deadline, exchange).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) => Err(LinkError::Io { addr, reason: e.to_string() }),
             Err(_) => Err(LinkError::Io { addr, reason: format!("no response within {} ms", deadline.as_millis()) }),
         };
-        if result.is_err() {
-            self.stream = None;
+        if result.is_ok() {
+            self.stream = Some(stream);
         }
         result
     }
