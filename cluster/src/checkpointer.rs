@@ -11,10 +11,14 @@ use deai_protocol::ledger::{checkpoint_signing_bytes, Entry};
 use deai_protocol::message::{Message, SignCheckpoint};
 use deai_protocol::types::ParticipantId;
 use deai_protocol::SignedEnvelope;
+use deai_storage::EntryOutcome;
 use ed25519_dalek::{Signer, SigningKey};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
+
+/// Longest the signer waits for its own replica to apply its signature, in milliseconds.
+pub const APPLY_WAIT_MS: u64 = 5_000;
 
 /// Ledger time stamp from this node's clock, in ms since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -49,10 +53,28 @@ pub async fn run(
             let message = Message::SignCheckpoint(SignCheckpoint { height, root, signature });
             let entry = Entry { stamped_ms: now_ms(), envelope: SignedEnvelope::seal(&key, &network, nonce, &message) };
             match node.write(&[entry]).await {
-                Ok(_) => {
-                    signed_up_to = height;
-                    signed.push(height);
-                    continue;
+                Ok(written) => {
+                    // Our own replica must apply it before the next nonce is read from it.
+                    let applied = node
+                        .raft
+                        .wait(Some(std::time::Duration::from_millis(APPLY_WAIT_MS)))
+                        .applied_index_at_least(Some(written.log_index), "own checkpoint signature applied")
+                        .await;
+                    match written.outcome.outcomes.first() {
+                        Some(EntryOutcome::Accepted) => {
+                            signed_up_to = height;
+                            signed.push(height);
+                        }
+                        Some(EntryOutcome::Rejected { code, .. }) if code == "already_signed" => {
+                            signed_up_to = height;
+                        }
+                        // Rejected for another reason (a stale nonce, say): try again once this
+                        // replica has caught up.
+                        _ => {}
+                    }
+                    if applied.is_ok() {
+                        continue;
+                    }
                 }
                 // No leader right now: wait for the cluster to change and try again.
                 Err(ClusterError::NotLeader { .. }) | Err(ClusterError::Raft(_)) => {}
@@ -61,7 +83,7 @@ pub async fn run(
         }
         tokio::select! {
             changed = metrics.changed() => if changed.is_err() { return Ok(signed) },
-            _ = stop.changed() => {}
+            changed = stop.changed() => if changed.is_err() { return Ok(signed) },
         }
     }
 }

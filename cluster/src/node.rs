@@ -70,6 +70,12 @@ pub enum Consistency {
     Stale,
 }
 
+/// Longest `start` waits for a previous instance in this process to release the database (openraft
+/// returns from shutdown before its state-machine task has dropped it), in milliseconds.
+pub const DATABASE_RELEASE_WAIT_MS: u64 = 5_000;
+/// Pause between attempts to open a database still held by a stopping instance, in milliseconds.
+pub const DATABASE_RETRY_DELAY_MS: u64 = 10;
+
 /// Longest a forwarded write may take, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
 
@@ -94,7 +100,18 @@ impl CoordinatorNode {
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ClusterError::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
-        let (log_store, state_machine) = deai_storage::open(&data_dir.join("ledger.redb"), genesis)?;
+        let path = data_dir.join("ledger.redb");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(DATABASE_RELEASE_WAIT_MS);
+        let (log_store, state_machine) = loop {
+            match deai_storage::open(&path, genesis.clone()) {
+                Err(deai_storage::OpenError::Database { source: redb::DatabaseError::DatabaseAlreadyOpen, .. })
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(DATABASE_RETRY_DELAY_MS)).await;
+                }
+                other => break other?,
+            }
+        };
         let ledger = state_machine.shared_ledger();
         let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
             .await
