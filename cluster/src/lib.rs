@@ -37,6 +37,8 @@ pub enum ClusterError {
     NotLeader { leader: Option<deai_storage::NodeId> },
     #[error("raft could not complete the request: {0}")]
     Raft(String),
+    #[error("a batch of {size_bytes} bytes exceeds the log command limit of {limit_bytes} bytes; split it")]
+    TooLarge { size_bytes: usize, limit_bytes: usize },
 }
 
 impl ClusterError {
@@ -48,6 +50,7 @@ impl ClusterError {
             ClusterError::Fatal(_) => "raft_fatal",
             ClusterError::NotLeader { .. } => "not_leader",
             ClusterError::Raft(_) => "raft_error",
+            ClusterError::TooLarge { .. } => "batch_too_large",
         }
     }
 }

@@ -127,7 +127,14 @@ impl CoordinatorNode {
     /// Replicates one batch of signed entries and returns what applying it did. Only the leader
     /// accepts writes; a follower answers `NotLeader` with the leader's id.
     pub async fn submit(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        match self.raft.client_write(LogCommand::new(entries)).await {
+        let command = LogCommand::new(entries);
+        if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
+            return Err(ClusterError::TooLarge {
+                size_bytes: command.batch.len(),
+                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
+            });
+        }
+        match self.raft.client_write(command).await {
             Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ClusterError::NotLeader { leader: f.leader_id })

@@ -87,3 +87,27 @@ async fn a_crashed_leader_is_replaced_and_no_acknowledged_write_is_lost() {
     cluster.wait_applied(second.log_index).await;
     assert!(cluster.roots().windows(2).all(|w| w[0] == w[1]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_the_log_command_limit_is_refused_before_raft() {
+    use deai_protocol::message::{Message, OrderMode, Payload, PutOrder};
+    use deai_protocol::testkit::Keys;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let net = TestNet::new();
+    let who = Keys::from_name("big");
+    let big: Vec<_> = (0..150)
+        .map(|i| {
+            let put = PutOrder {
+                service: "text-generation".into(),
+                mode: OrderMode::Free,
+                payload: Payload::Inline(vec![i as u8; 60_000]),
+            };
+            net.entry(&who, Message::PutOrder(put))
+        })
+        .collect();
+    let before = cluster.nodes[&leader].raft.metrics().borrow().last_log_index;
+    let err = cluster.nodes[&leader].submit(&big).await.unwrap_err();
+    assert_eq!(err.code(), "batch_too_large", "{err}");
+    assert_eq!(cluster.nodes[&leader].raft.metrics().borrow().last_log_index, before, "nothing was appended");
+}

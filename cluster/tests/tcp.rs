@@ -168,3 +168,17 @@ async fn coordinators_sign_checkpoints_into_a_quorum_certificate() {
         assert_eq!(signed, vec![10], "each coordinator signs height 10 exactly once");
     }
 }
+
+/// A peer that has not shaken hands cannot make the node read a large frame: the connection is
+/// closed without a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_handshake_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (_nodes, members) = start_cluster(dir.path(), 3).await;
+    let mut raw = tokio::net::TcpStream::connect(&members[&0].addr).await.unwrap();
+    raw.write_all(&(10_000_000u32).to_le_bytes()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(WAIT, raw.read(&mut buf)).await.expect("the node answers promptly");
+    assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed, nothing is sent back: {read:?}");
+}

@@ -12,7 +12,7 @@
 
 use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, LogCommand, NodeId, TypeConfig};
 use openraft::error::ClientWriteError;
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -34,6 +34,10 @@ pub const MAX_INBOUND_CONNECTIONS: usize = 64;
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Pause after a failed `accept` (say, out of file descriptors) before the next, in milliseconds.
 pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;
+/// Largest handshake frame accepted from a peer that has not yet said who it is, in bytes.
+pub const MAX_HANDSHAKE_BYTES: usize = 4 * 1024;
+/// An inbound connection silent this long is closed (heartbeats keep live ones busy), in ms.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Version of this frame protocol, checked in the handshake.
 pub const WIRE_VERSION: u32 = 1;
 
@@ -79,6 +83,8 @@ pub enum LinkError {
     Refused { addr: String, reason: String },
     #[error("link to {addr} failed: {reason}")]
     Io { addr: String, reason: String },
+    #[error("a request of {size_bytes} bytes exceeds the frame limit of {limit_bytes} bytes")]
+    TooLarge { size_bytes: usize, limit_bytes: usize },
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io::Result<()> {
@@ -86,17 +92,25 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> std::io
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(std::io::Error::other(format!("frame of {} bytes over the limit", bytes.len())));
     }
+    write_frame_bytes(stream, &bytes).await
+}
+
+async fn write_frame_bytes(stream: &mut TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(&(bytes.len() as u32).to_le_bytes()).await?;
-    stream.write_all(&bytes).await?;
+    stream.write_all(bytes).await?;
     stream.flush().await
 }
 
 async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> std::io::Result<T> {
+    read_frame_limited(stream, MAX_FRAME_BYTES).await
+}
+
+async fn read_frame_limited<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream, limit: usize) -> std::io::Result<T> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(std::io::Error::other(format!("peer sent a frame of {len} bytes, over the limit")));
+    if len > limit {
+        return Err(std::io::Error::other(format!("peer sent a frame of {len} bytes, over the limit of {limit}")));
     }
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
@@ -132,7 +146,13 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, network: Strin
 
 async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, network: String) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    match read_frame::<Request>(&mut stream).await? {
+    let handshake = tokio::time::timeout(
+        Duration::from_millis(CONNECT_TIMEOUT_MS),
+        read_frame_limited::<Request>(&mut stream, MAX_HANDSHAKE_BYTES),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake in time"))??;
+    match handshake {
         Request::Hello { wire_version, network: theirs, .. } => {
             if wire_version != WIRE_VERSION {
                 let reason = format!("wire version {wire_version}, this node speaks {WIRE_VERSION}");
@@ -147,8 +167,12 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft<TypeConfig>, network
         }
         _ => return write_frame(&mut stream, &Response::Refused("no handshake".into())).await,
     }
+    let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
     loop {
-        let response = match read_frame::<Request>(&mut stream).await? {
+        let request = tokio::time::timeout(idle, read_frame::<Request>(&mut stream))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "idle connection closed"))??;
+        let response = match request {
             Request::Hello { .. } => Response::Refused("handshake already done".into()),
             Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
@@ -230,13 +254,17 @@ impl TcpConnection {
     /// stream is dropped with it, so a late response can never be read as the answer to the next
     /// request.
     async fn call(&mut self, request: Request, deadline: Duration) -> Result<Response, LinkError> {
+        let bytes = encode_raft(&request);
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(LinkError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_FRAME_BYTES });
+        }
         let mut stream = match self.stream.take() {
             Some(stream) => stream,
             None => self.connect().await?,
         };
         let addr = self.addr.clone();
         let exchange = async {
-            write_frame(&mut stream, &request).await?;
+            write_frame_bytes(&mut stream, &bytes).await?;
             read_frame::<Response>(&mut stream).await
         };
         let result = match tokio::time::timeout(deadline, exchange).await {
@@ -268,7 +296,15 @@ impl RaftNetwork<TypeConfig> for TcpConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        match self.call(Request::Append(rpc), option.hard_ttl()).await.map_err(link_error)? {
+        let entries = rpc.entries.len() as u64;
+        let response = match self.call(Request::Append(rpc), option.hard_ttl()).await {
+            // Too many entries for one frame: openraft retries with fewer.
+            Err(LinkError::TooLarge { .. }) => {
+                return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2).max(1))))
+            }
+            other => other.map_err(link_error)?,
+        };
+        match response {
             Response::Append(r) => {
                 r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
             }
