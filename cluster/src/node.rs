@@ -127,7 +127,10 @@ impl CoordinatorNode {
     /// Replicates one batch of signed entries and returns what applying it did. Only the leader
     /// accepts writes; a follower answers `NotLeader` with the leader's id.
     pub async fn submit(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        let command = LogCommand::new(entries);
+        self.submit_command(LogCommand::new(entries)).await
+    }
+
+    async fn submit_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
         if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
             return Err(ClusterError::TooLarge {
                 size_bytes: command.batch.len(),
@@ -152,11 +155,13 @@ impl CoordinatorNode {
     /// Writes a batch through whichever node leads: locally if this node leads, else forwarded
     /// once to the leader (when forwarding is on).
     pub async fn write(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        let leader = match self.submit(entries).await {
-            Err(ClusterError::NotLeader { leader: Some(leader) }) if self.forward_network.is_some() => leader,
+        let command = LogCommand::new(entries);
+        let Some(network) = self.forward_network.as_deref() else { return self.submit_command(command).await };
+        // openraft consumes the command, so keep the encoded bytes for a possible forward.
+        let leader = match self.submit_command(command.clone()).await {
+            Err(ClusterError::NotLeader { leader: Some(leader) }) => leader,
             other => return other,
         };
-        let network = self.forward_network.as_deref().expect("checked");
         let addr = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
@@ -164,7 +169,7 @@ impl CoordinatorNode {
         }
         .ok_or(ClusterError::NotLeader { leader: Some(leader) })?;
         let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
-        match crate::network::tcp::forward_write(&addr, network, self.id, LogCommand::new(entries), deadline).await {
+        match crate::network::tcp::forward_write(&addr, network, self.id, command, deadline).await {
             Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
             Ok(Err(f)) if f.code == "not_leader" => Err(ClusterError::NotLeader { leader: f.leader }),
             Ok(Err(f)) => Err(ClusterError::Raft(f.message)),

@@ -12,24 +12,12 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Largest snapshot accepted by [`decode_snapshot`], in bytes.
 pub const MAX_SNAPSHOT_BYTES: usize = 8 * 1024 * 1024 * 1024;
 
-const MESSAGE_CONFIG: bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_MESSAGE_BYTES>,
-> = bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
-
-const SNAPSHOT_CONFIG: bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_SNAPSHOT_BYTES>,
-> = bincode::config::standard().with_limit::<MAX_SNAPSHOT_BYTES>();
-
 /// Encoding has no limit (it only ever encodes our own values); limits guard decoding.
 const ENCODE_CONFIG: bincode::config::Configuration = bincode::config::standard();
 
 /// Plain bincode bytes of `value`, no version byte: used for hashing and for envelope bodies,
 /// which are already covered by the envelope's framing.
-pub fn to_bytes<T: Encode>(value: &T) -> Vec<u8> {
+pub fn to_bytes<T: Encode + ?Sized>(value: &T) -> Vec<u8> {
     // Encoding into a Vec cannot fail for our types: they hold no fallible Encode impls.
     bincode::encode_to_vec(value, ENCODE_CONFIG).expect("encoding into memory cannot fail")
 }
@@ -46,11 +34,17 @@ pub fn to_bytes_unbounded<T: Encode>(value: &T) -> Vec<u8> {
 
 /// Decodes plain bincode bytes made by [`to_bytes`]; every byte must be consumed.
 pub fn from_bytes<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_MESSAGE_BYTES });
+    decode_bounded::<T, MAX_MESSAGE_BYTES>(bytes)
+}
+
+/// Decodes `bytes` as one `T`, refusing inputs over `LIMIT` bytes and trailing bytes; bincode's
+/// own limit keeps any length prefix inside the input from allocating past `LIMIT`.
+fn decode_bounded<T: Decode<()>, const LIMIT: usize>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > LIMIT {
+        return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: LIMIT });
     }
-    let (value, used) =
-        bincode::decode_from_slice(bytes, MESSAGE_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (value, used) = bincode::decode_from_slice(bytes, config).map_err(|e| CodecError::Invalid(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError::TrailingBytes(bytes.len() - used));
     }
@@ -58,7 +52,7 @@ pub fn from_bytes<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
 }
 
 /// `[CODEC_VERSION] ++ bincode(value)`: the framing of everything sent or stored.
-pub fn encode_framed<T: Encode>(value: &T) -> Vec<u8> {
+pub fn encode_framed<T: Encode + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.push(CODEC_VERSION);
     bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG).expect("encoding into memory cannot fail");
@@ -82,33 +76,18 @@ fn check_version(bytes: &[u8]) -> Result<&[u8], CodecError> {
 /// Largest framed batch of entries (one replicated log command), in bytes.
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-const BATCH_CONFIG: bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<MAX_BATCH_BYTES>,
-> = bincode::config::standard().with_limit::<MAX_BATCH_BYTES>();
-
 /// Like [`decode_framed`], bounded by [`MAX_BATCH_BYTES`]: for a batch of entries in one log
 /// command.
 pub fn decode_framed_large<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_BATCH_BYTES {
         return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_BATCH_BYTES });
     }
-    let body = check_version(bytes)?;
-    let (value, used) =
-        bincode::decode_from_slice(body, BATCH_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
-    if used != body.len() {
-        return Err(CodecError::TrailingBytes(body.len() - used));
-    }
-    Ok(value)
+    decode_bounded::<T, MAX_BATCH_BYTES>(check_version(bytes)?)
 }
 
-/// Framed encoding for snapshots, which may exceed the message limit.
+/// Framed encoding for snapshots: the same bytes as [`encode_framed`], decoded with a larger limit.
 pub fn encode_snapshot<T: Encode>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4096);
-    out.push(CODEC_VERSION);
-    bincode::encode_into_std_write(value, &mut out, ENCODE_CONFIG).expect("encoding into memory cannot fail");
-    out
+    encode_framed(value)
 }
 
 /// Inverse of [`encode_snapshot`], bounded by [`MAX_SNAPSHOT_BYTES`].
@@ -116,13 +95,7 @@ pub fn decode_snapshot<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     if bytes.len() > MAX_SNAPSHOT_BYTES {
         return Err(CodecError::TooLarge { size_bytes: bytes.len(), limit_bytes: MAX_SNAPSHOT_BYTES });
     }
-    let body = check_version(bytes)?;
-    let (value, used) =
-        bincode::decode_from_slice(body, SNAPSHOT_CONFIG).map_err(|e| CodecError::Invalid(e.to_string()))?;
-    if used != body.len() {
-        return Err(CodecError::TrailingBytes(body.len() - used));
-    }
-    Ok(value)
+    decode_bounded::<T, MAX_SNAPSHOT_BYTES>(check_version(bytes)?)
 }
 
 #[cfg(test)]

@@ -160,3 +160,12 @@ async fn a_lying_leaders_entry_is_stored_as_evidence() {
     assert_eq!(entry, forged, "the stored entry is the signed proof");
     entry.envelope.verify_signature().expect("and its signature still verifies");
 }
+
+/// The log format: a command is the codec framing of the entry list, however it is built.
+#[test]
+fn a_log_command_is_the_framed_entry_list() {
+    let (entries, _) = history();
+    let command = LogCommand::new(&entries);
+    assert_eq!(command.batch, deai_protocol::codec::encode_framed(&entries.to_vec()));
+    assert_eq!(command.entries().unwrap(), entries);
+}
