@@ -18,10 +18,13 @@
 // path.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod checkpointer;
+pub mod metrics;
 pub mod network;
 pub mod node;
 
+pub use metrics::NodeMetrics;
 pub use node::{ClusterConfig, Consistency, CoordinatorNode, Written};
 
 /// Everything that can go wrong starting or driving a node, with a stable code.
@@ -37,6 +40,8 @@ pub enum ClusterError {
     NotLeader { leader: Option<deai_storage::NodeId> },
     #[error("raft could not complete the request: {0}")]
     Raft(String),
+    #[error("a leader transfer is under way; retry shortly")]
+    TransferInProgress,
     #[error("a batch of {size_bytes} bytes exceeds the log command limit of {limit_bytes} bytes; split it")]
     TooLarge { size_bytes: usize, limit_bytes: usize },
 }
@@ -51,6 +56,7 @@ impl ClusterError {
             ClusterError::NotLeader { .. } => "not_leader",
             ClusterError::Raft(_) => "raft_error",
             ClusterError::TooLarge { .. } => "batch_too_large",
+            ClusterError::TransferInProgress => "leader_transfer",
         }
     }
 }

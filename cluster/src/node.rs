@@ -1,5 +1,8 @@
 //! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
 
+use crate::admin::{AdminCommand, PeerControl};
+use crate::metrics::NodeMetrics;
+use crate::network::tcp::{RemoteFailure, TcpNetwork};
 use crate::ClusterError;
 use deai_protocol::ledger::Entry;
 use deai_protocol::Genesis;
@@ -8,6 +11,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
 use openraft::{Config, Raft, SnapshotPolicy};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Timeouts and limits of the Raft layer. Every field has its unit in its name.
@@ -78,14 +82,57 @@ pub const DATABASE_RETRY_DELAY_MS: u64 = 10;
 
 /// Longest a forwarded write may take, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
+/// Longest a forwarded admin command may take (a learner catching up, a leader transfer), in ms.
+pub const ADMIN_TIMEOUT_MS: u64 = 60_000;
+
+/// A failure reported by the node a request was forwarded to, as our own error.
+fn remote_error(f: RemoteFailure) -> ClusterError {
+    match f.code.as_str() {
+        "not_leader" => ClusterError::NotLeader { leader: f.leader },
+        "leader_transfer" => ClusterError::TransferInProgress,
+        "batch_too_large" | "cluster_config" => ClusterError::Config(f.message),
+        _ => ClusterError::Raft(f.message),
+    }
+}
 
 /// One running coordinator node.
 pub struct CoordinatorNode {
     pub id: NodeId,
     pub raft: Raft<TypeConfig>,
     ledger: SharedLedger,
-    /// Set when writes reaching this node as a follower are forwarded to the leader over TCP.
-    forward_network: Option<String>,
+    metrics: NodeMetrics,
+    config: ClusterConfig,
+    /// Set while a leader transfer holds writes back (see `admin::transfer_leader`).
+    transferring: Arc<AtomicBool>,
+    /// Set when writes and admin commands reaching this node as a follower are forwarded to the
+    /// leader over TCP.
+    forward_network: Option<TcpNetwork>,
+}
+
+/// Holds writes back while it lives.
+pub(crate) struct WritesHeld(Arc<AtomicBool>);
+
+impl Drop for WritesHeld {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Proposes `command` to `raft`, mapping openraft's errors to ours.
+pub(crate) async fn client_write(raft: &Raft<TypeConfig>, command: LogCommand) -> Result<Written, ClusterError> {
+    if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
+        return Err(ClusterError::TooLarge {
+            size_bytes: command.batch.len(),
+            limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
+        });
+    }
+    match raft.client_write(command).await {
+        Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ClusterError::NotLeader { leader: f.leader_id })
+        }
+        Err(e) => Err(ClusterError::Raft(e.to_string())),
+    }
 }
 
 impl CoordinatorNode {
@@ -98,12 +145,25 @@ impl CoordinatorNode {
         network: N,
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
+        Self::start_with_metrics(id, data_dir, genesis, network, config, NodeMetrics::new(id)).await
+    }
+
+    /// [`start`](Self::start), reporting to `metrics` (whose round-trip series the network may
+    /// share).
+    pub async fn start_with_metrics<N: RaftNetworkFactory<TypeConfig>>(
+        id: NodeId,
+        data_dir: &Path,
+        genesis: Genesis,
+        network: N,
+        config: &ClusterConfig,
+        metrics: NodeMetrics,
+    ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| ClusterError::Config(format!("cannot create data dir {}: {e}", data_dir.display())))?;
         let path = data_dir.join("ledger.redb");
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(DATABASE_RELEASE_WAIT_MS);
         let (log_store, state_machine) = loop {
-            match deai_storage::open(&path, genesis.clone()) {
+            match deai_storage::open_with_metrics(&path, genesis.clone(), metrics.storage.clone()) {
                 Err(deai_storage::OpenError::Database { source: redb::DatabaseError::DatabaseAlreadyOpen, .. })
                     if std::time::Instant::now() < deadline =>
                 {
@@ -116,7 +176,31 @@ impl CoordinatorNode {
         let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        Ok(CoordinatorNode { id, raft, ledger, forward_network: None })
+        tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
+        Ok(CoordinatorNode {
+            id,
+            raft,
+            ledger,
+            metrics,
+            config: config.clone(),
+            transferring: Arc::default(),
+            forward_network: None,
+        })
+    }
+
+    /// The timeouts and limits this node runs with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    pub(crate) fn hold_writes_for_transfer(&self) -> WritesHeld {
+        self.transferring.store(true, Ordering::Release);
+        WritesHeld(self.transferring.clone())
+    }
+
+    /// This node's metrics.
+    pub fn metrics(&self) -> &NodeMetrics {
+        &self.metrics
     }
 
     /// The ledger as this node last applied it (a stale read: no leader round trip).
@@ -130,51 +214,84 @@ impl CoordinatorNode {
         self.submit_command(LogCommand::new(entries)).await
     }
 
-    async fn submit_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
-        if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
-            return Err(ClusterError::TooLarge {
-                size_bytes: command.batch.len(),
-                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
-            });
+    pub(crate) async fn submit_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
+        if self.transferring.load(Ordering::Acquire) {
+            return Err(ClusterError::TransferInProgress);
         }
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(ClusterError::NotLeader { leader: f.leader_id })
-            }
-            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        self.metrics.proposals_pending.inc();
+        let result = client_write(&self.raft, command).await;
+        self.metrics.proposals_pending.dec();
+        match &result {
+            Ok(_) => self.metrics.proposals_committed.inc(),
+            Err(ClusterError::NotLeader { .. }) => {}
+            Err(_) => self.metrics.proposals_failed.inc(),
         }
+        result
     }
 
-    /// Forwards writes that reach this node as a follower to the leader, over the TCP transport
-    /// of `network`.
-    pub fn forward_writes_over_tcp(&mut self, network: impl Into<String>) {
-        self.forward_network = Some(network.into());
+    /// Forwards writes and admin commands that reach this node as a follower to the leader, over
+    /// `network` (a clone of the node's own, so that they share links).
+    pub fn forward_writes_over_tcp(&mut self, network: TcpNetwork) {
+        self.forward_network = Some(network);
+    }
+
+    /// The leader's Raft address, when this node knows the leader and it is another node.
+    fn leader_addr(&self, leader: NodeId) -> Result<String, ClusterError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+            .ok_or(ClusterError::NotLeader { leader: Some(leader) })
     }
 
     /// Writes a batch through whichever node leads: locally if this node leads, else forwarded
     /// once to the leader (when forwarding is on).
     pub async fn write(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        let command = LogCommand::new(entries);
-        let Some(network) = self.forward_network.as_deref() else { return self.submit_command(command).await };
+        self.write_command(LogCommand::new(entries)).await
+    }
+
+    /// [`write`](Self::write) for an already framed batch.
+    pub async fn write_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
+        let Some(network) = self.forward_network.as_ref() else { return self.submit_command(command).await };
         // openraft consumes the command, so keep the encoded bytes for a possible forward.
         let leader = match self.submit_command(command.clone()).await {
-            Err(ClusterError::NotLeader { leader: Some(leader) }) => leader,
+            Err(ClusterError::NotLeader { leader: Some(leader) }) if leader != self.id => leader,
             other => return other,
         };
-        let addr = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
-        }
-        .ok_or(ClusterError::NotLeader { leader: Some(leader) })?;
+        let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
-        match crate::network::tcp::forward_write(&addr, network, self.id, command, deadline).await {
+        match network.write(&addr, command, deadline).await {
             Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
-            Ok(Err(f)) if f.code == "not_leader" => Err(ClusterError::NotLeader { leader: f.leader }),
-            Ok(Err(f)) => Err(ClusterError::Raft(f.message)),
+            Ok(Err(f)) => Err(remote_error(f)),
             Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
+    }
+
+    /// Runs an admin command: here if this node leads or the command is local, else forwarded
+    /// once to the leader.
+    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if !command.needs_leader() || leader == Some(self.id) {
+            return self.admin_here(command).await;
+        }
+        let (Some(network), Some(leader)) = (self.forward_network.as_ref(), leader) else {
+            return Err(ClusterError::NotLeader { leader });
+        };
+        let addr = self.leader_addr(leader)?;
+        let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
+        match network.admin(&addr, command, deadline).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(f)) => Err(remote_error(f)),
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Runs an admin command on this node, never forwarding it.
+    pub async fn admin_here(&self, command: AdminCommand) -> Result<String, ClusterError> {
+        let peers = self.forward_network.as_ref().map(|n| n as &dyn PeerControl);
+        crate::admin::run_local(self, command, peers).await
     }
 
     /// Reads the ledger with the given consistency.

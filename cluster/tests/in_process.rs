@@ -111,3 +111,44 @@ async fn a_batch_over_the_log_command_limit_is_refused_before_raft() {
     assert_eq!(err.code(), "batch_too_large", "{err}");
     assert_eq!(cluster.nodes[&leader].raft.metrics().borrow().last_log_index, before, "nothing was appended");
 }
+
+/// Leader transfer (issue 4) in a five-voter cluster, where the target needs the votes of
+/// followers whose leader leases must first run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_is_transferred_to_the_chosen_voter() {
+    use deai_cluster::admin::transfer_leader;
+    let cluster = Cluster::start(5).await;
+    let leader = cluster.leader().await;
+    let target = (0..5).rev().find(|id| *id != leader).unwrap();
+    let net = TestNet::new();
+    let written = cluster.nodes[&leader].submit(&faucet_batch(&net, "t", 5)).await.expect("write");
+    cluster.wait_applied(written.log_index).await;
+    let term_before = cluster.nodes[&leader].raft.metrics().borrow().current_term;
+    transfer_leader(&cluster.nodes[&leader], target, &cluster.router).await.expect("transfer");
+    for node in cluster.nodes.values() {
+        node.raft.wait(Some(WAIT)).current_leader(target, "every node follows the target").await.unwrap();
+    }
+    assert!(cluster.nodes[&target].raft.metrics().borrow().current_term > term_before);
+    let after = cluster.nodes[&target].submit(&faucet_batch(&net, "t2", 5)).await.expect("the new leader writes");
+    assert_eq!(after.outcome.outcomes, vec![EntryOutcome::Accepted; 5]);
+    cluster.wait_applied(after.log_index).await;
+    assert!(cluster.roots().iter().all(|r| *r == after.outcome.root));
+    // The old leader is a follower again, with its elections back on: it refuses writes.
+    let err = cluster.nodes[&leader].submit(&faucet_batch(&net, "t3", 1)).await.unwrap_err();
+    assert_eq!(err.code(), "not_leader");
+}
+
+/// A transfer to a node that is not a voter is refused before anything changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_cannot_go_to_a_non_voter() {
+    use deai_cluster::admin::transfer_leader;
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let err = transfer_leader(&cluster.nodes[&leader], 42, &cluster.router).await.unwrap_err();
+    assert_eq!(err.code(), "cluster_config");
+    assert!(err.to_string().contains("not a voter"), "{err}");
+    let follower = (0..3).find(|id| *id != leader).unwrap();
+    let err = transfer_leader(&cluster.nodes[&follower], leader, &cluster.router).await.unwrap_err();
+    assert_eq!(err.code(), "not_leader");
+    assert_eq!(cluster.leader().await, leader, "leadership did not move");
+}

@@ -12,6 +12,7 @@ use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::VoteRequest;
 use openraft::{BasicNode, Vote};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -28,7 +29,7 @@ fn config() -> ClusterConfig {
 }
 
 /// Starts `n` nodes listening on loopback ports the OS picks; returns them and their addresses.
-async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<CoordinatorNode>, BTreeMap<u64, BasicNode>) {
+async fn start_cluster(dir: &std::path::Path, n: u64) -> (Vec<Arc<CoordinatorNode>>, BTreeMap<u64, BasicNode>) {
     start_cluster_with(dir, n, test_genesis(3)).await
 }
 
@@ -36,7 +37,7 @@ async fn start_cluster_with(
     dir: &std::path::Path,
     n: u64,
     genesis: deai_protocol::Genesis,
-) -> (Vec<CoordinatorNode>, BTreeMap<u64, BasicNode>) {
+) -> (Vec<Arc<CoordinatorNode>>, BTreeMap<u64, BasicNode>) {
     let mut listeners = Vec::new();
     let mut members = BTreeMap::new();
     for id in 0..n {
@@ -46,17 +47,14 @@ async fn start_cluster_with(
     }
     let mut nodes = Vec::new();
     for (id, listener) in (0..n).zip(listeners) {
-        let mut node = CoordinatorNode::start(
-            id,
-            &dir.join(format!("node-{id}")),
-            genesis.clone(),
-            TcpNetwork::new(id, NETWORK),
-            &config(),
-        )
-        .await
-        .unwrap();
-        node.forward_writes_over_tcp(NETWORK);
-        tokio::spawn(tcp::serve(listener, node.raft.clone(), NETWORK.to_string()));
+        let network = TcpNetwork::new(id, NETWORK);
+        let mut node =
+            CoordinatorNode::start(id, &dir.join(format!("node-{id}")), genesis.clone(), network.clone(), &config())
+                .await
+                .unwrap();
+        node.forward_writes_over_tcp(network);
+        let node = Arc::new(node);
+        tokio::spawn(tcp::serve_node(listener, node.clone(), NETWORK.to_string()));
         nodes.push(node);
     }
     nodes[0].raft.initialize(members.clone()).await.unwrap();
@@ -125,13 +123,11 @@ async fn coordinators_sign_checkpoints_into_a_quorum_certificate() {
     use deai_protocol::envelope::verify_detached;
     use deai_protocol::ledger::checkpoint_signing_bytes;
     use deai_protocol::testkit::CoordinatorKeys;
-    use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
     let mut genesis = test_genesis(3);
     genesis.params.checkpoint_every = 10;
     let (nodes, _) = start_cluster_with(dir.path(), 3, genesis).await;
-    let nodes: Vec<Arc<CoordinatorNode>> = nodes.into_iter().map(Arc::new).collect();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signers: Vec<_> = nodes
         .iter()
@@ -181,4 +177,75 @@ async fn an_oversized_handshake_is_dropped() {
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(WAIT, raw.read(&mut buf)).await.expect("the node answers promptly");
     assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed, nothing is sent back: {read:?}");
+}
+
+/// Many writes reaching a follower at once are forwarded over one pipelined connection to the
+/// leader, and each gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_forwarded_writes_share_one_pipelined_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = start_cluster(dir.path(), 3).await;
+    let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+    let leader = m.current_leader.unwrap();
+    let follower = (0..3u64).find(|id| *id != leader).unwrap() as usize;
+    nodes[follower].raft.wait(Some(WAIT)).current_leader(leader, "follower knows the leader").await.unwrap();
+    let net = TestNet::new();
+    let batch = faucet_batch(&net, "pipe", 200);
+    // A separate client network, so that the count below is about these writes alone.
+    let client = TcpNetwork::new(100, NETWORK);
+    let leader_addr =
+        nodes[follower].raft.metrics().borrow().membership_config.membership().get_node(&leader).unwrap().addr.clone();
+    let writes = batch.iter().map(|entry| {
+        let (client, addr) = (client.clone(), leader_addr.clone());
+        let command = deai_storage::LogCommand::new(std::slice::from_ref(entry));
+        tokio::spawn(async move { client.write(&addr, command, WAIT).await })
+    });
+    let mut indexes = std::collections::BTreeSet::new();
+    for write in writes.collect::<Vec<_>>() {
+        let (index, outcome) = write.await.unwrap().expect("link").expect("written");
+        assert_eq!(outcome.outcomes, vec![EntryOutcome::Accepted]);
+        assert!(indexes.insert(index), "each write has its own answer and log index");
+    }
+    assert_eq!(indexes.len(), 200);
+    assert_eq!(client.links_opened(), 1, "every write travelled over the same connection");
+    // And through the follower, which forwards them all over its own single link.
+    let more = faucet_batch(&net, "pipe-fwd", 50);
+    let follower_node = nodes[follower].clone();
+    let forwarded: Vec<_> = more
+        .into_iter()
+        .map(|entry| {
+            let node = follower_node.clone();
+            tokio::spawn(async move { node.write(&[entry]).await })
+        })
+        .collect();
+    for write in forwarded {
+        let written = write.await.unwrap().expect("forwarded write");
+        assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
+    }
+}
+
+/// Leader transfer (issue 4): an operator asks a follower to move leadership to the other
+/// follower; the command is forwarded to the leader, the target wins, and writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_to_the_chosen_node_on_an_admin_command() {
+    use deai_cluster::admin::AdminCommand;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _) = start_cluster(dir.path(), 3).await;
+    let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
+    let leader = m.current_leader.unwrap();
+    let others: Vec<u64> = (0..3u64).filter(|id| *id != leader).collect();
+    let (asked, target) = (others[0] as usize, others[1]);
+    nodes[asked].raft.wait(Some(WAIT)).current_leader(leader, "follower knows the leader").await.unwrap();
+    let net = TestNet::new();
+    nodes[leader as usize].write(&faucet_batch(&net, "before", 3)).await.unwrap();
+    let done = nodes[asked].admin(AdminCommand::TransferLeader { to: target }).await.expect("transfer");
+    assert!(done.contains(&target.to_string()), "{done}");
+    for node in &nodes {
+        node.raft.wait(Some(WAIT)).current_leader(target, "everyone follows the new leader").await.unwrap();
+    }
+    let term_after = nodes[target as usize].raft.metrics().borrow().current_term;
+    assert!(term_after > m.current_term, "a new term began");
+    let written = nodes[leader as usize].write(&faucet_batch(&net, "after", 3)).await.expect("writes resume");
+    assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 3]);
+    assert_eq!(nodes[target as usize].raft.metrics().borrow().current_leader, Some(target), "the target kept it");
 }

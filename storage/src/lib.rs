@@ -25,9 +25,11 @@
 #![allow(clippy::result_large_err)]
 
 mod log_store;
+pub mod metrics;
 mod state_machine;
 
 pub use log_store::RedbLogStore;
+pub use metrics::StorageMetrics;
 pub use state_machine::{EvidenceLog, LedgerSnapshotBuilder, LedgerStateMachine, MisbehaviourEvidence, SharedLedger};
 
 use deai_protocol::ledger::Entry;
@@ -136,6 +138,15 @@ impl OpenError {
 /// machine. The state machine starts from the stored snapshot if there is one, else from
 /// `genesis`; openraft then re-applies the committed log after it.
 pub fn open(path: &Path, genesis: Genesis) -> Result<(RedbLogStore, LedgerStateMachine), OpenError> {
+    open_with_metrics(path, genesis, StorageMetrics::default())
+}
+
+/// [`open`], reporting to `metrics`.
+pub fn open_with_metrics(
+    path: &Path,
+    genesis: Genesis,
+    metrics: StorageMetrics,
+) -> Result<(RedbLogStore, LedgerStateMachine), OpenError> {
     let shown = path.display().to_string();
     let db = Database::create(path).map_err(|source| OpenError::Database { path: shown.clone(), source })?;
     let damaged = |e: &dyn std::fmt::Display| OpenError::Damaged { path: shown.clone(), detail: e.to_string() };
@@ -147,9 +158,9 @@ pub fn open(path: &Path, genesis: Genesis) -> Result<(RedbLogStore, LedgerStateM
     txn.open_table(EVIDENCE).map_err(|e| damaged(&e))?;
     txn.commit().map_err(|e| damaged(&e))?;
     let db = Arc::new(db);
-    let log_store = RedbLogStore::new(db.clone());
+    let log_store = RedbLogStore::new(db.clone(), metrics.clone());
     log_store.check().map_err(|e| damaged(&e))?;
-    let state_machine = LedgerStateMachine::open(db, genesis, &shown)?;
+    let state_machine = LedgerStateMachine::open(db, genesis, &shown, metrics)?;
     Ok((log_store, state_machine))
 }
 

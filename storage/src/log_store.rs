@@ -1,5 +1,6 @@
 //! The Raft log, vote and committed index in redb (openraft storage v2 `RaftLogStorage`).
 
+use crate::metrics::StorageMetrics;
 use crate::{decode_raft, encode_raft, TypeConfig, COMMITTED_KEY, LAST_PURGED_KEY, LOGS, META, VOTE_KEY};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
@@ -14,6 +15,7 @@ type NodeId = crate::NodeId;
 #[derive(Clone)]
 pub struct RedbLogStore {
     db: Arc<Database>,
+    metrics: StorageMetrics,
 }
 
 fn io_err(e: impl std::fmt::Display) -> AnyError {
@@ -21,8 +23,8 @@ fn io_err(e: impl std::fmt::Display) -> AnyError {
 }
 
 impl RedbLogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        RedbLogStore { db }
+    pub(crate) fn new(db: Arc<Database>, metrics: StorageMetrics) -> Self {
+        RedbLogStore { db, metrics }
     }
 
     /// Reads every metadata record and the ends of the log, so that a damaged store fails at
@@ -60,7 +62,7 @@ impl RedbLogStore {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), redb::Error> {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?.insert(key, value)?;
-        txn.commit()?;
+        self.metrics.commit(txn)?;
         Ok(())
     }
 
@@ -124,6 +126,9 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        if let Some(c) = committed {
+            self.metrics.committed_index.set(i64::try_from(c.index).unwrap_or(i64::MAX));
+        }
         self.put_meta(COMMITTED_KEY, &encode_raft(&committed)).map_err(|e| StorageIOError::write(io_err(e)).into())
     }
 
@@ -140,6 +145,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let _timer = self.metrics.log_append_seconds.start_timer();
         let result: Result<(), redb::Error> = (|| {
             let txn = self.db.begin_write()?;
             {
@@ -148,7 +154,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
                     table.insert(entry.log_id.index, encode_raft(&entry).as_slice())?;
                 }
             }
-            txn.commit()?;
+            self.metrics.commit(txn)?;
             Ok(())
         })();
         match result {
@@ -168,7 +174,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         let result: Result<(), redb::Error> = (|| {
             let txn = self.db.begin_write()?;
             txn.open_table(LOGS)?.retain_in(log_id.index.., |_, _| false)?;
-            txn.commit()?;
+            self.metrics.commit(txn)?;
             Ok(())
         })();
         result.map_err(|e| StorageIOError::write_logs(io_err(e)).into())
@@ -180,7 +186,7 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
             let txn = self.db.begin_write()?;
             txn.open_table(META)?.insert(LAST_PURGED_KEY, encode_raft(&Some(log_id)).as_slice())?;
             txn.open_table(LOGS)?.retain_in(..=log_id.index, |_, _| false)?;
-            txn.commit()?;
+            self.metrics.commit(txn)?;
             Ok(())
         })();
         result.map_err(|e| StorageIOError::write_logs(io_err(e)).into())

@@ -5,6 +5,7 @@
 //! durable transaction. At start the state machine restores the stored snapshot, if any, and
 //! openraft re-applies the committed log after it.
 
+use crate::metrics::StorageMetrics;
 use crate::{
     decode_raft, decode_raft_snapshot, encode_raft, CommandOutcome, EntryOutcome, OpenError, TypeConfig, EVIDENCE,
     SNAPSHOT, SNAPSHOT_KEY, SNAPSHOT_META_KEY,
@@ -89,10 +90,16 @@ pub struct LedgerStateMachine {
     membership: StoredMembership<NodeId, BasicNode>,
     /// Snapshots built so far, for unique snapshot ids.
     snapshots_built: u64,
+    metrics: StorageMetrics,
 }
 
 impl LedgerStateMachine {
-    pub(crate) fn open(db: Arc<Database>, genesis: Genesis, path: &str) -> Result<Self, OpenError> {
+    pub(crate) fn open(
+        db: Arc<Database>,
+        genesis: Genesis,
+        path: &str,
+        metrics: StorageMetrics,
+    ) -> Result<Self, OpenError> {
         let stored = read_stored(&db).map_err(|detail| OpenError::Damaged { path: path.to_string(), detail })?;
         let mut ledger = Ledger::new(genesis).map_err(OpenError::Genesis)?;
         let (mut last_applied, mut membership) = (None, StoredMembership::default());
@@ -108,6 +115,7 @@ impl LedgerStateMachine {
             last_applied,
             membership,
             snapshots_built: 0,
+            metrics,
         })
     }
 
@@ -142,7 +150,15 @@ impl LedgerStateMachine {
                     .into_iter()
                     .enumerate()
                     .map(|(position, r)| match r {
-                        Ok(_) => EntryOutcome::Accepted,
+                        Ok(effects) => {
+                            let formed = effects
+                                .events
+                                .iter()
+                                .filter(|e| matches!(e, deai_protocol::ledger::Event::CertificateFormed { .. }))
+                                .count();
+                            self.metrics.certificates_formed.inc_by(formed as u64);
+                            EntryOutcome::Accepted
+                        }
                         Err(rej) => {
                             if let Some(coordinator) = rej.misbehaving_coordinator() {
                                 evidence.push(MisbehaviourEvidence {
@@ -161,6 +177,7 @@ impl LedgerStateMachine {
             }
         };
         if !evidence.is_empty() {
+            self.metrics.misbehaviour_evidence.inc_by(evidence.len() as u64);
             let txn = self.db.begin_write()?;
             {
                 let mut table = txn.open_table(EVIDENCE)?;
@@ -168,7 +185,7 @@ impl LedgerStateMachine {
                     table.insert((e.log_index, e.position), encode_raft(e).as_slice())?;
                 }
             }
-            txn.commit()?;
+            self.metrics.commit(txn)?;
         }
         let ledger = self.ledger();
         Ok(CommandOutcome { outcomes, height: ledger.height, root: ledger.root })
@@ -186,7 +203,7 @@ impl LedgerStateMachine {
             table.insert(SNAPSHOT_KEY, encode_raft(stored).as_slice())?;
             table.insert(SNAPSHOT_META_KEY, encode_raft(&stored.meta).as_slice())?;
         }
-        txn.commit()?;
+        self.metrics.commit(txn)?;
         Ok(())
     }
 }
@@ -203,6 +220,9 @@ fn read_stored(db: &Database) -> Result<Option<StoredSnapshot>, String> {
 /// Builds a snapshot from ledger bytes taken when openraft asked for a builder.
 pub struct LedgerSnapshotBuilder {
     db: Arc<Database>,
+    metrics: StorageMetrics,
+    /// When openraft asked for the builder: the ledger bytes were taken then.
+    started: std::time::Instant,
     meta: SnapshotMeta<NodeId, BasicNode>,
     data: Vec<u8>,
 }
@@ -227,10 +247,12 @@ impl RaftSnapshotBuilder<TypeConfig> for LedgerSnapshotBuilder {
                     table.insert(SNAPSHOT_META_KEY, encode_raft(&stored.meta).as_slice())?;
                 }
             }
-            txn.commit()?;
+            self.metrics.commit(txn)?;
             Ok(())
         })();
         result.map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_err(e)))?;
+        self.metrics.snapshots_built.inc();
+        self.metrics.snapshot_build_seconds.observe(self.started.elapsed().as_secs_f64());
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
@@ -254,9 +276,11 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             self.last_applied = Some(entry.log_id);
             let outcome = match &entry.payload {
                 EntryPayload::Blank => self.empty_outcome(),
-                EntryPayload::Normal(command) => self
-                    .apply_command(entry.log_id.index, command)
-                    .map_err(|e| StorageIOError::write_state_machine(io_err(e)))?,
+                EntryPayload::Normal(command) => {
+                    let _timer = self.metrics.apply_seconds.start_timer();
+                    self.apply_command(entry.log_id.index, command)
+                        .map_err(|e| StorageIOError::write_state_machine(io_err(e)))?
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                     self.empty_outcome()
@@ -269,6 +293,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
+        let started = std::time::Instant::now();
         let index = self.last_applied.map(|l| l.index).unwrap_or(0);
         let (root, data) = {
             let ledger = self.ledger();
@@ -276,6 +301,8 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         };
         LedgerSnapshotBuilder {
             db: self.db.clone(),
+            metrics: self.metrics.clone(),
+            started,
             meta: SnapshotMeta {
                 last_log_id: self.last_applied,
                 last_membership: self.membership.clone(),
@@ -302,6 +329,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
         *self.write() = ledger;
+        self.metrics.snapshots_installed.inc();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         Ok(())

@@ -131,3 +131,18 @@ impl RaftNetwork<TypeConfig> for InProcessConnection {
         raft.vote(rpc).await.map_err(|e| RPCError::RemoteError(RemoteError::new(self.to, e)))
     }
 }
+
+/// Leader-transfer steps reach the other nodes' Raft directly.
+impl crate::admin::PeerControl for InProcessRouter {
+    fn control<'a>(
+        &'a self,
+        peer: NodeId,
+        _addr: &'a str,
+        request: crate::admin::ControlRequest,
+    ) -> crate::admin::ControlFuture<'a> {
+        Box::pin(async move {
+            let raft = self.lock().nodes.get(&peer).cloned().ok_or_else(|| format!("node {peer} is not running"))?;
+            crate::admin::handle_control(&raft, request).await
+        })
+    }
+}
