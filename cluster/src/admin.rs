@@ -256,6 +256,9 @@ fn membership_err(
         openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f)) => {
             ClusterError::NotLeader { leader: f.leader_id }
         }
+        openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ChangeMembershipError(e)) => {
+            ClusterError::Config(e.to_string())
+        }
         other => ClusterError::Raft(other.to_string()),
     }
 }

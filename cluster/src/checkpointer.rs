@@ -76,8 +76,10 @@ pub async fn run(
                         continue;
                     }
                 }
-                // No leader right now: wait for the cluster to change and try again.
-                Err(ClusterError::NotLeader { .. }) | Err(ClusterError::Raft(_)) => {}
+                // No reachable leader right now: wait for the cluster to change and try again.
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(height, error = %e, "checkpoint signature not written yet; will retry")
+                }
                 Err(e) => return Err(e),
             }
         }

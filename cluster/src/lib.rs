@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod checkpointer;
+pub mod identity;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -40,13 +41,53 @@ pub enum ClusterError {
     NotLeader { leader: Option<deai_storage::NodeId> },
     #[error("raft could not complete the request: {0}")]
     Raft(String),
+    /// The write was not sent: the leader this node knows could not be reached.
+    #[error("the leader, node {leader}, cannot be reached; nothing was written: {reason}")]
+    LeaderUnreachable { leader: deai_storage::NodeId, reason: String },
     #[error("a leader transfer is under way; retry shortly")]
     TransferInProgress,
+    /// The node a request was forwarded to failed it; `code` is its code.
+    #[error("{message}")]
+    Forwarded { code: &'static str, message: String },
     #[error("a batch of {size_bytes} bytes exceeds the log command limit of {limit_bytes} bytes; split it")]
     TooLarge { size_bytes: usize, limit_bytes: usize },
 }
 
+/// Every code [`ClusterError::code`] can return, so that a code that crossed the network maps
+/// back to one of them.
+pub const ERROR_CODES: &[&str] = &[
+    "cluster_config",
+    "raft_fatal",
+    "not_leader",
+    "raft_error",
+    "batch_too_large",
+    "leader_transfer",
+    "leader_unreachable",
+    "storage_open_failed",
+    "storage_damaged",
+    "storage_snapshot_unreadable",
+    "storage_bad_genesis",
+];
+
 impl ClusterError {
+    /// Whether retrying later may succeed: leadership moving, a peer unreachable, a forwarded
+    /// request failing on the way. Configuration, storage and fatal errors are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::NotLeader { .. }
+            | ClusterError::Raft(_)
+            | ClusterError::LeaderUnreachable { .. }
+            | ClusterError::TransferInProgress => true,
+            ClusterError::Forwarded { code, .. } => {
+                matches!(*code, "not_leader" | "raft_error" | "leader_unreachable" | "leader_transfer")
+            }
+            ClusterError::Storage(_)
+            | ClusterError::Config(_)
+            | ClusterError::Fatal(_)
+            | ClusterError::TooLarge { .. } => false,
+        }
+    }
+
     /// Stable code for logs and the API.
     pub fn code(&self) -> &'static str {
         match self {
@@ -57,6 +98,8 @@ impl ClusterError {
             ClusterError::Raft(_) => "raft_error",
             ClusterError::TooLarge { .. } => "batch_too_large",
             ClusterError::TransferInProgress => "leader_transfer",
+            ClusterError::LeaderUnreachable { .. } => "leader_unreachable",
+            ClusterError::Forwarded { code, .. } => code,
         }
     }
 }

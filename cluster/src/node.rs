@@ -2,7 +2,7 @@
 
 use crate::admin::{AdminCommand, PeerControl};
 use crate::metrics::NodeMetrics;
-use crate::network::tcp::{RemoteFailure, TcpNetwork};
+use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 use crate::ClusterError;
 use deai_protocol::ledger::Entry;
 use deai_protocol::Genesis;
@@ -90,8 +90,10 @@ fn remote_error(f: RemoteFailure) -> ClusterError {
     match f.code.as_str() {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
-        "batch_too_large" | "cluster_config" => ClusterError::Config(f.message),
-        _ => ClusterError::Raft(f.message),
+        code => {
+            let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
+            ClusterError::Forwarded { code, message: f.message }
+        }
     }
 }
 
@@ -265,6 +267,9 @@ impl CoordinatorNode {
         match network.write(&addr, command, deadline).await {
             Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
             Ok(Err(f)) => Err(remote_error(f)),
+            Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. })) => {
+                Err(ClusterError::LeaderUnreachable { leader, reason: e.to_string() })
+            }
             Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
     }

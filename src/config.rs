@@ -1,0 +1,207 @@
+//! `deai coordinator` configuration: a TOML file, then `DEAI_*` environment variables on top.
+//!
+//! Every field has a default, so a file holds only what differs. Environment variables name a
+//! field in upper case (`DEAI_NODE_ID`, `DEAI_RAFT_ADDR`); nested fields join with a double
+//! underscore (`DEAI_RAFT__HEARTBEAT_INTERVAL_MS`). Relative paths in the file are relative to
+//! the file's own directory, so a cluster directory can move as a whole.
+
+use anyhow::{bail, Context};
+use deai_cluster::ClusterConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One coordinator's settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// This node's Raft id; unique in the cluster.
+    pub node_id: u64,
+    /// Where the node keeps its database.
+    pub data_dir: PathBuf,
+    /// The network's genesis file (`deai genesis` writes one).
+    pub genesis_file: PathBuf,
+    /// This coordinator's key file (64 hex digits).
+    pub key_file: PathBuf,
+    /// Address to listen on for Raft traffic from peers; also what peers are told.
+    pub raft_addr: String,
+    /// Address of the HTTP endpoint: `/metrics`, `/livez`, `/readyz` and `/v1`.
+    pub http_addr: String,
+    /// The cluster's first voters, as `id=host:port` separated by commas. Used only with
+    /// `bootstrap`.
+    pub peers: String,
+    /// Initialise the cluster with `peers` when this node's log is empty. Set it on one node.
+    pub bootstrap: bool,
+    /// Sign checkpoints (SPEC 6.3) with this node's key.
+    pub sign_checkpoints: bool,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Largest request body the HTTP endpoint reads, in bytes.
+    pub max_body_bytes: usize,
+    /// Time in-flight HTTP requests get to finish at shutdown, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    pub raft: RaftSettings,
+}
+
+/// The Raft timeouts and limits of [`ClusterConfig`], with their units in their names.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSettings {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub max_payload_entries: u64,
+    pub snapshot_every_entries: u64,
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        let c = ClusterConfig::default();
+        RaftSettings {
+            heartbeat_interval_ms: c.heartbeat_interval_ms,
+            election_timeout_min_ms: c.election_timeout_min_ms,
+            election_timeout_max_ms: c.election_timeout_max_ms,
+            max_payload_entries: c.max_payload_entries,
+            snapshot_every_entries: c.snapshot_every_entries,
+            max_in_snapshot_log_to_keep: c.max_in_snapshot_log_to_keep,
+        }
+    }
+}
+
+impl RaftSettings {
+    pub fn cluster_config(&self) -> ClusterConfig {
+        ClusterConfig {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            max_payload_entries: self.max_payload_entries,
+            snapshot_every_entries: self.snapshot_every_entries,
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+        }
+    }
+}
+
+/// Default largest HTTP body: a full log command plus framing, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = deai_storage::MAX_LOG_COMMAND_BYTES + 1024;
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            node_id: 0,
+            data_dir: "data".into(),
+            genesis_file: "genesis.bin".into(),
+            key_file: "coordinator.key".into(),
+            raft_addr: "127.0.0.1:7100".into(),
+            http_addr: "127.0.0.1:8100".into(),
+            peers: String::new(),
+            bootstrap: false,
+            sign_checkpoints: true,
+            log_format: "text".into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace_ms: 5_000,
+            raft: RaftSettings::default(),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(CoordinatorConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("DEAI_").split("__").ignore(&["log", "config", "admin_node"]));
+        let mut config: CoordinatorConfig = figment.extract().context("invalid coordinator configuration")?;
+        if let Some(base) = file.and_then(Path::parent) {
+            for path in [&mut config.data_dir, &mut config.genesis_file, &mut config.key_file] {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format must be \"text\" or \"json\", not {:?}", self.log_format);
+        }
+        if self.bootstrap {
+            let peers = self.peer_map()?;
+            if !peers.contains_key(&self.node_id) {
+                bail!("bootstrap: peers must include this node ({})", self.node_id);
+            }
+        }
+        self.raft.cluster_config();
+        Ok(())
+    }
+
+    /// `peers` as a map from node id to Raft address.
+    pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
+        parse_peers(&self.peers)
+    }
+}
+
+/// Parses `id=host:port,id=host:port`.
+pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item.split_once('=').with_context(|| format!("peer {item:?} is not id=host:port"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("peer id {id:?} is not a number"))?;
+        if peers.insert(id, addr.trim().to_string()).is_some() {
+            bail!("peer {id} is listed twice");
+        }
+    }
+    Ok(peers)
+}
+
+/// The TOML `deai genesis` writes for one node of a new cluster.
+pub fn node_file(node_id: u64, raft_addr: &str, http_addr: &str, peers: &str, bootstrap: bool) -> String {
+    format!(
+        "# deai coordinator {node_id}. Every field can be overridden by a DEAI_* environment variable.\n\
+         node_id = {node_id}\n\
+         data_dir = \"data/node-{node_id}\"\n\
+         genesis_file = \"genesis.bin\"\n\
+         key_file = \"coordinator-{node_id}.key\"\n\
+         raft_addr = \"{raft_addr}\"\n\
+         http_addr = \"{http_addr}\"\n\
+         peers = \"{peers}\"\n\
+         bootstrap = {bootstrap}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_bad_ones_are_named() {
+        let peers = parse_peers("0=127.0.0.1:7100, 1=127.0.0.1:7101").unwrap();
+        assert_eq!(peers[&1], "127.0.0.1:7101");
+        assert!(parse_peers("x=1").unwrap_err().to_string().contains("\"x\""));
+        assert!(parse_peers("1=a,1=b").unwrap_err().to_string().contains("twice"));
+        assert!(parse_peers("oops").unwrap_err().to_string().contains("id=host:port"));
+    }
+
+    #[test]
+    fn a_file_is_read_and_its_relative_paths_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node-1.toml");
+        std::fs::write(&file, node_file(1, "127.0.0.1:7101", "127.0.0.1:8101", "1=127.0.0.1:7101", true)).unwrap();
+        let config = CoordinatorConfig::load(Some(&file)).unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.data_dir, dir.path().join("data/node-1"));
+        assert_eq!(config.raft.heartbeat_interval_ms, ClusterConfig::default().heartbeat_interval_ms);
+        std::fs::write(&file, "node_id = 1\nnot_a_field = 2\n").unwrap();
+        let err = format!("{:#}", CoordinatorConfig::load(Some(&file)).unwrap_err());
+        assert!(err.contains("not_a_field"), "{err}");
+    }
+}

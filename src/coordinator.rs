@@ -1,0 +1,139 @@
+//! `deai coordinator`: one node of the cluster, from its configuration to a clean stop.
+//!
+//! Start order: load the genesis and key, open the database and start Raft, listen for peers,
+//! bootstrap the cluster if asked to and the log is empty, sign checkpoints, serve HTTP. On
+//! SIGINT or SIGTERM the reverse: stop HTTP (in-flight requests get `shutdown_grace_ms`), stop
+//! signing, stop Raft; the database is left consistent and the exit code is 0.
+
+use crate::config::CoordinatorConfig;
+use anyhow::{bail, Context};
+use deai_cluster::identity::CoordinatorIdentity;
+use deai_cluster::network::tcp::{self, TcpNetwork};
+use deai_cluster::{checkpointer, CoordinatorNode, NodeMetrics};
+use deai_protocol::Genesis;
+use openraft::BasicNode;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Largest genesis file read, in bytes.
+pub const MAX_GENESIS_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a genesis file written by `deai genesis`.
+pub fn load_genesis(path: &Path) -> anyhow::Result<Genesis> {
+    let size = std::fs::metadata(path).with_context(|| format!("genesis file {}", path.display()))?.len();
+    if size > MAX_GENESIS_FILE_BYTES {
+        bail!("genesis file {} is {size} bytes, over the limit of {MAX_GENESIS_FILE_BYTES}", path.display());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("genesis file {}", path.display()))?;
+    deai_protocol::codec::decode_framed(&bytes)
+        .map_err(|e| anyhow::anyhow!("genesis file {} is not a deai genesis: {e}", path.display()))
+}
+
+/// Resolves when the process is asked to stop.
+async fn stop_requested() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
+    let genesis = load_genesis(&config.genesis_file)?;
+    let identity = CoordinatorIdentity::load(&config.key_file)?;
+    let network_id = genesis.network_id.0.clone();
+    let is_coordinator = genesis.coordinators.iter().any(|c| c.id == identity.id());
+    if config.sign_checkpoints && !is_coordinator {
+        bail!(
+            "the key in {} is not one of the genesis coordinators of network {network_id:?}; \
+             use the coordinator's own key, or set sign_checkpoints = false",
+            config.key_file.display()
+        );
+    }
+    let id = config.node_id;
+    tracing::info!(node = id, network = %network_id, data_dir = %config.data_dir.display(), "starting coordinator");
+
+    let metrics = NodeMetrics::new(id);
+    let network =
+        TcpNetwork::new(id, network_id.clone()).with_round_trip_metric(metrics.peer_round_trip_seconds.clone());
+    let mut node = CoordinatorNode::start_with_metrics(
+        id,
+        &config.data_dir,
+        genesis,
+        network.clone(),
+        &config.raft.cluster_config(),
+        metrics,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+    node.forward_writes_over_tcp(network);
+    let node = Arc::new(node);
+
+    let listener = tokio::net::TcpListener::bind(&config.raft_addr)
+        .await
+        .with_context(|| format!("cannot listen for Raft traffic on {}", config.raft_addr))?;
+    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network_id));
+    tracing::info!(addr = %config.raft_addr, "listening for peers");
+
+    if config.bootstrap {
+        let initialized = node.raft.is_initialized().await.map_err(|e| anyhow::anyhow!("raft stopped: {e}"))?;
+        if initialized {
+            tracing::info!("log is not empty: joining the existing cluster, no bootstrap");
+        } else {
+            let members: BTreeMap<u64, BasicNode> =
+                config.peer_map()?.into_iter().map(|(id, addr)| (id, BasicNode::new(addr))).collect();
+            tracing::info!(voters = ?members.keys().collect::<Vec<_>>(), "bootstrapping the cluster");
+            node.raft.initialize(members).await.map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        }
+    }
+
+    let (stop_signing, stopped) = tokio::sync::watch::channel(false);
+    let signer = config.sign_checkpoints.then(|| {
+        let (node, key) = (node.clone(), identity.signing.clone());
+        tokio::spawn(async move {
+            let result = checkpointer::run(node, key, stopped).await;
+            if let Err(e) = &result {
+                tracing::error!(code = e.code(), error = %e, "checkpoint signing stopped; this node no longer signs");
+            }
+            result
+        })
+    });
+
+    let http = crate::http::serve(node.clone(), &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
+        .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
+    let http_handle = http.handle();
+    let http_task = tokio::spawn(http);
+    tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");
+
+    let signal = stop_requested().await;
+    tracing::info!(signal, "stopping: HTTP first, then checkpoint signing, then Raft");
+    http_handle.stop(true).await;
+    let _ = http_task.await;
+    let _ = stop_signing.send(true);
+    if let Some(signer) = signer {
+        match signer.await {
+            Ok(Ok(heights)) => tracing::info!(signed = heights.len(), "checkpoint signer stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint signer stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint signer panicked"),
+        }
+    }
+    raft_server.abort();
+    node.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft did not stop cleanly: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `deai genesis`: everything a new cluster needs, in one directory.
+//!
+//! Writes one key per coordinator (fresh randomness, owner-only files), the genesis listing
+//! their public keys, and one configuration file per node with loopback addresses, node 0
+//! bootstrapping. Copy the directory to the hosts, or edit the addresses, and start each node
+//! with `deai coordinator --config node-<i>.toml`.
+
+use crate::config::node_file;
+use anyhow::{bail, Context};
+use deai_cluster::identity::CoordinatorIdentity;
+use deai_protocol::Genesis;
+use std::path::Path;
+
+/// What `deai genesis` creates.
+pub struct NewCluster {
+    pub network: String,
+    pub coordinators: u64,
+    pub host: String,
+    pub raft_port_base: u16,
+    pub http_port_base: u16,
+    /// A dev network accepts `DevFaucet` entries.
+    pub dev: bool,
+    /// Overrides the default checkpoint interval, in accepted entries.
+    pub checkpoint_every: Option<u64>,
+}
+
+fn fresh_seed() -> anyhow::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
+    Ok(seed)
+}
+
+pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
+    if !(1..=16).contains(&new.coordinators) {
+        bail!("a cluster has 1 to 16 coordinators, not {}", new.coordinators);
+    }
+    if out.join("genesis.bin").exists() {
+        bail!("{} already holds a genesis; choose an empty directory", out.display());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut infos = Vec::new();
+    for i in 0..new.coordinators {
+        let identity = CoordinatorIdentity::from_seed(fresh_seed()?);
+        identity.save(&out.join(format!("coordinator-{i}.key")))?;
+        infos.push(identity.info());
+    }
+    let mut genesis = Genesis::dev(&new.network, infos);
+    genesis.dev = new.dev;
+    if let Some(every) = new.checkpoint_every {
+        // Each checkpoint adds one signature entry per coordinator; an interval no longer than
+        // that would make the signatures themselves due for signing, forever.
+        if every <= new.coordinators {
+            bail!("checkpoint_every must exceed the number of coordinators ({})", new.coordinators);
+        }
+        genesis.params.checkpoint_every = every;
+    }
+    deai_protocol::Ledger::new(genesis.clone()).map_err(|e| anyhow::anyhow!("invalid genesis: {e}"))?;
+    std::fs::write(out.join("genesis.bin"), deai_protocol::codec::encode_framed(&genesis))?;
+    let port = |base: u16, i: u64| -> anyhow::Result<u16> {
+        u16::try_from(u64::from(base) + i).context("port numbers run past 65535")
+    };
+    let mut peers = Vec::new();
+    for i in 0..new.coordinators {
+        peers.push(format!("{i}={}:{}", new.host, port(new.raft_port_base, i)?));
+    }
+    let peers = peers.join(",");
+    for i in 0..new.coordinators {
+        let raft = format!("{}:{}", new.host, port(new.raft_port_base, i)?);
+        let http = format!("{}:{}", new.host, port(new.http_port_base, i)?);
+        std::fs::write(out.join(format!("node-{i}.toml")), node_file(i, &raft, &http, &peers, i == 0))?;
+    }
+    Ok(())
+}

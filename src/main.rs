@@ -1,0 +1,182 @@
+//! `deai`: the coordinator binary and its tools.
+//!
+//! - `deai genesis`: keys, genesis and node configurations for a new cluster.
+//! - `deai coordinator`: runs one node (see `coordinator.rs`).
+//! - `deai admin`: status and membership of a running cluster.
+//! - `deai bench ledger`: replicated-ledger throughput and latency.
+
+mod admin_cli;
+mod bench_ledger;
+mod config;
+mod coordinator;
+mod genesis;
+mod http;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "deai", version, about = "deai coordinator cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates keys, a genesis and one config file per node for a new cluster.
+    Genesis {
+        /// Directory to write into; must not hold a genesis yet.
+        #[arg(long)]
+        out: PathBuf,
+        /// The network id every message is signed for (1 to 32 bytes).
+        #[arg(long, default_value = "deai-local")]
+        network: String,
+        #[arg(long, default_value_t = 3)]
+        coordinators: u64,
+        /// Host the node configurations listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Node i listens for Raft traffic on this port plus i.
+        #[arg(long, default_value_t = 7100)]
+        raft_port_base: u16,
+        /// Node i serves HTTP on this port plus i.
+        #[arg(long, default_value_t = 8100)]
+        http_port_base: u16,
+        /// A production network: no dev faucet.
+        #[arg(long)]
+        no_faucet: bool,
+        /// Accepted entries between signed checkpoints (SPEC 6.3).
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
+    },
+    /// Runs one coordinator node until SIGINT or SIGTERM.
+    Coordinator {
+        /// TOML configuration; `DEAI_*` environment variables override it.
+        #[arg(long, env = "DEAI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Administers a running cluster through any of its nodes.
+    Admin {
+        /// HTTP address of a node (`host:port`).
+        #[arg(long, default_value = "127.0.0.1:8100", env = "DEAI_ADMIN_NODE")]
+        node: String,
+        /// Print the JSON answer.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: admin_cli::AdminAction,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        bench: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Committed writes/s and latency of a 3-node loopback cluster with fsync.
+    Ledger {
+        /// Concurrent writers, each with one write in flight.
+        #[arg(long, default_value_t = 32)]
+        writers: usize,
+        /// Writes in all, split evenly between the writers.
+        #[arg(long, default_value_t = 50_000)]
+        writes: u64,
+        /// Least payload bytes per write (whole signed entries are added until it is reached).
+        #[arg(long, default_value_t = 256)]
+        entry_bytes: usize,
+        /// Keep the databases here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DEAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Genesis {
+            out,
+            network,
+            coordinators,
+            host,
+            raft_port_base,
+            http_port_base,
+            no_faucet,
+            checkpoint_every,
+        } => {
+            let new = genesis::NewCluster {
+                network,
+                coordinators,
+                host,
+                raft_port_base,
+                http_port_base,
+                dev: !no_faucet,
+                checkpoint_every,
+            };
+            genesis::write(&out, &new)?;
+            println!("wrote a {coordinators}-coordinator cluster for network {:?} to {}", new.network, out.display());
+            for i in 0..coordinators {
+                println!("  deai coordinator --config {}", out.join(format!("node-{i}.toml")).display());
+            }
+            Ok(())
+        }
+        Command::Coordinator { config } => {
+            let config = config::CoordinatorConfig::load(config.as_deref())?;
+            init_logs(config.log_format == "json");
+            runtime()?.block_on(coordinator::run(config))
+        }
+        Command::Admin { node, json, action } => {
+            let answer = admin_cli::request(&node, &action)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else if matches!(action, admin_cli::AdminAction::Status) {
+                admin_cli::print_status(&answer);
+            } else {
+                println!("{}", answer["done"].as_str().unwrap_or("done"));
+            }
+            Ok(())
+        }
+        Command::Bench { bench: Bench::Ledger { writers, writes, entry_bytes, data_dir, json } } => {
+            init_logs(false);
+            let settings = bench_ledger::LedgerBench { writers, writes, entry_bytes, data_dir };
+            let report = runtime()?.block_on(bench_ledger::run(&settings))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench_ledger::print(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}

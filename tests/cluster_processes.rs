@@ -1,0 +1,320 @@
+//! Three real `deai coordinator` processes on loopback (issue 4): writes go through every node,
+//! the leader is killed with SIGKILL under load and restarted, and afterwards every acknowledged
+//! write is on every node, the roots agree, and a quorum certificate covers the last
+//! acknowledged write. Every wait polls a condition against a deadline.
+
+use deai_protocol::ledger::Entry;
+use deai_protocol::message::{DevFaucet, Message};
+use deai_protocol::types::{AssetId, NetworkId};
+use deai_protocol::{Genesis, SignedEnvelope};
+use ed25519_dalek::SigningKey;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+const WRITERS: usize = 6;
+
+fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+fn new_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
+    let mut response = agent.get(url).call().ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.body_mut().read_json().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Node {
+    id: u64,
+    raft: String,
+    http: String,
+    child: Option<Child>,
+}
+
+/// The cluster's processes; killed when the test ends, however it ends.
+struct Processes {
+    dir: PathBuf,
+    peers: String,
+    nodes: Vec<Node>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Processes {
+    fn start(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{}.log", node.id)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .arg("coordinator")
+            .arg("--config")
+            .arg(self.dir.join(format!("node-{}.toml", node.id)))
+            // Addresses and timeouts come from the environment, over the file's.
+            .env("DEAI_RAFT_ADDR", &node.raft)
+            .env("DEAI_HTTP_ADDR", &node.http)
+            .env("DEAI_PEERS", &self.peers)
+            .env("DEAI_RAFT__HEARTBEAT_INTERVAL_MS", "50")
+            .env("DEAI_RAFT__ELECTION_TIMEOUT_MIN_MS", "300")
+            .env("DEAI_RAFT__ELECTION_TIMEOUT_MAX_MS", "600")
+            .env("DEAI_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("deai coordinator starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[i].http, path)
+    }
+}
+
+fn faucet(key: &SigningKey, network: &NetworkId, nonce: u64) -> Vec<u8> {
+    let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
+    let entry = Entry { stamped_ms: 0, envelope: SignedEnvelope::seal(key, network, nonce, &message) };
+    deai_protocol::codec::encode_framed(&[entry][..])
+}
+
+enum Posted {
+    /// Acknowledged as accepted, at this ledger height.
+    Acked(u64),
+    /// Certainly not written: the node was down, or answered that it could not propose.
+    Refused,
+    /// Maybe written: the answer was lost or the proposal failed midway.
+    Unknown,
+}
+
+fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Posted {
+    let mut response = match agent.post(url).header("content-type", "application/octet-stream").send(body) {
+        Ok(response) => response,
+        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => return Posted::Refused,
+        Err(ureq::Error::ConnectionFailed) => return Posted::Refused,
+        Err(_) => return Posted::Unknown,
+    };
+    let Ok(result) = response.body_mut().read_json::<Value>() else { return Posted::Unknown };
+    if !matches!(response.status().as_u16(), 200) {
+        return match result["code"].as_str() {
+            Some("not_leader" | "leader_transfer" | "leader_unreachable") => Posted::Refused,
+            _ => Posted::Unknown,
+        };
+    }
+    assert_eq!(result["outcomes"][0], "accepted", "an acknowledged write was rejected: {result}");
+    result["height"].as_u64().map_or(Posted::Unknown, Posted::Acked)
+}
+
+#[derive(Default)]
+struct WriterLog {
+    acked: u64,
+    /// Writes whose outcome is unknown: they may or may not have committed.
+    uncertain: u64,
+    refused: u64,
+    max_acked_nonce: u64,
+    max_acked_height: u64,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["genesis", "--network", "deai-proc", "--checkpoint-every", "20", "--out"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "deai genesis");
+    let genesis: Genesis =
+        deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
+    let network = genesis.network_id.clone();
+
+    let nodes: Vec<Node> = (0..3)
+        .map(|id| Node {
+            id,
+            raft: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            child: None,
+        })
+        .collect();
+    let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+    let mut cluster = Processes { dir: dir.path().to_path_buf(), peers, nodes };
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    let agent = new_agent();
+    let ready = |cluster: &Processes, i: usize| {
+        agent.get(&cluster.url(i, "/readyz")).call().ok().filter(|r| r.status().is_success()).map(|_| ())
+    };
+    for i in 0..3 {
+        wait_for("every node ready", || ready(&cluster, i));
+    }
+
+    // Writers: each has its own key and walks the nodes, so writes enter through every node.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_total = Arc::new(AtomicU64::new(0));
+    let logs: Arc<Mutex<Vec<WriterLog>>> = Arc::new(Mutex::new((0..WRITERS).map(|_| WriterLog::default()).collect()));
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i, "/v1/ledger/entries")).collect();
+    let keys: Vec<SigningKey> = (0..WRITERS).map(|w| SigningKey::from_bytes(&[w as u8 + 40; 32])).collect();
+    let writers: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(w, key)| {
+            let (key, network, urls) = (key.clone(), network.clone(), urls.clone());
+            let (stop, acked_total, logs) = (stop.clone(), acked_total.clone(), logs.clone());
+            std::thread::spawn(move || {
+                let agent = new_agent();
+                let mut nonce = 0u64;
+                let mut target = w % 3;
+                while !stop.load(Ordering::Relaxed) {
+                    nonce += 1;
+                    let outcome = post(&agent, &urls[target], &faucet(&key, &network, nonce));
+                    let mut logs = logs.lock().unwrap();
+                    let log = &mut logs[w];
+                    match outcome {
+                        Posted::Acked(height) => {
+                            log.acked += 1;
+                            log.max_acked_nonce = nonce;
+                            log.max_acked_height = log.max_acked_height.max(height);
+                            acked_total.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Posted::Refused => log.refused += 1,
+                        Posted::Unknown => log.uncertain += 1,
+                    }
+                    drop(logs);
+                    target = (target + 1) % 3;
+                }
+            })
+        })
+        .collect();
+
+    let acked = || acked_total.load(Ordering::Relaxed);
+    wait_for("writes under way", || (acked() >= 150).then_some(()));
+    let leader = wait_for("a leader", || {
+        get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
+    }) as usize;
+    let mut child = cluster.nodes[leader].child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = acked();
+    let survivor = (leader + 1) % 3;
+    wait_for("a new leader", || {
+        get_json(&agent, &cluster.url(survivor, "/v1/admin/status"))
+            .and_then(|s| s["leader"].as_u64())
+            .filter(|l| *l as usize != leader)
+    });
+    wait_for("writes acknowledged by the new leader", || (acked() >= at_kill + 150).then_some(()));
+    cluster.start(leader);
+    wait_for("the restarted node ready", || ready(&cluster, leader));
+    let at_restart = acked();
+    wait_for("writes after the restart", || (acked() >= at_restart + 150).then_some(()));
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let logs = std::mem::take(&mut *logs.lock().unwrap());
+    let uncertain: u64 = logs.iter().map(|l| l.uncertain).sum();
+    let refused: u64 = logs.iter().map(|l| l.refused).sum();
+    eprintln!(
+        "killed node {leader}; {} writes acknowledged, {refused} refused, {uncertain} of unknown outcome",
+        acked()
+    );
+    let last_acked_height = logs.iter().map(|l| l.max_acked_height).max().unwrap();
+
+    // A certificate must cover the last acknowledged write. Checkpoints fall every 20 entries:
+    // top the ledger up with filler entries until one is certified on every node.
+    let filler = SigningKey::from_bytes(&[99; 32]);
+    let mut filler_nonce = 0;
+    wait_for("a certificate covering every acknowledged write on every node", || {
+        let covered = (0..3).all(|i| {
+            get_json(&agent, &cluster.url(i, "/v1/admin/status"))
+                .and_then(|s| s["last_certificate"]["height"].as_u64())
+                .is_some_and(|h| h >= last_acked_height)
+        });
+        if !covered {
+            filler_nonce += 1;
+            post(&agent, &urls[filler_nonce as usize % 3], &faucet(&filler, &network, filler_nonce));
+        }
+        covered.then_some(())
+    });
+
+    // Quiet now: every node reaches the same applied index and root.
+    let statuses = wait_for("all nodes at the same index and root", || {
+        let s: Vec<Value> = (0..3).filter_map(|i| get_json(&agent, &cluster.url(i, "/v1/admin/status"))).collect();
+        (s.len() == 3
+            && s.iter().all(|x| x["applied_index"] == s[0]["applied_index"] && x["ledger_root"] == s[0]["ledger_root"]))
+        .then_some(s)
+    });
+    let certificate = &statuses[0]["last_certificate"];
+    assert!(certificate["signers"].as_u64().unwrap() >= 3, "{certificate}");
+    assert!(statuses.iter().all(|s| s["last_certificate"] == *certificate), "every node holds the same certificate");
+
+    // Every acknowledged write is on every node.
+    for (w, key) in keys.iter().enumerate() {
+        let id = hex(&key.verifying_key().to_bytes());
+        let log = &logs[w];
+        assert!(log.acked > 0, "writer {w} got writes through");
+        for i in 0..3 {
+            let account = get_json(&agent, &cluster.url(i, &format!("/v1/ledger/accounts/{id}?consistency=stale")))
+                .expect("account readable");
+            let balance: u64 = account["balance"].as_str().unwrap().parse().unwrap();
+            assert!(
+                balance >= log.acked && balance <= log.acked + log.uncertain,
+                "node {i}, writer {w}: balance {balance}, acknowledged {}, uncertain {}",
+                log.acked,
+                log.uncertain
+            );
+            assert!(account["last_nonce"].as_u64().unwrap() >= log.max_acked_nonce);
+        }
+    }
+
+    // A clean stop: SIGTERM, and every process exits 0.
+    for node in &mut cluster.nodes {
+        let child = node.child.as_mut().unwrap();
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+    for node in &mut cluster.nodes {
+        let mut child = node.child.take().unwrap();
+        let code = wait_for("a clean exit", || child.try_wait().unwrap());
+        assert!(code.success(), "node {} exited with {code}", node.id);
+    }
+}
