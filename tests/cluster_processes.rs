@@ -231,6 +231,24 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     let leader = wait_for("a leader", || {
         get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
     }) as usize;
+    // The leader's metrics show it leading and writing durably.
+    let metrics = wait_for("leader metrics", || {
+        let mut r = agent.get(&cluster.url(leader, "/metrics")).call().ok()?;
+        r.body_mut().read_to_string().ok()
+    });
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert_eq!(value("deai_raft_is_leader{"), 1.0);
+    assert!(value("deai_raft_proposals_committed_total{") > 0.0);
+    assert!(value("deai_storage_fsync_duration_seconds_count{") > 0.0);
+    assert!(value("deai_raft_peer_round_trip_seconds_count{") > 0.0);
+
     let mut child = cluster.nodes[leader].child.take().unwrap();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -305,6 +323,28 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
             assert!(account["last_nonce"].as_u64().unwrap() >= log.max_acked_nonce);
         }
     }
+
+    // `deai admin` moves leadership to the restarted node through another node.
+    let other = (leader + 1) % 3;
+    let admin = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .args(["admin", "--node", &cluster.nodes[other].http])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deai admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    admin(&["transfer-leader", &leader.to_string()]);
+    let status: Value = serde_json::from_str(&admin(&["--json", "status"])).unwrap();
+    assert_eq!(status["leader"].as_u64(), Some(leader as u64), "{status}");
+    let is_leader = format!("deai_raft_is_leader{{node=\"{leader}\"}} 1");
+    let text = wait_for("the restarted node's metrics to show it leads", || {
+        let mut r = agent.get(&cluster.url(leader, "/metrics")).call().ok()?;
+        let text = r.body_mut().read_to_string().ok()?;
+        text.lines().any(|l| l == is_leader).then_some(text)
+    });
+    assert!(text.lines().any(|l| l.starts_with("deai_bft_certificates_formed_total") && !l.ends_with(" 0")));
 
     // A clean stop: SIGTERM, and every process exits 0.
     for node in &mut cluster.nodes {
