@@ -5,8 +5,8 @@
 //!   (503 with the reason otherwise).
 //! - `GET /metrics`: Prometheus text format.
 //! - `GET /v1/admin/status` and `POST /v1/admin/{learners,promote,remove,transfer-leader,snapshot}`.
-//! - `POST /v1/ledger/entries`: a codec-framed batch of signed entries, written through the
-//!   leader (forwarded if this node follows).
+//! - `POST /v1/ledger/entries`: a codec-framed list of signed envelopes, stamped with this
+//!   node's clock and written through the leader (forwarded if this node follows).
 //! - `GET /v1/ledger/head?consistency=stale|linearizable`: height and root.
 //! - `GET /v1/ledger/accounts/{id}?consistency=...`: native balance, locked stake, last nonce.
 //!
@@ -16,7 +16,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
-use deai_storage::{EntryOutcome, LogCommand};
+use deai_protocol::ledger::Entry;
+use deai_protocol::SignedEnvelope;
+use deai_storage::EntryOutcome;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -57,7 +59,7 @@ impl From<ClusterError> for ApiError {
             | ClusterError::LeaderUnreachable { .. }
             | ClusterError::Raft(_) => 503,
             ClusterError::TooLarge { .. } => 413,
-            ClusterError::Config(_) => 400,
+            ClusterError::Config(_) | ClusterError::Malformed(_) => 400,
             ClusterError::Fatal(_) | ClusterError::Storage(_) => 500,
             ClusterError::Forwarded { code, .. } => match *code {
                 "cluster_config" => 400,
@@ -162,13 +164,17 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 async fn write_entries(node: Node, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let command = LogCommand { batch: body.to_vec() };
     // Refuse what cannot decode here, before it costs a log entry.
-    let entries = command.entries().map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    if entries.is_empty() {
+    let envelopes: Vec<SignedEnvelope> =
+        deai_protocol::codec::decode_framed_large(&body).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    if envelopes.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "a write needs at least one entry"));
     }
-    let written = node.write_command(command).await?;
+    // Ledger time comes from coordinators' clocks, never from the sender (SPEC 5: the leader
+    // stamps entries).
+    let stamped_ms = deai_cluster::checkpointer::now_ms();
+    let entries: Vec<Entry> = envelopes.into_iter().map(|envelope| Entry { stamped_ms, envelope }).collect();
+    let written = node.write(&entries).await?;
     let outcomes = written
         .outcome
         .outcomes

@@ -3,7 +3,6 @@
 //! write is on every node, the roots agree, and a quorum certificate covers the last
 //! acknowledged write. Every wait polls a condition against a deadline.
 
-use deai_protocol::ledger::Entry;
 use deai_protocol::message::{DevFaucet, Message};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::{Genesis, SignedEnvelope};
@@ -109,8 +108,7 @@ impl Processes {
 
 fn faucet(key: &SigningKey, network: &NetworkId, nonce: u64) -> Vec<u8> {
     let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
-    let entry = Entry { stamped_ms: 0, envelope: SignedEnvelope::seal(key, network, nonce, &message) };
-    deai_protocol::codec::encode_framed(&[entry][..])
+    deai_protocol::codec::encode_framed(&[SignedEnvelope::seal(key, network, nonce, &message)][..])
 }
 
 enum Posted {

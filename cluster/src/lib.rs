@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod batcher;
 pub mod checkpointer;
 pub mod identity;
 pub mod metrics;
@@ -46,6 +47,9 @@ pub enum ClusterError {
     LeaderUnreachable { leader: deai_storage::NodeId, reason: String },
     #[error("a leader transfer is under way; retry shortly")]
     TransferInProgress,
+    /// A batch that does not decode; nothing was proposed.
+    #[error("malformed batch: {0}")]
+    Malformed(#[from] deai_protocol::CodecError),
     /// The node a request was forwarded to failed it; `code` is its code.
     #[error("{message}")]
     Forwarded { code: &'static str, message: String },
@@ -84,7 +88,29 @@ impl ClusterError {
             ClusterError::Storage(_)
             | ClusterError::Config(_)
             | ClusterError::Fatal(_)
-            | ClusterError::TooLarge { .. } => false,
+            | ClusterError::TooLarge { .. }
+            | ClusterError::Malformed(_) => false,
+        }
+    }
+
+    /// The same error for another caller of a shared proposal (storage errors, which never come
+    /// from a proposal, become `Fatal` with their text).
+    pub fn clone_for_caller(&self) -> ClusterError {
+        match self {
+            ClusterError::Storage(e) => ClusterError::Fatal(e.to_string()),
+            ClusterError::Config(s) => ClusterError::Config(s.clone()),
+            ClusterError::Fatal(s) => ClusterError::Fatal(s.clone()),
+            ClusterError::NotLeader { leader } => ClusterError::NotLeader { leader: *leader },
+            ClusterError::Raft(s) => ClusterError::Raft(s.clone()),
+            ClusterError::TooLarge { size_bytes, limit_bytes } => {
+                ClusterError::TooLarge { size_bytes: *size_bytes, limit_bytes: *limit_bytes }
+            }
+            ClusterError::LeaderUnreachable { leader, reason } => {
+                ClusterError::LeaderUnreachable { leader: *leader, reason: reason.clone() }
+            }
+            ClusterError::TransferInProgress => ClusterError::TransferInProgress,
+            ClusterError::Forwarded { code, message } => ClusterError::Forwarded { code, message: message.clone() },
+            ClusterError::Malformed(e) => ClusterError::Forwarded { code: e.code(), message: e.to_string() },
         }
     }
 
@@ -100,6 +126,7 @@ impl ClusterError {
             ClusterError::TransferInProgress => "leader_transfer",
             ClusterError::LeaderUnreachable { .. } => "leader_unreachable",
             ClusterError::Forwarded { code, .. } => code,
+            ClusterError::Malformed(e) => e.code(),
         }
     }
 }

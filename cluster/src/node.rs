@@ -1,6 +1,7 @@
 //! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
 
 use crate::admin::{AdminCommand, PeerControl};
+use crate::batcher::WriteBatcher;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 use crate::ClusterError;
@@ -103,12 +104,29 @@ pub struct CoordinatorNode {
     pub raft: Raft<TypeConfig>,
     ledger: SharedLedger,
     metrics: NodeMetrics,
+    batcher: WriteBatcher,
     config: ClusterConfig,
     /// Set while a leader transfer holds writes back (see `admin::transfer_leader`).
     transferring: Arc<AtomicBool>,
     /// Set when writes and admin commands reaching this node as a follower are forwarded to the
     /// leader over TCP.
     forward_network: Option<TcpNetwork>,
+}
+
+/// Counts a proposal as pending while it lives, even if its caller gives up.
+struct Pending<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Pending<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Pending(gauge)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Holds writes back while it lives.
@@ -179,11 +197,13 @@ impl CoordinatorNode {
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
+        let batcher = WriteBatcher::start(raft.clone());
         Ok(CoordinatorNode {
             id,
             raft,
             ledger,
             metrics,
+            batcher,
             config: config.clone(),
             transferring: Arc::default(),
             forward_network: None,
@@ -220,9 +240,20 @@ impl CoordinatorNode {
         if self.transferring.load(Ordering::Acquire) {
             return Err(ClusterError::TransferInProgress);
         }
-        self.metrics.proposals_pending.inc();
-        let result = client_write(&self.raft, command).await;
-        self.metrics.proposals_pending.dec();
+        if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
+            return Err(ClusterError::TooLarge {
+                size_bytes: command.batch.len(),
+                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
+            });
+        }
+        // A follower that knows the leader says so at once, without queueing.
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader.is_some_and(|l| l != self.id) {
+            return Err(ClusterError::NotLeader { leader });
+        }
+        let entries = command.entries()?;
+        let _pending = Pending::new(&self.metrics.proposals_pending);
+        let result = self.batcher.write(entries, command.batch.len()).await;
         match &result {
             Ok(_) => self.metrics.proposals_committed.inc(),
             Err(ClusterError::NotLeader { .. }) => {}

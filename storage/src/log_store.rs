@@ -66,6 +66,16 @@ impl RedbLogStore {
         Ok(())
     }
 
+    /// Writes a record without waiting for the disk: it becomes durable with the next durable
+    /// commit (the next append), and a crash before that loses only this write.
+    fn put_meta_lazily(&self, key: &str, value: &[u8]) -> Result<(), redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None)?;
+        txn.open_table(META)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     fn last_purged(&self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
         match self.meta(LAST_PURGED_KEY).map_err(|e| StorageIOError::read_logs(io_err(e)))? {
             Some(bytes) => decode_raft(&bytes).map_err(|e| StorageIOError::read_logs(io_err(e)).into()),
@@ -129,7 +139,11 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         if let Some(c) = committed {
             self.metrics.committed_index.set(i64::try_from(c.index).unwrap_or(i64::MAX));
         }
-        self.put_meta(COMMITTED_KEY, &encode_raft(&committed)).map_err(|e| StorageIOError::write(io_err(e)).into())
+        // openraft treats the committed index as optional to persist: a replica that restarts
+        // with an older one re-applies less of its log and learns the rest from the leader. So
+        // it rides along with the next durable append instead of costing an fsync of its own.
+        self.put_meta_lazily(COMMITTED_KEY, &encode_raft(&committed))
+            .map_err(|e| StorageIOError::write(io_err(e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
