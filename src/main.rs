@@ -97,9 +97,9 @@ enum Bench {
     },
 }
 
-fn init_logs(json: bool) {
+fn init_logs(json: bool, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DEAI_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     if json {
@@ -149,7 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Coordinator { config } => {
             let config = config::CoordinatorConfig::load(config.as_deref())?;
-            init_logs(config.log_format == "json");
+            init_logs(config.log_format == "json", "info,openraft=warn");
             runtime()?.block_on(coordinator::run(config))
         }
         Command::Admin { node, json, action } => {
@@ -164,7 +164,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { bench: Bench::Ledger { writers, writes, entry_bytes, data_dir, json } } => {
-            init_logs(false);
+            // The benchmark's own lines are the output; startup chatter would only interleave.
+            init_logs(false, "warn,openraft=error");
             let settings = bench_ledger::LedgerBench { writers, writes, entry_bytes, data_dir };
             let report = runtime()?.block_on(bench_ledger::run(&settings))?;
             if json {

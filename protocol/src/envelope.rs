@@ -70,7 +70,7 @@ impl SignedEnvelope {
 
     /// Verifies the ed25519 signature (strict: rejects small-order keys and malleable forms).
     pub fn verify_signature(&self) -> Result<(), Rejection> {
-        let key = VerifyingKey::from_bytes(&self.signer.0).map_err(|_| Rejection::BadSignature(self.signer))?;
+        let key = verifying_key(&self.signer.0).ok_or(Rejection::BadSignature(self.signer))?;
         let sig = Signature::from_bytes(&self.signature);
         let bytes = signing_bytes(self.kind, &self.network_id, self.nonce, &self.body);
         key.verify_strict(&bytes, &sig).map_err(|_| Rejection::BadSignature(self.signer))
@@ -94,6 +94,34 @@ impl SignedEnvelope {
     }
 }
 
+/// Slots in the per-thread cache of decompressed public keys.
+const KEY_CACHE_SLOTS: usize = 4_096;
+
+thread_local! {
+    /// Decompressing a public key (a field square root) is about a third of verifying a
+    /// signature, and the same signers sign again and again. A direct-mapped cache per thread,
+    /// bounded by [`KEY_CACHE_SLOTS`]: a pure memo of `VerifyingKey::from_bytes`, so results do
+    /// not depend on it, and nothing here is replicated state.
+    static KEY_CACHE: std::cell::RefCell<Vec<Option<([u8; 32], VerifyingKey)>>> =
+        std::cell::RefCell::new(vec![None; KEY_CACHE_SLOTS]);
+}
+
+/// `VerifyingKey::from_bytes`, memoised; `None` for bytes that are not a curve point.
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    let slot = usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) % KEY_CACHE_SLOTS;
+    KEY_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((cached, key)) = &cache[slot] {
+            if cached == bytes {
+                return Some(*key);
+            }
+        }
+        let key = VerifyingKey::from_bytes(bytes).ok()?;
+        cache[slot] = Some((*bytes, key));
+        Some(key)
+    })
+}
+
 /// Verifies many envelopes' signatures at once (ed25519 batch verification). Returns `true`
 /// only if all verify; on `false` the caller falls back to one-by-one checks to find the bad one.
 pub fn verify_batch(envelopes: &[&SignedEnvelope]) -> bool {
@@ -104,7 +132,7 @@ pub fn verify_batch(envelopes: &[&SignedEnvelope]) -> bool {
     let mut signatures = Vec::with_capacity(envelopes.len());
     let mut keys = Vec::with_capacity(envelopes.len());
     for e in envelopes {
-        let Ok(key) = VerifyingKey::from_bytes(&e.signer.0) else { return false };
+        let Some(key) = verifying_key(&e.signer.0) else { return false };
         if key.is_weak() {
             return false;
         }
