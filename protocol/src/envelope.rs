@@ -149,3 +149,43 @@ pub fn verify_detached(signer: &ParticipantId, bytes: &[u8], signature: &[u8; 64
     let Ok(key) = VerifyingKey::from_bytes(&signer.0) else { return false };
     key.verify(bytes, &Signature::from_bytes(signature)).is_ok() && !key.is_weak()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::DevFaucet;
+    use crate::types::AssetId;
+
+    fn slot(key: &SigningKey) -> usize {
+        let b = key.verifying_key().to_bytes();
+        usize::from(u16::from_le_bytes([b[0], b[1]])) % KEY_CACHE_SLOTS
+    }
+
+    /// Two signers whose keys share a cache slot: each verifies as itself, before and after the
+    /// other, and neither's cached key vouches for the other's signature.
+    #[test]
+    fn the_key_cache_never_confuses_signers_that_share_a_slot() {
+        let a = SigningKey::from_bytes(&[1; 32]);
+        let b = (0u32..)
+            .map(|i| {
+                let mut seed = [2u8; 32];
+                seed[..4].copy_from_slice(&i.to_le_bytes());
+                SigningKey::from_bytes(&seed)
+            })
+            .find(|k| slot(k) == slot(&a) && k.verifying_key() != a.verifying_key())
+            .expect("a colliding key");
+        let network = NetworkId("deai-test".into());
+        let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
+        let by_a = SignedEnvelope::seal(&a, &network, 1, &message);
+        let by_b = SignedEnvelope::seal(&b, &network, 1, &message);
+        for _ in 0..2 {
+            assert!(by_a.verify_signature().is_ok());
+            assert!(by_b.verify_signature().is_ok());
+            assert!(verify_batch(&[&by_a, &by_b]));
+        }
+        let mut forged = by_b.clone();
+        forged.signer = by_a.signer;
+        assert!(forged.verify_signature().is_err(), "b's signature under a's name is refused");
+        assert!(!verify_batch(&[&by_a, &forged]));
+    }
+}
