@@ -97,12 +97,15 @@ impl SignedEnvelope {
 /// Slots in the per-thread cache of decompressed public keys.
 const KEY_CACHE_SLOTS: usize = 4_096;
 
+/// One cache slot: the key's bytes and its decompressed point.
+type KeySlot = Option<([u8; 32], VerifyingKey)>;
+
 thread_local! {
     /// Decompressing a public key (a field square root) is about a third of verifying a
     /// signature, and the same signers sign again and again. A direct-mapped cache per thread,
     /// bounded by [`KEY_CACHE_SLOTS`]: a pure memo of `VerifyingKey::from_bytes`, so results do
     /// not depend on it, and nothing here is replicated state.
-    static KEY_CACHE: std::cell::RefCell<Vec<Option<([u8; 32], VerifyingKey)>>> =
+    static KEY_CACHE: std::cell::RefCell<Vec<KeySlot>> =
         std::cell::RefCell::new(vec![None; KEY_CACHE_SLOTS]);
 }
 
