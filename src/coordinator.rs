@@ -9,6 +9,7 @@ use crate::config::CoordinatorConfig;
 use anyhow::{bail, Context};
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
+use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::{checkpointer, CoordinatorNode, NodeMetrics};
 use deai_protocol::Genesis;
 use openraft::BasicNode;
@@ -102,11 +103,12 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         }
     }
 
+    let outbox = CoordinatorOutbox::new(node.clone(), identity.signing.clone());
     let (stop_signing, stopped) = tokio::sync::watch::channel(false);
     let signer = config.sign_checkpoints.then(|| {
-        let (node, key) = (node.clone(), identity.signing.clone());
+        let outbox = outbox.clone();
         tokio::spawn(async move {
-            let result = checkpointer::run(node, key, stopped).await;
+            let result = checkpointer::run(outbox, stopped).await;
             if let Err(e) = &result {
                 tracing::error!(code = e.code(), error = %e, "checkpoint signing stopped; this node no longer signs");
             }

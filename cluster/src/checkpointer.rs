@@ -6,19 +6,14 @@
 //! coordinator whose replica diverged is recorded with its signed root as evidence. The loop wakes
 //! when this node's Raft metrics change (new entries applied), never on a timer.
 
+use crate::outbox::CoordinatorOutbox;
 use crate::{ClusterError, Consistency, CoordinatorNode};
-use deai_protocol::ledger::{checkpoint_signing_bytes, Entry};
+use deai_protocol::ledger::checkpoint_signing_bytes;
 use deai_protocol::message::{Message, SignCheckpoint};
 use deai_protocol::types::ParticipantId;
-use deai_protocol::SignedEnvelope;
-use deai_storage::EntryOutcome;
-use ed25519_dalek::{Signer, SigningKey};
-use std::sync::Arc;
+use ed25519_dalek::Signer;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
-
-/// Longest the signer waits for its own replica to apply its signature, in milliseconds.
-pub const APPLY_WAIT_MS: u64 = 5_000;
 
 /// Ledger time stamp from this node's clock, in ms since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -26,20 +21,17 @@ pub fn now_ms() -> u64 {
 }
 
 /// The next checkpoint this coordinator has not signed and that is not yet certified.
-fn next_unsigned(node: &CoordinatorNode, me: &ParticipantId, after: u64) -> Option<(u64, [u8; 32], u64)> {
+fn next_unsigned(node: &CoordinatorNode, me: &ParticipantId, after: u64) -> Option<(u64, [u8; 32])> {
     let ledger = node.ledger().read();
     let (height, cp) =
         ledger.checkpoints.iter().find(|(h, cp)| **h > after && !cp.certified && !cp.signatures.contains_key(me))?;
-    Some((*height, cp.root, ledger.next_nonce(me)))
+    Some((*height, cp.root))
 }
 
-/// Signs checkpoints as `key` until `stop` turns true. Returns the heights it signed.
-pub async fn run(
-    node: Arc<CoordinatorNode>,
-    key: SigningKey,
-    mut stop: watch::Receiver<bool>,
-) -> Result<Vec<u64>, ClusterError> {
-    let me = ParticipantId(key.verifying_key().to_bytes());
+/// Signs checkpoints through `outbox` until `stop` turns true. Returns the heights it signed.
+pub async fn run(outbox: CoordinatorOutbox, mut stop: watch::Receiver<bool>) -> Result<Vec<u64>, ClusterError> {
+    let node = outbox.node().clone();
+    let me = outbox.id();
     let mut metrics = node.raft.metrics();
     let mut signed_up_to = 0u64;
     let mut signed = Vec::new();
@@ -47,34 +39,22 @@ pub async fn run(
         if *stop.borrow() {
             return Ok(signed);
         }
-        let network = node.read(Consistency::Stale, |l| l.network_id.clone()).await?;
-        if let Some((height, root, nonce)) = next_unsigned(&node, &me, signed_up_to) {
-            let signature = key.sign(&checkpoint_signing_bytes(&network, height, &root)).to_bytes();
-            let message = Message::SignCheckpoint(SignCheckpoint { height, root, signature });
-            let entry = Entry { stamped_ms: now_ms(), envelope: SignedEnvelope::seal(&key, &network, nonce, &message) };
-            match node.write(&[entry]).await {
-                Ok(written) => {
-                    // Our own replica must apply it before the next nonce is read from it.
-                    let applied = node
-                        .raft
-                        .wait(Some(std::time::Duration::from_millis(APPLY_WAIT_MS)))
-                        .applied_index_at_least(Some(written.log_index), "own checkpoint signature applied")
-                        .await;
-                    match written.outcome.outcomes.first() {
-                        Some(EntryOutcome::Accepted) => {
+        if let Some((height, root)) = next_unsigned(&node, &me, signed_up_to) {
+            let network = node.read(Consistency::Stale, |l| l.network_id.clone()).await?;
+            let signature = outbox.key().sign(&checkpoint_signing_bytes(&network, height, &root)).to_bytes();
+            match outbox.submit(Message::SignCheckpoint(SignCheckpoint { height, root, signature })).await {
+                Ok(submitted) => {
+                    match submitted.rejection() {
+                        None => {
                             signed_up_to = height;
                             signed.push(height);
                         }
-                        Some(EntryOutcome::Rejected { code, .. }) if code == "already_signed" => {
-                            signed_up_to = height;
-                        }
-                        // Rejected for another reason (a stale nonce, say): try again once this
-                        // replica has caught up.
-                        _ => {}
+                        Some("already_signed") => signed_up_to = height,
+                        // Rejected for another reason (a stale nonce after a leader change, say):
+                        // try again.
+                        Some(_) => {}
                     }
-                    if applied.is_ok() {
-                        continue;
-                    }
+                    continue;
                 }
                 // No reachable leader right now: wait for the cluster to change and try again.
                 Err(e) if e.is_transient() => {

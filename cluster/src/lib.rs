@@ -25,6 +25,7 @@ pub mod identity;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod outbox;
 
 pub use metrics::NodeMetrics;
 pub use node::{ClusterConfig, Consistency, CoordinatorNode, Written};

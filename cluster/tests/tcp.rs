@@ -134,7 +134,8 @@ async fn coordinators_sign_checkpoints_into_a_quorum_certificate() {
         .enumerate()
         .map(|(i, node)| {
             let key = CoordinatorKeys::from_name(&format!("coordinator-{i}")).keys.signing;
-            tokio::spawn(checkpointer::run(node.clone(), key, stopped.clone()))
+            let outbox = deai_cluster::outbox::CoordinatorOutbox::new(node.clone(), key);
+            tokio::spawn(checkpointer::run(outbox, stopped.clone()))
         })
         .collect();
     let m = nodes[0].raft.wait(Some(WAIT)).metrics(|m| m.current_leader.is_some(), "a leader").await.unwrap();
