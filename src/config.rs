@@ -43,7 +43,11 @@ pub struct CoordinatorConfig {
     /// Time in-flight HTTP requests get to finish at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
     pub raft: RaftSettings,
+    pub actors: ActorSettings,
 }
+
+/// The actors' timers (`deai_actors::ActorsConfig`), with their units in their names.
+pub type ActorSettings = deai_actors::ActorsConfig;
 
 /// The Raft timeouts and limits of [`ClusterConfig`], with their units in their names.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,6 +107,7 @@ impl Default for CoordinatorConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_ms: 5_000,
             raft: RaftSettings::default(),
+            actors: ActorSettings::default(),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! `deai coordinator`: one node of the cluster, from its configuration to a clean stop.
 //!
 //! Start order: load the genesis and key, open the database and start Raft, listen for peers,
-//! bootstrap the cluster if asked to and the log is empty, sign checkpoints, serve HTTP. On
-//! SIGINT or SIGTERM the reverse: stop HTTP (in-flight requests get `shutdown_grace_ms`), stop
-//! signing, stop Raft; the database is left consistent and the exit code is 0.
+//! bootstrap the cluster if asked to and the log is empty, start the actors (scheduler and
+//! reward epochs while leading, payout signing), sign checkpoints, serve HTTP. On SIGINT or
+//! SIGTERM the reverse: stop HTTP (in-flight requests get `shutdown_grace_ms`), stop the actors
+//! and signing, stop Raft; the database is left consistent and the exit code is 0.
 
 use crate::config::CoordinatorConfig;
 use anyhow::{bail, Context};
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
+use deai_actors::{CoordinatorActors, Duties};
 use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::{checkpointer, CoordinatorNode, NodeMetrics};
 use deai_protocol::Genesis;
@@ -104,6 +106,20 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     }
 
     let outbox = CoordinatorOutbox::new(node.clone(), identity.signing.clone());
+    let identity = Arc::new(identity);
+    // Only a genesis coordinator can sign allocations, epoch closes and payouts.
+    let actors = if is_coordinator {
+        let duties = Duties {
+            outbox: outbox.clone(),
+            identity: identity.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            config: config.actors.clone(),
+        };
+        Some(CoordinatorActors::start(duties).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?)
+    } else {
+        tracing::warn!("this node's key is not a genesis coordinator's: it will not schedule, close epochs or sign");
+        None
+    };
     let (stop_signing, stopped) = tokio::sync::watch::channel(false);
     let signer = config.sign_checkpoints.then(|| {
         let outbox = outbox.clone();
@@ -126,6 +142,10 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     tracing::info!(signal, "stopping: HTTP first, then checkpoint signing, then Raft");
     http_handle.stop(true).await;
     let _ = http_task.await;
+    if let Some(actors) = actors {
+        // The actor thread joins here; proposals it started finish on this runtime.
+        tokio::task::block_in_place(|| actors.stop());
+    }
     let _ = stop_signing.send(true);
     if let Some(signer) = signer {
         match signer.await {

@@ -77,7 +77,8 @@ impl CoordinatorOutbox {
     pub async fn submit(&self, message: Message) -> Result<Submitted, ClusterError> {
         let _turn = self.turn.lock().await;
         let me = self.id();
-        let (network, nonce) = self.node.read(Consistency::Stale, |l| (l.network_id.clone(), l.next_nonce(&me))).await?;
+        let (network, nonce) =
+            self.node.read(Consistency::Stale, |l| (l.network_id.clone(), l.next_nonce(&me))).await?;
         let envelope = SignedEnvelope::seal(&self.key, &network, nonce, &message);
         let entry = Entry { stamped_ms: crate::checkpointer::now_ms(), envelope };
         let written = self.node.write(&[entry]).await?;

@@ -1,0 +1,92 @@
+//! The leader's scheduler: AVRF allocation in batches (SPEC 5.3, 5.4) and `Tick`s.
+//!
+//! Every `allocate_every_ms` it asks the ledger for a plan over the pending orders
+//! (`Ledger::plan_allocation`: interleaved WRR order, one VRF evaluation per batch) and proposes
+//! it as an `Allocate`. Only one proposal is in flight at a time: the next plan is made from a
+//! ledger that holds the previous one, so two plans never claim the same order. Orders queue in
+//! the ledger while a proposal is in flight, so batches grow with the load.
+//!
+//! A `Tick` carries ledger time forward for time-driven rules (deadlines, expiries, lapsed
+//! reports, closing proposals, pruning). It is proposed only when [`tick_due`] finds work.
+
+use crate::{Duties, MAILBOX_CAPACITY};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use deai_cluster::outbox::Submitted;
+use deai_cluster::ClusterError;
+use deai_protocol::message::{Message, Tick};
+use deai_protocol::Ledger;
+use std::time::Duration;
+
+/// Whether a `Tick` at `now_ms` would do anything.
+pub fn tick_due(ledger: &Ledger, now_ms: u64) -> bool {
+    let due = |first: Option<u64>| first.is_some_and(|t| t <= now_ms);
+    due(ledger.deadlines.first().map(|d| d.0))
+        || due(ledger.pending_deadlines.first().map(|d| d.0))
+        || due(ledger.report_deadlines.first().map(|d| d.0))
+        || due(ledger.proposal_deadlines.first().map(|d| d.0))
+        || due(ledger.finished.first().map(|d| d.0.saturating_add(ledger.params.order_retention_ms)))
+}
+
+/// The leader's allocation and tick duty.
+pub struct Scheduler {
+    duties: Duties,
+    in_flight: bool,
+}
+
+impl Scheduler {
+    pub fn new(duties: Duties) -> Self {
+        Scheduler { duties, in_flight: false }
+    }
+
+    fn propose(&mut self, message: Message, what: &'static str, ctx: &mut Context<Self>) {
+        self.in_flight = true;
+        let done =
+            self.duties.submit(message).into_actor(self).map(move |result: Result<Submitted, ClusterError>, act, _| {
+                act.in_flight = false;
+                match result {
+                    Ok(s) if s.accepted() => tracing::debug!(what, log_index = s.written.log_index, "proposed"),
+                    // A plan made from a ledger that moved meanwhile: the next round replans.
+                    Ok(s) => tracing::debug!(what, code = ?s.rejection(), "proposal rejected"),
+                    Err(e) => tracing::debug!(what, error = %e, "proposal failed"),
+                }
+            });
+        ctx.spawn(done);
+    }
+
+    fn allocate(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        let plan = {
+            let ledger = self.duties.outbox.node().ledger().read();
+            if ledger.pending.is_empty() {
+                return;
+            }
+            ledger.plan_allocation(&self.duties.identity.vrf, self.duties.config.allocation_batch_orders)
+        };
+        if let Some(plan) = plan {
+            self.propose(Message::Allocate(plan), "allocate", ctx);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        let now = deai_cluster::checkpointer::now_ms();
+        if tick_due(&self.duties.outbox.node().ledger().read(), now) {
+            self.propose(Message::Tick(Tick {}), "tick", ctx);
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        let config = &self.duties.config;
+        ctx.run_interval(Duration::from_millis(config.allocate_every_ms), |act, ctx| act.allocate(ctx));
+        ctx.run_interval(Duration::from_millis(config.tick_check_every_ms), |act, ctx| act.tick(ctx));
+    }
+}

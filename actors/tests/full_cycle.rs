@@ -1,0 +1,225 @@
+//! The actors drive a full task cycle through a 3-node cluster over loopback TCP (issue 5): a
+//! client's order is allocated by the leader's scheduler, claimed by the assigned miner and
+//! rated; the reward epoch closes at its boundary with payouts that sum exactly to the epoch's
+//! reward, and every coordinator's payout signer signs them into a certified payout list. Then
+//! the leader is stopped, and the new leader's scheduler serves the next order.
+
+use deai_actors::{ActorsConfig, CoordinatorActors, Duties};
+use deai_cluster::identity::CoordinatorIdentity;
+use deai_cluster::network::tcp::{self, TcpNetwork};
+use deai_cluster::outbox::CoordinatorOutbox;
+use deai_cluster::{ClusterConfig, CoordinatorNode};
+use deai_protocol::ledger::{Entry, OrderStatus};
+use deai_protocol::message::*;
+use deai_protocol::testkit::Keys;
+use deai_protocol::types::{AssetId, OrderId, Rating};
+use deai_protocol::{Genesis, Ledger, SignedEnvelope};
+use deai_storage::EntryOutcome;
+use openraft::BasicNode;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+const EPOCH_MS: u64 = 3_000;
+const TOKEN: u128 = deai_protocol::params::TOKEN;
+
+fn now_ms() -> u64 {
+    deai_cluster::checkpointer::now_ms()
+}
+
+async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Participant {
+    keys: Keys,
+    nonce: u64,
+}
+
+impl Participant {
+    fn new(name: &str) -> Self {
+        Participant { keys: Keys::from_name(name), nonce: 0 }
+    }
+
+    fn entry(&mut self, network: &deai_protocol::types::NetworkId, message: Message) -> Entry {
+        self.nonce += 1;
+        Entry {
+            stamped_ms: now_ms(),
+            envelope: SignedEnvelope::seal(&self.keys.signing, network, self.nonce, &message),
+        }
+    }
+}
+
+struct Node {
+    node: Arc<CoordinatorNode>,
+    actors: Option<CoordinatorActors>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let identities: Vec<Arc<CoordinatorIdentity>> =
+        (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + 10; 32]))).collect();
+    let mut genesis = Genesis::dev("deai-actors", identities.iter().map(|c| c.info()).collect());
+    genesis.start_ms = now_ms();
+    genesis.params.epoch_ms = EPOCH_MS;
+    let network = genesis.network_id.clone();
+
+    let config = ClusterConfig {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..ClusterConfig::default()
+    };
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 0..3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(id, BasicNode::new(listener.local_addr().unwrap().to_string()));
+        listeners.push(listener);
+    }
+    let mut nodes = Vec::new();
+    for (id, listener) in (0..3u64).zip(listeners) {
+        let net = TcpNetwork::new(id, network.0.clone());
+        let mut node =
+            CoordinatorNode::start(id, &dir.path().join(format!("n{id}")), genesis.clone(), net.clone(), &config)
+                .await
+                .unwrap();
+        node.forward_writes_over_tcp(net);
+        let node = Arc::new(node);
+        tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
+        let duties = Duties {
+            outbox: CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
+            identity: identities[id as usize].clone(),
+            runtime: tokio::runtime::Handle::current(),
+            config: ActorsConfig::default(),
+        };
+        nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()) });
+    }
+    nodes[0].node.raft.initialize(members).await.unwrap();
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let write = |i: usize, entries: Vec<Entry>| {
+        let node = nodes[i].node.clone();
+        async move {
+            let written = node.write(&entries).await.expect("write");
+            assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
+            written
+        }
+    };
+
+    // A client with stake and a pass; a miner with collateral, registered for text generation.
+    let mut client = Participant::new("client");
+    let mut miner = Participant::new("miner");
+    let stake = 100 * TOKEN;
+    let faucet = |amount| Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount });
+    write(
+        leader,
+        vec![
+            client.entry(&network, faucet(stake)),
+            client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake })),
+            client.entry(&network, Message::AcquirePass(AcquirePass {})),
+            miner.entry(&network, faucet(100 * TOKEN)),
+            miner.entry(
+                &network,
+                Message::RegisterMiner(RegisterMiner {
+                    collateral: 100 * TOKEN,
+                    capacity: 4,
+                    endpoint: "http://127.0.0.1:1/miner".into(),
+                    services: vec![ServiceOffer {
+                        service: "text-generation".into(),
+                        price_per_request: 0,
+                        subscription_price: None,
+                    }],
+                }),
+            ),
+        ],
+    )
+    .await;
+
+    // The client orders through a follower; the leader's scheduler allocates without being asked.
+    let follower = (leader + 1) % 3;
+    let put = client.entry(
+        &network,
+        Message::PutOrder(PutOrder {
+            service: "text-generation".into(),
+            mode: OrderMode::Free,
+            payload: Payload::Inline(b"write a haiku".to_vec()),
+        }),
+    );
+    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    write(follower, vec![put]).await;
+    let assigned = wait_for("the scheduler to allocate the order", || {
+        nodes[follower].node.ledger().read().order(&order).and_then(|o| o.miner)
+    })
+    .await;
+    assert_eq!(assigned, miner.keys.id, "the only eligible miner is chosen");
+
+    // The miner serves and claims; the client rates.
+    let output = b"an old silent pond";
+    write(
+        follower,
+        vec![miner.entry(
+            &network,
+            Message::Claim(Claim { order, output_hash: deai_protocol::testkit::output_hash(output) }),
+        )],
+    )
+    .await;
+    write(follower, vec![client.entry(&network, Message::Rate(Rate { order, rating: Rating::Good }))]).await;
+    assert!(matches!(nodes[leader].node.ledger().read().order(&order).map(|o| o.status), Some(OrderStatus::Rated)));
+
+    // The reward epoch closes at its boundary; payouts sum exactly to the reward, land in the
+    // miner's balance, and a quorum of coordinators certifies them.
+    let balance_before =
+        nodes[leader].node.ledger().read().account(&miner.keys.id).map(|a| a.balance(AssetId::NATIVE)).unwrap_or(0);
+    let record = wait_for("epoch 0 closed and its payouts certified on every node", || {
+        let records: Vec<_> = nodes
+            .iter()
+            .filter_map(|n| n.node.ledger().read().closed_epochs.get(&0).filter(|r| r.certified).cloned())
+            .collect();
+        (records.len() == 3).then(|| records[0].clone())
+    })
+    .await;
+    let paid: u128 = record.payouts.iter().map(|p| p.1).sum();
+    assert!(record.reward > 0);
+    assert_eq!(paid, record.reward, "payouts sum exactly to the epoch reward");
+    assert_eq!(record.payouts, vec![(miner.keys.id, record.reward)], "the only contributor takes it all");
+    assert_eq!(record.signatures.len(), 3, "every coordinator signed the payouts");
+    let balance_after = nodes[leader].node.ledger().read().account(&miner.keys.id).unwrap().balance(AssetId::NATIVE);
+    assert_eq!(balance_after - balance_before, record.reward, "the payout is in the miner's balance");
+
+    // The leader goes away; the new leader's scheduler allocates the next order.
+    let mut old = nodes.remove(leader);
+    old.actors.take().unwrap().stop();
+    old.node.raft.shutdown().await.unwrap();
+    let survivor = 0;
+    wait_for("a new leader", || {
+        nodes[survivor].node.raft.metrics().borrow().current_leader.filter(|l| *l as usize != leader)
+    })
+    .await;
+    let put = client.entry(
+        &network,
+        Message::PutOrder(PutOrder {
+            service: "text-generation".into(),
+            mode: OrderMode::Free,
+            payload: Payload::Inline(b"another".to_vec()),
+        }),
+    );
+    let second: OrderId = Ledger::order_id_of(&put.envelope);
+    let written = nodes[survivor].node.write(&[put]).await.expect("write after failover");
+    assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
+    wait_for("the new leader's scheduler to allocate", || {
+        nodes[survivor].node.ledger().read().order(&second).and_then(|o| o.miner)
+    })
+    .await;
+    for mut n in nodes {
+        n.actors.take().unwrap().stop();
+    }
+}
