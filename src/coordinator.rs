@@ -8,9 +8,9 @@
 
 use crate::config::CoordinatorConfig;
 use anyhow::{bail, Context};
+use deai_actors::{CoordinatorActors, Duties};
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
-use deai_actors::{CoordinatorActors, Duties};
 use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::{checkpointer, CoordinatorNode, NodeMetrics};
 use deai_protocol::Genesis;

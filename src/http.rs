@@ -20,6 +20,37 @@ use deai_protocol::ledger::Entry;
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// The API description, generated from the handlers' annotations and the types they use.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "deai coordinator API", description = "Clients, miners, ledger queries and cluster administration."),
+    paths(
+        livez,
+        readyz,
+        metrics,
+        status,
+        add_learner,
+        promote,
+        remove,
+        transfer_leader,
+        snapshot,
+        write_entries,
+        write_entries_json,
+        head,
+        account,
+        openapi_json,
+    ),
+    components(schemas(ReadConsistency))
+)]
+pub struct ApiDoc;
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
 use std::sync::Arc;
 
 /// Largest JSON body an admin route reads, in bytes.
@@ -29,13 +60,14 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 pub const HTTP_WORKERS: usize = 2;
 
 /// An error as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiError {
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
     #[serde(skip)]
+    #[schema(ignore)]
     status: u16,
 }
 
@@ -54,14 +86,14 @@ impl ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
-            ClusterError::NotLeader { .. }
-            | ClusterError::TransferInProgress
-            | ClusterError::LeaderUnreachable { .. }
-            | ClusterError::Raft(_) => 503,
+            // 421 Misdirected Request: this node cannot answer; the leader named in the body can.
+            ClusterError::NotLeader { .. } => 421,
+            ClusterError::TransferInProgress | ClusterError::LeaderUnreachable { .. } | ClusterError::Raft(_) => 503,
             ClusterError::TooLarge { .. } => 413,
             ClusterError::Config(_) | ClusterError::Malformed(_) => 400,
             ClusterError::Fatal(_) | ClusterError::Storage(_) => 500,
             ClusterError::Forwarded { code, .. } => match *code {
+                "not_leader" => 421,
                 "cluster_config" => 400,
                 "batch_too_large" => 413,
                 "raft_fatal" => 500,
@@ -87,10 +119,17 @@ impl ResponseError for ApiError {
 
 type Node = web::Data<Arc<CoordinatorNode>>;
 
+/// The process serves requests.
+#[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
 async fn livez() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
+/// A member that knows a leader and has applied what is committed.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "ready", body = String, content_type = "text/plain"),
+    (status = 503, description = "not ready, with the reason", body = String, content_type = "text/plain"),
+))]
 async fn readyz(node: Node) -> HttpResponse {
     match deai_cluster::metrics::readiness(&node) {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
@@ -98,26 +137,30 @@ async fn readyz(node: Node) -> HttpResponse {
     }
 }
 
+/// Prometheus metrics in the text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", body = String, content_type = "text/plain")))]
 async fn metrics(node: Node) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(node.metrics().render(&node))
 }
 
+/// This node and the cluster as it sees them.
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_cluster::admin::NodeStatus)))]
 async fn status(node: Node) -> HttpResponse {
     HttpResponse::Ok().json(deai_cluster::admin::status(&node))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LearnerBody {
     id: u64,
     raft_addr: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct IdBody {
     id: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct AdminDone {
     pub done: String,
 }
@@ -128,29 +171,64 @@ async fn admin(node: &CoordinatorNode, command: AdminCommand) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(AdminDone { done }))
 }
 
+/// Adds a learner and waits until it has caught up.
+#[utoipa::path(post, path = "/v1/admin/learners", tag = "admin", request_body = LearnerBody, responses(
+    (status = 200, body = AdminDone),
+    (status = 400, description = "invalid request", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn add_learner(node: Node, body: web::Json<LearnerBody>) -> Result<HttpResponse, ApiError> {
     let LearnerBody { id, raft_addr } = body.into_inner();
     admin(&node, AdminCommand::AddLearner { id, raft_addr }).await
 }
 
+/// Makes a learner a voter.
+#[utoipa::path(post, path = "/v1/admin/promote", tag = "admin", request_body = IdBody, responses(
+    (status = 200, body = AdminDone),
+    (status = 400, description = "invalid request", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn promote(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
     admin(&node, AdminCommand::Promote { id: body.id }).await
 }
 
+/// Removes a voter or learner.
+#[utoipa::path(post, path = "/v1/admin/remove", tag = "admin", request_body = IdBody, responses(
+    (status = 200, body = AdminDone),
+    (status = 400, description = "invalid request", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn remove(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
     admin(&node, AdminCommand::Remove { id: body.id }).await
 }
 
+/// Moves leadership to a voter.
+#[utoipa::path(post, path = "/v1/admin/transfer-leader", tag = "admin", request_body = IdBody, responses(
+    (status = 200, body = AdminDone),
+    (status = 400, description = "invalid request", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn transfer_leader(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
     admin(&node, AdminCommand::TransferLeader { to: body.id }).await
 }
 
+/// Builds a snapshot on this node.
+#[utoipa::path(post, path = "/v1/admin/snapshot", tag = "admin", responses(
+    (status = 200, body = AdminDone),
+    (status = 400, description = "invalid request", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn snapshot(node: Node) -> Result<HttpResponse, ApiError> {
     admin(&node, AdminCommand::Snapshot).await
 }
 
 /// What a write returns.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct WriteResult {
     pub log_index: u64,
     pub height: u64,
@@ -163,10 +241,58 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Submits signed envelopes in their binary form: a codec-framed list.
+#[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
+    (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
+    (status = 400, description = "malformed, empty or undecodable", body = ApiError),
+    (status = 413, description = "over the size limit", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
 async fn write_entries(node: Node, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     // Refuse what cannot decode here, before it costs a log entry.
     let envelopes: Vec<SignedEnvelope> =
         deai_protocol::codec::decode_framed_large(&body).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    write_envelopes(&node, envelopes).await
+}
+
+/// Envelopes as JSON: each one's codec bytes in hex.
+#[derive(Deserialize, ToSchema)]
+struct EnvelopesBody {
+    /// Each envelope's codec bytes, in hex.
+    #[schema(min_items = 1, max_items = 4096)]
+    envelopes: Vec<String>,
+}
+
+/// Submits signed envelopes as JSON (hex of each envelope's codec bytes).
+#[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(
+    (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
+    (status = 400, description = "malformed, empty or undecodable", body = ApiError),
+    (status = 413, description = "over the size limit", body = ApiError),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+))]
+async fn write_entries_json(node: Node, body: web::Json<EnvelopesBody>) -> Result<HttpResponse, ApiError> {
+    let mut envelopes = Vec::with_capacity(body.envelopes.len());
+    for (i, text) in body.envelopes.iter().enumerate() {
+        let bytes =
+            parse_hex(text).ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))?;
+        let envelope = SignedEnvelope::from_wire(&bytes)
+            .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))?;
+        envelopes.push(envelope);
+    }
+    write_envelopes(&node, envelopes).await
+}
+
+fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+}
+
+async fn write_envelopes(node: &CoordinatorNode, envelopes: Vec<SignedEnvelope>) -> Result<HttpResponse, ApiError> {
     if envelopes.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "a write needs at least one entry"));
     }
@@ -192,19 +318,46 @@ async fn write_entries(node: Node, body: web::Bytes) -> Result<HttpResponse, Api
     }))
 }
 
-#[derive(Deserialize)]
+/// How fresh a read must be.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HeadQuery {
-    consistency: Option<String>,
+    /// `linearizable` (the default; the leader answers) or `stale` (any node, its own state).
+    consistency: Option<ReadConsistency>,
+}
+
+/// `linearizable`: confirmed with a quorum, on the leader. `stale`: this node's applied state.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ReadConsistency {
+    Linearizable,
+    Stale,
+}
+
+/// A participant, by public key.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct AccountPath {
+    /// The participant's ed25519 public key, 64 hex digits.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    id: String,
 }
 
 /// The ledger's head as a read returns it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Head {
     pub height: u64,
     pub root: String,
     pub last_certified_height: Option<u64>,
 }
 
+/// The ledger's height, root and last certified height.
+#[utoipa::path(get, path = "/v1/ledger/head", tag = "ledger", params(HeadQuery), responses(
+    (status = 200, body = Head),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
 async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let consistency = consistency_of(&query)?;
     let head = node
@@ -218,7 +371,7 @@ async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, 
 }
 
 /// One account as a read returns it. Amounts are decimal strings: they are 128-bit.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
     pub id: String,
     pub balance: String,
@@ -240,18 +393,26 @@ fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError>
 }
 
 fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
-    match query.consistency.as_deref() {
-        None | Some("linearizable") => Ok(Consistency::Linearizable),
-        Some("stale") => Ok(Consistency::Stale),
-        Some(other) => Err(ApiError::bad_request(
-            "bad_consistency",
-            format!("consistency must be linearizable or stale, not {other:?}"),
-        )),
-    }
+    Ok(match query.consistency {
+        None | Some(ReadConsistency::Linearizable) => Consistency::Linearizable,
+        Some(ReadConsistency::Stale) => Consistency::Stale,
+    })
 }
 
-async fn account(node: Node, path: web::Path<String>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
-    let id = parse_id(&path)?;
+/// A participant's native balance, locked stake and last nonce.
+#[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger",
+    params(AccountPath, HeadQuery), responses(
+    (status = 200, body = AccountView),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
+async fn account(
+    node: Node,
+    path: web::Path<AccountPath>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.id)?;
     let consistency = consistency_of(&query)?;
     let native = deai_protocol::types::AssetId::NATIVE;
     let view = node
@@ -266,6 +427,17 @@ async fn account(node: Node, path: web::Path<String>, query: web::Query<HeadQuer
         })
         .await?;
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// 405 with the `Allow` header RFC 9110 asks for.
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let error = ApiError {
+        code: "method_not_allowed".into(),
+        message: format!("this route takes {allow} only"),
+        leader: None,
+        status: 405,
+    };
+    HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error)
 }
 
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
@@ -286,18 +458,76 @@ pub fn serve(
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| json_error(e)))
-            .route("/livez", web::get().to(livez))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
-            .route("/v1/admin/status", web::get().to(status))
-            .route("/v1/admin/learners", web::post().to(add_learner))
-            .route("/v1/admin/promote", web::post().to(promote))
-            .route("/v1/admin/remove", web::post().to(remove))
-            .route("/v1/admin/transfer-leader", web::post().to(transfer_leader))
-            .route("/v1/admin/snapshot", web::post().to(snapshot))
-            .route("/v1/ledger/entries", web::post().to(write_entries))
-            .route("/v1/ledger/head", web::get().to(head))
-            .route("/v1/ledger/accounts/{id}", web::get().to(account))
+            .service(
+                web::resource("/livez")
+                    .route(web::get().to(livez))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/readyz")
+                    .route(web::get().to(readyz))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/metrics")
+                    .route(web::get().to(metrics))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/v1/admin/status")
+                    .route(web::get().to(status))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/v1/admin/learners")
+                    .route(web::post().to(add_learner))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/admin/promote")
+                    .route(web::post().to(promote))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/admin/remove")
+                    .route(web::post().to(remove))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/admin/transfer-leader")
+                    .route(web::post().to(transfer_leader))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/admin/snapshot")
+                    .route(web::post().to(snapshot))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/ledger/entries")
+                    .route(web::post().to(write_entries))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/ledger/head")
+                    .route(web::get().to(head))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/v1/ledger/accounts/{id}")
+                    .route(web::get().to(account))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
+            .service(
+                web::resource("/v1/entries")
+                    .route(web::post().to(write_entries_json))
+                    .default_service(web::to(|| method_not_allowed("POST"))),
+            )
+            .service(
+                web::resource("/v1/openapi.json")
+                    .route(web::get().to(openapi_json))
+                    .default_service(web::to(|| method_not_allowed("GET"))),
+            )
             .default_service(web::to(|| async {
                 ApiError { code: "not_found".into(), message: "no such route".into(), leader: None, status: 404 }
                     .error_response()

@@ -7,104 +7,15 @@ use deai_protocol::message::{DevFaucet, Message};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::{Genesis, SignedEnvelope};
 use ed25519_dalek::SigningKey;
+mod common;
+
+use common::{get_json, new_agent, wait_for, Processes};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(50);
 const WRITERS: usize = 6;
-
-fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(POLL);
-    }
-}
-
-fn new_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
-    let mut response = agent.get(url).call().ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    response.body_mut().read_json().ok()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Node {
-    id: u64,
-    raft: String,
-    http: String,
-    child: Option<Child>,
-}
-
-/// The cluster's processes; killed when the test ends, however it ends.
-struct Processes {
-    dir: PathBuf,
-    peers: String,
-    nodes: Vec<Node>,
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Processes {
-    fn start(&mut self, i: usize) {
-        let node = &self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("node-{}.log", node.id)))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_deai"))
-            .arg("coordinator")
-            .arg("--config")
-            .arg(self.dir.join(format!("node-{}.toml", node.id)))
-            // Addresses and timeouts come from the environment, over the file's.
-            .env("DEAI_RAFT_ADDR", &node.raft)
-            .env("DEAI_HTTP_ADDR", &node.http)
-            .env("DEAI_PEERS", &self.peers)
-            .env("DEAI_RAFT__HEARTBEAT_INTERVAL_MS", "50")
-            .env("DEAI_RAFT__ELECTION_TIMEOUT_MIN_MS", "300")
-            .env("DEAI_RAFT__ELECTION_TIMEOUT_MAX_MS", "600")
-            .env("DEAI_LOG_FORMAT", "json")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("deai coordinator starts");
-        self.nodes[i].child = Some(child);
-    }
-
-    fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{}", self.nodes[i].http, path)
-    }
-}
 
 fn faucet(key: &SigningKey, network: &NetworkId, nonce: u64) -> Vec<u8> {
     let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
@@ -155,36 +66,13 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let status = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["genesis", "--network", "deai-proc", "--checkpoint-every", "20", "--out"])
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "deai genesis");
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-proc", "--checkpoint-every", "20"]);
     let genesis: Genesis =
         deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
     let network = genesis.network_id.clone();
-
-    let nodes: Vec<Node> = (0..3)
-        .map(|id| Node {
-            id,
-            raft: format!("127.0.0.1:{}", free_port()),
-            http: format!("127.0.0.1:{}", free_port()),
-            child: None,
-        })
-        .collect();
-    let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
-    let mut cluster = Processes { dir: dir.path().to_path_buf(), peers, nodes };
-    for i in 0..3 {
-        cluster.start(i);
-    }
+    cluster.start_all();
     let agent = new_agent();
-    let ready = |cluster: &Processes, i: usize| {
-        agent.get(&cluster.url(i, "/readyz")).call().ok().filter(|r| r.status().is_success()).map(|_| ())
-    };
-    for i in 0..3 {
-        wait_for("every node ready", || ready(&cluster, i));
-    }
+    let ready = |cluster: &Processes, i: usize| cluster.wait_ready(i);
 
     // Writers: each has its own key and walks the nodes, so writes enter through every node.
     let stop = Arc::new(AtomicBool::new(false));
@@ -259,7 +147,7 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     });
     wait_for("writes acknowledged by the new leader", || (acked() >= at_kill + 150).then_some(()));
     cluster.start(leader);
-    wait_for("the restarted node ready", || ready(&cluster, leader));
+    ready(&cluster, leader);
     let at_restart = acked();
     wait_for("writes after the restart", || (acked() >= at_restart + 150).then_some(()));
     stop.store(true, Ordering::Relaxed);
@@ -344,15 +232,7 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     });
     assert!(text.lines().any(|l| l.starts_with("deai_bft_certificates_formed_total") && !l.ends_with(" 0")));
 
-    // A clean stop: SIGTERM, and every process exits 0.
-    for node in &mut cluster.nodes {
-        let child = node.child.as_mut().unwrap();
-        let pid = child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    }
-    for node in &mut cluster.nodes {
-        let mut child = node.child.take().unwrap();
-        let code = wait_for("a clean exit", || child.try_wait().unwrap());
-        assert!(code.success(), "node {} exited with {code}", node.id);
-    }
+    // A clean stop: SIGTERM, and every process exits 0; no node panicked on the way.
+    cluster.stop_all_cleanly();
+    assert_eq!(cluster.panics_in_logs(), Vec::<String>::new());
 }

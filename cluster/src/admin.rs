@@ -113,13 +113,17 @@ impl AdminCommand {
 
 /// What a node reports about itself and the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeStatus {
     pub id: NodeId,
     /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
     pub state: String,
     pub leader: Option<NodeId>,
     pub term: u64,
+    /// Raft address by node id (JSON object keys are the ids in decimal).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub voters: BTreeMap<NodeId, String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub learners: BTreeMap<NodeId, String>,
     pub commit_index: u64,
     pub applied_index: u64,
@@ -135,6 +139,7 @@ pub struct NodeStatus {
 
 /// The last quorum certificate (SPEC 6.3) as the status reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CertificateStatus {
     pub height: u64,
     pub root: String,

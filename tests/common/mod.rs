@@ -1,0 +1,170 @@
+//! The process harness the binary's tests share: a cluster of real `deai coordinator`
+//! processes on loopback, created by `deai genesis`, and waits that poll a condition against a
+//! deadline.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const POLL: Duration = Duration::from_millis(50);
+
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+pub fn new_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+pub fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
+    let mut response = agent.get(url).call().ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.body_mut().read_json().ok()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub raft: String,
+    pub http: String,
+    pub child: Option<Child>,
+}
+
+/// The cluster's processes; killed when the test ends, however it ends.
+pub struct Processes {
+    pub dir: PathBuf,
+    pub peers: String,
+    pub nodes: Vec<Node>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Processes {
+    pub fn start(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{}.log", node.id)))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .arg("coordinator")
+            .arg("--config")
+            .arg(self.dir.join(format!("node-{}.toml", node.id)))
+            // Addresses and timeouts come from the environment, over the file's.
+            .env("DEAI_RAFT_ADDR", &node.raft)
+            .env("DEAI_HTTP_ADDR", &node.http)
+            .env("DEAI_PEERS", &self.peers)
+            .env("DEAI_RAFT__HEARTBEAT_INTERVAL_MS", "50")
+            .env("DEAI_RAFT__ELECTION_TIMEOUT_MIN_MS", "300")
+            .env("DEAI_RAFT__ELECTION_TIMEOUT_MAX_MS", "600")
+            .env("DEAI_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("deai coordinator starts");
+        self.nodes[i].child = Some(child);
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{}", self.nodes[i].http, path)
+    }
+}
+
+impl Processes {
+    /// Writes a new cluster with `deai genesis` into `dir` (extra arguments appended) and picks
+    /// free loopback ports for three nodes; starts nothing.
+    pub fn create(dir: &std::path::Path, genesis_args: &[&str]) -> Processes {
+        let status = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .arg("genesis")
+            .args(genesis_args)
+            .arg("--out")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "deai genesis");
+        let nodes: Vec<Node> = (0..3)
+            .map(|id| Node {
+                id,
+                raft: format!("127.0.0.1:{}", free_port()),
+                http: format!("127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+        Processes { dir: dir.to_path_buf(), peers, nodes }
+    }
+
+    /// Starts all three and waits until each is ready.
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_ready(i);
+        }
+    }
+
+    pub fn wait_ready(&self, i: usize) {
+        let agent = new_agent();
+        wait_for("a node ready", || {
+            agent.get(&self.url(i, "/readyz")).call().ok().filter(|r| r.status().is_success()).map(|_| ())
+        });
+    }
+
+    /// SIGTERM to every running node; each must exit with code 0.
+    pub fn stop_all_cleanly(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                let pid = child.id().to_string();
+                assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let code = wait_for("a clean exit", || child.try_wait().unwrap());
+                assert!(code.success(), "node {} exited with {code}", node.id);
+            }
+        }
+    }
+
+    /// Every log line of every node that reports a panic.
+    pub fn panics_in_logs(&self) -> Vec<String> {
+        (0..self.nodes.len())
+            .flat_map(|i| {
+                let log = std::fs::read_to_string(self.dir.join(format!("node-{i}.log"))).unwrap_or_default();
+                log.lines().filter(|l| l.contains("panicked")).map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
