@@ -56,7 +56,16 @@ async fn stop_requested() -> &'static str {
     }
 }
 
+/// Runs a node until SIGINT or SIGTERM.
 pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
+    run_until(config, stop_requested()).await
+}
+
+/// Runs a node until `stop` resolves (with the reason to log).
+pub async fn run_until(
+    config: CoordinatorConfig,
+    stop: impl std::future::Future<Output = &'static str>,
+) -> anyhow::Result<()> {
     let genesis = load_genesis(&config.genesis_file)?;
     let identity = CoordinatorIdentity::load(&config.key_file)?;
     let network_id = genesis.network_id.0.clone();
@@ -138,7 +147,7 @@ pub async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     let http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");
 
-    let signal = stop_requested().await;
+    let signal = stop.await;
     tracing::info!(signal, "stopping: HTTP first, then checkpoint signing, then Raft");
     http_handle.stop(true).await;
     let _ = http_task.await;

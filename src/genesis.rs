@@ -22,6 +22,8 @@ pub struct NewCluster {
     pub dev: bool,
     /// Overrides the default checkpoint interval, in accepted entries.
     pub checkpoint_every: Option<u64>,
+    /// Overrides the default reward epoch length, in milliseconds.
+    pub epoch_ms: Option<u64>,
 }
 
 fn fresh_seed() -> anyhow::Result<[u8; 32]> {
@@ -46,6 +48,12 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     }
     let mut genesis = Genesis::dev(&new.network, infos);
     genesis.dev = new.dev;
+    // Ledger time and the first epoch start now: a genesis in the past would make the leader
+    // close every epoch since then, one entry each.
+    genesis.start_ms = deai_cluster::checkpointer::now_ms();
+    if let Some(epoch_ms) = new.epoch_ms {
+        genesis.params.epoch_ms = epoch_ms;
+    }
     if let Some(every) = new.checkpoint_every {
         // Each checkpoint adds one signature entry per coordinator; an interval no longer than
         // that would make the signatures themselves due for signing, forever.

@@ -346,6 +346,8 @@ struct AccountPath {
 /// The ledger's head as a read returns it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Head {
+    /// The network id every envelope must be signed for.
+    pub network_id: String,
     pub height: u64,
     pub root: String,
     pub last_certified_height: Option<u64>,
@@ -362,6 +364,7 @@ async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, 
     let consistency = consistency_of(&query)?;
     let head = node
         .read(consistency, |l| Head {
+            network_id: l.network_id.0.clone(),
             height: l.height,
             root: hex(&l.root),
             last_certified_height: l.last_certificate.as_ref().map(|c| c.height),
@@ -440,8 +443,216 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error)
 }
 
+/// An order id, by its hex.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct OrderPath {
+    /// The order id (the hash of the signed `PutOrder` envelope), 64 hex digits.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    id: String,
+}
+
+/// One order as a read returns it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    pub client: String,
+    pub service: String,
+    /// `pending`, `allocated`, `completed`, `rated`, `expired`, `failed` or `invalidated`.
+    pub status: String,
+    pub miner: Option<String>,
+    /// Where the assigned miner serves the output.
+    pub miner_endpoint: Option<String>,
+    pub deadline_ms: u64,
+    /// The hash the miner's claim commits to (SPEC 5.8), once claimed.
+    pub output_hash: Option<String>,
+}
+
+/// A participant's orders and assignments: the miner's session reads these.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Assignment {
+    pub order: String,
+    pub client: String,
+    pub service: String,
+    /// The inline payload in hex (empty for an external payload).
+    pub payload: String,
+    pub deadline_ms: u64,
+}
+
+/// A miner as the provider list shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    pub id: String,
+    pub endpoint: String,
+    pub services: Vec<String>,
+    pub online: bool,
+    /// Reputation in thousandths (SPEC 5.5).
+    pub reputation_milli: u32,
+    pub in_flight: u32,
+    pub capacity: u32,
+}
+
+/// Most assignments one request returns.
+pub const MAX_ASSIGNMENTS_PER_REQUEST: usize = 512;
+/// Most providers one request returns.
+pub const MAX_PROVIDERS_PER_REQUEST: usize = 1_000;
+
+fn not_found(what: &str) -> ApiError {
+    ApiError { code: "not_found".into(), message: format!("no such {what}"), leader: None, status: 404 }
+}
+
+/// One order: status, assigned miner and where it serves the output, claimed output hash.
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "clients", params(OrderPath, HeadQuery), responses(
+    (status = 200, body = OrderView),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 404, description = "no such order", body = ApiError),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
+async fn order(node: Node, path: web::Path<OrderPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let id = deai_protocol::types::OrderId(parse_id(&path.id)?.0);
+    let view = node
+        .read(consistency_of(&query)?, |l| {
+            l.order(&id).map(|o| OrderView {
+                id: hex(&id.0),
+                client: hex(&o.client.0),
+                service: o.service.to_string(),
+                status: o.status.name().to_string(),
+                miner: o.miner.map(|m| hex(&m.0)),
+                miner_endpoint: o.miner.and_then(|m| l.miner(&m)).map(|m| m.endpoint.clone()),
+                deadline_ms: o.deadline_ms,
+                output_hash: o.claim.as_ref().map(|c| hex(&c.output_hash)),
+            })
+        })
+        .await?
+        .ok_or_else(|| not_found("order"))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// The orders allocated to a miner and not yet claimed: what its session must serve.
+#[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery), responses(
+    (status = 200, body = Vec<Assignment>),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
+async fn assignments(node: Node, path: web::Path<AccountPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let miner = parse_id(&path.id)?;
+    let list = node
+        .read(consistency_of(&query)?, |l| {
+            l.deadlines
+                .iter()
+                .filter_map(|(deadline, id)| {
+                    let o = l.order(id)?;
+                    (o.miner == Some(miner) && o.status == deai_protocol::ledger::OrderStatus::Allocated).then(|| {
+                        Assignment {
+                            order: hex(&id.0),
+                            client: hex(&o.client.0),
+                            service: o.service.to_string(),
+                            payload: match &o.payload {
+                                Some(deai_protocol::message::Payload::Inline(bytes)) => hex(bytes),
+                                _ => String::new(),
+                            },
+                            deadline_ms: *deadline,
+                        }
+                    })
+                })
+                .take(MAX_ASSIGNMENTS_PER_REQUEST)
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Registered miners, their services and reputations.
+#[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
+    (status = 200, body = Vec<ProviderView>),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
+async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let list = node
+        .read(consistency_of(&query)?, |l| {
+            l.miners
+                .iter()
+                .take(MAX_PROVIDERS_PER_REQUEST)
+                .map(|(id, m)| ProviderView {
+                    id: hex(&id.0),
+                    endpoint: m.endpoint.clone(),
+                    services: m.services.keys().map(|s| s.to_string()).collect(),
+                    online: m.online,
+                    reputation_milli: m.reputation_milli,
+                    in_flight: m.in_flight,
+                    capacity: m.capacity,
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// An epoch number.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct EpochPath {
+    number: u64,
+}
+
+/// A closed reward epoch (SPEC 5.7): the reward, the payouts and their certification.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EpochView {
+    pub number: u64,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Decimal: amounts are 128-bit.
+    pub reward: String,
+    /// `(miner, amount)`, amounts in decimal.
+    pub payouts: Vec<(String, String)>,
+    pub payouts_root: String,
+    pub signatures: usize,
+    pub certified: bool,
+}
+
+/// A closed epoch, its payouts and their signatures.
+#[utoipa::path(get, path = "/v1/epochs/{number}", tag = "ledger", params(EpochPath, HeadQuery), responses(
+    (status = 200, body = EpochView),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 404, description = "not closed (or no longer retained)", body = ApiError),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
+    (status = 503, description = "no leader", body = ApiError),
+))]
+async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let view = node
+        .read(consistency_of(&query)?, |l| {
+            l.closed_epochs.get(&path.number).map(|e| EpochView {
+                number: e.number,
+                start_ms: e.start_ms,
+                end_ms: e.end_ms,
+                reward: e.reward.to_string(),
+                payouts: e.payouts.iter().map(|(id, a)| (hex(&id.0), a.to_string())).collect(),
+                payouts_root: hex(&e.payouts_root),
+                signatures: e.signatures.len(),
+                certified: e.certified,
+            })
+        })
+        .await?
+        .ok_or_else(|| not_found("closed epoch"))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
     ApiError::bad_request("malformed_request", err.to_string()).into()
+}
+
+/// A resource with one method; any other method gets 405 with `Allow`.
+fn one_route<F, Args>(path: &str, method: &'static str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    let route = if method == "GET" { web::get() } else { web::post() };
+    web::resource(path).route(route.to(handler)).default_service(web::to(move || method_not_allowed(method)))
 }
 
 /// Binds the endpoint and returns the running server (stop it through its handle).
@@ -458,76 +669,24 @@ pub fn serve(
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| json_error(e)))
-            .service(
-                web::resource("/livez")
-                    .route(web::get().to(livez))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/readyz")
-                    .route(web::get().to(readyz))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/metrics")
-                    .route(web::get().to(metrics))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/v1/admin/status")
-                    .route(web::get().to(status))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/v1/admin/learners")
-                    .route(web::post().to(add_learner))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/admin/promote")
-                    .route(web::post().to(promote))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/admin/remove")
-                    .route(web::post().to(remove))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/admin/transfer-leader")
-                    .route(web::post().to(transfer_leader))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/admin/snapshot")
-                    .route(web::post().to(snapshot))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/ledger/entries")
-                    .route(web::post().to(write_entries))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/ledger/head")
-                    .route(web::get().to(head))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/v1/ledger/accounts/{id}")
-                    .route(web::get().to(account))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
-            .service(
-                web::resource("/v1/entries")
-                    .route(web::post().to(write_entries_json))
-                    .default_service(web::to(|| method_not_allowed("POST"))),
-            )
-            .service(
-                web::resource("/v1/openapi.json")
-                    .route(web::get().to(openapi_json))
-                    .default_service(web::to(|| method_not_allowed("GET"))),
-            )
+            .service(one_route("/livez", "GET", livez))
+            .service(one_route("/readyz", "GET", readyz))
+            .service(one_route("/metrics", "GET", metrics))
+            .service(one_route("/v1/admin/status", "GET", status))
+            .service(one_route("/v1/admin/learners", "POST", add_learner))
+            .service(one_route("/v1/admin/promote", "POST", promote))
+            .service(one_route("/v1/admin/remove", "POST", remove))
+            .service(one_route("/v1/admin/transfer-leader", "POST", transfer_leader))
+            .service(one_route("/v1/admin/snapshot", "POST", snapshot))
+            .service(one_route("/v1/ledger/entries", "POST", write_entries))
+            .service(one_route("/v1/ledger/head", "GET", head))
+            .service(one_route("/v1/ledger/accounts/{id}", "GET", account))
+            .service(one_route("/v1/entries", "POST", write_entries_json))
+            .service(one_route("/v1/openapi.json", "GET", openapi_json))
+            .service(one_route("/v1/orders/{id}", "GET", order))
+            .service(one_route("/v1/miners", "GET", providers))
+            .service(one_route("/v1/epochs/{number}", "GET", epoch))
+            .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
             .default_service(web::to(|| async {
                 ApiError { code: "not_found".into(), message: "no such route".into(), leader: None, status: 404 }
                     .error_response()

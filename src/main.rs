@@ -4,13 +4,20 @@
 //! - `deai coordinator`: runs one node (see `coordinator.rs`).
 //! - `deai admin`: status and membership of a running cluster.
 //! - `deai bench ledger`: replicated-ledger throughput and latency.
+//! - `deai dev`: a whole local network (coordinators, miners, faucet); `--demo` checks a cycle.
+//! - `deai miner`, `deai client`: the two participants' sides.
 
 mod admin_cli;
+mod api_client;
+mod backends;
 mod bench_ledger;
+mod client_cli;
 mod config;
 mod coordinator;
+mod dev;
 mod genesis;
 mod http;
+mod miner;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -50,6 +57,9 @@ enum Command {
         /// Accepted entries between signed checkpoints (SPEC 6.3).
         #[arg(long)]
         checkpoint_every: Option<u64>,
+        /// Length of a reward epoch, in milliseconds.
+        #[arg(long)]
+        epoch_ms: Option<u64>,
     },
     /// Runs one coordinator node until SIGINT or SIGTERM.
     Coordinator {
@@ -67,6 +77,65 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: admin_cli::AdminAction,
+    },
+    /// A whole local network on loopback: 3 coordinators, 3 demo miners, a faucet.
+    Dev {
+        /// Keep the network's files here (a temporary directory otherwise).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 7100)]
+        raft_port_base: u16,
+        #[arg(long, default_value_t = 8100)]
+        http_port_base: u16,
+        #[arg(long, default_value_t = 9100)]
+        miner_port_base: u16,
+        /// Run a scripted client through full cycles and an epoch close, then exit.
+        #[arg(long)]
+        demo: bool,
+        /// Task cycles the demo runs.
+        #[arg(long, default_value_t = 6)]
+        demo_cycles: usize,
+    },
+    /// Runs a miner: registers, keeps a session with the coordinators, serves and claims.
+    Miner {
+        /// HTTP addresses of coordinators (`host:port,...`); the session fails over among them.
+        #[arg(long, env = "DEAI_COORDINATORS")]
+        coordinator: String,
+        /// The miner's key file (64 hex digits).
+        #[arg(long)]
+        key: PathBuf,
+        /// Where to serve outputs to clients.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: String,
+        /// The URL clients use, if not `http://<listen>`.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Services offered, comma-separated.
+        #[arg(long, default_value = "text-generation,text-embedding,image-generation")]
+        services: String,
+        /// `demo`, `openai:<url>[#model]` or `command:<program> [args]`.
+        #[arg(long, default_value = "demo")]
+        backend: String,
+        #[arg(long, default_value_t = 4)]
+        capacity: u32,
+        /// Collateral to lock, in tokens.
+        #[arg(long, default_value_t = 100)]
+        collateral: u128,
+        /// Take the collateral from the dev faucet first.
+        #[arg(long)]
+        faucet: bool,
+    },
+    /// A client: stake, pass, order, fetch and check outputs, rate.
+    Client {
+        #[arg(long, env = "DEAI_COORDINATORS", default_value = "127.0.0.1:8100")]
+        coordinator: String,
+        #[arg(long, default_value = "client.key")]
+        key: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: client_cli::ClientAction,
     },
     /// Benchmarks.
     Bench {
@@ -130,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             http_port_base,
             no_faucet,
             checkpoint_every,
+            epoch_ms,
         } => {
             let new = genesis::NewCluster {
                 network,
@@ -139,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 http_port_base,
                 dev: !no_faucet,
                 checkpoint_every,
+                epoch_ms,
             };
             genesis::write(&out, &new)?;
             println!("wrote a {coordinators}-coordinator cluster for network {:?} to {}", new.network, out.display());
@@ -160,6 +231,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_cli::print_status(&answer);
             } else {
                 println!("{}", answer["done"].as_str().unwrap_or("done"));
+            }
+            Ok(())
+        }
+        Command::Dev { dir, raft_port_base, http_port_base, miner_port_base, demo, demo_cycles } => {
+            init_logs(false, "warn,openraft=off,actix_server=error");
+            dev::run(dev::DevSettings { dir, raft_port_base, http_port_base, miner_port_base, demo, demo_cycles })
+        }
+        Command::Miner { coordinator, key, listen, endpoint, services, backend, capacity, collateral, faucet } => {
+            init_logs(false, "info,actix_server=warn");
+            let key = deai_cluster::identity::CoordinatorIdentity::load(&key)?.signing;
+            let settings = miner::MinerSettings {
+                coordinators: coordinator,
+                key,
+                listen,
+                endpoint,
+                services: services.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                backend,
+                capacity,
+                collateral_tokens: collateral,
+                use_faucet: faucet,
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let on_signal = stop.clone();
+            std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    let _ = rt.block_on(tokio::signal::ctrl_c());
+                }
+                on_signal.store(true, std::sync::atomic::Ordering::Relaxed);
+            });
+            miner::run(settings, stop)
+        }
+        Command::Client { coordinator, key, json, action } => {
+            if matches!(action, client_cli::ClientAction::Keygen) {
+                let seed = {
+                    let mut seed = [0u8; 32];
+                    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                    seed
+                };
+                let identity = deai_cluster::identity::CoordinatorIdentity::from_seed(seed);
+                identity.save(&key)?;
+                println!("wrote {} (id {})", key.display(), api_client::hex(&identity.id().0));
+                return Ok(());
+            }
+            let signing = deai_cluster::identity::CoordinatorIdentity::load(&key)?.signing;
+            let me = api_client::Participant::connect(signing, api_client::Coordinators::new(&coordinator)?)?;
+            let (text, value) = client_cli::run(&me, &action)?;
+            if json {
+                println!("{value}");
+            } else {
+                println!("{text}");
             }
             Ok(())
         }

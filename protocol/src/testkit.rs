@@ -247,9 +247,7 @@ impl Default for TestNet {
 }
 
 /// The output hash a miner claims for `output`.
-pub fn output_hash(output: &[u8]) -> Digest {
-    hash_parts("output", &[output])
-}
+pub use crate::ledger::output_hash;
 
 /// Runs `f`, which must be refused with `code`, and checks that nothing changed: root, height,
 /// ledger time and the whole state (a rejected entry changes nothing).

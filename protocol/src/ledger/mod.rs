@@ -23,6 +23,11 @@ pub use checkpoint::{checkpoint_signing_bytes, payouts_signing_bytes};
 pub use epoch::payouts_root;
 pub use orders::{batch_hash, payload_hash};
 
+/// The hash a miner's `Claim` commits to and a client checks its output against (SPEC 5.8).
+pub fn output_hash(output: &[u8]) -> Digest {
+    crate::hash::hash_parts("output", &[output])
+}
+
 use crate::codec;
 use crate::envelope::{self, SignedEnvelope};
 use crate::error::{CodecError, Rejection};

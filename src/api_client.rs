@@ -1,0 +1,199 @@
+//! A blocking client of the coordinators' `/v1` API, shared by `deai client` and `deai miner`.
+//!
+//! It knows several coordinators and fails over: a request goes to the last one that answered,
+//! and on a connection failure or a 421/503 answer it tries the next. Participants sign their
+//! envelopes here; the nonce comes from a linearizable read of their account.
+
+use anyhow::{bail, Context};
+use deai_protocol::message::Message;
+use deai_protocol::types::{NetworkId, ParticipantId};
+use deai_protocol::SignedEnvelope;
+use ed25519_dalek::SigningKey;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Longest one API request may take, in milliseconds.
+pub const API_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+}
+
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    unhex(text)?.try_into().ok()
+}
+
+/// The coordinators one participant talks to.
+pub struct Coordinators {
+    bases: Vec<String>,
+    current: AtomicUsize,
+    agent: ureq::Agent,
+}
+
+/// An answer the API gave with a non-success status.
+#[derive(Debug, thiserror::Error)]
+#[error("[{code}] {message} (HTTP {status})")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Coordinators {
+    /// `list` is `host:port[,host:port...]` of coordinators' HTTP endpoints.
+    pub fn new(list: &str) -> anyhow::Result<Self> {
+        let bases: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| if s.starts_with("http") { s.to_string() } else { format!("http://{s}") })
+            .collect();
+        if bases.is_empty() {
+            bail!("no coordinator address given");
+        }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(API_REQUEST_TIMEOUT_MS)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Ok(Coordinators { bases, current: AtomicUsize::new(0), agent })
+    }
+
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// Sends the request built by `send` to each coordinator in turn until one answers with
+    /// something other than "ask another node".
+    fn call(&self, send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.bases.len() {
+            let i = (start + k) % self.bases.len();
+            let mut response = match send(&self.bases[i]) {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(anyhow::anyhow!("{}: {e}", self.bases[i]));
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+            if (200..300).contains(&status) {
+                self.current.store(i, Ordering::Relaxed);
+                return Ok(body);
+            }
+            let failure = ApiFailure {
+                status,
+                code: body["code"].as_str().unwrap_or("unknown").to_string(),
+                message: body["message"].as_str().unwrap_or("").to_string(),
+            };
+            if status == 421 || status == 503 {
+                last = Some(failure.into());
+                continue;
+            }
+            return Err(failure.into());
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let value = self.call(|base| self.agent.get(&format!("{base}{path}")).call())?;
+        serde_json::from_value(value).with_context(|| format!("unexpected answer to GET {path}"))
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(|base| self.agent.post(&format!("{base}{path}")).send_json(body))
+    }
+}
+
+/// A participant: its key and the coordinators it uses.
+pub struct Participant {
+    pub key: SigningKey,
+    pub api: Coordinators,
+    network: NetworkId,
+}
+
+/// What a write of one envelope came to.
+#[derive(Debug)]
+pub struct Outcome {
+    pub log_index: u64,
+    /// `accepted`, or the rejection code.
+    pub outcome: String,
+}
+
+impl Participant {
+    /// Reads the network id from the coordinators (it is part of every signature).
+    pub fn connect(key: SigningKey, api: Coordinators) -> anyhow::Result<Self> {
+        let head: Value = api.get("/v1/ledger/head?consistency=stale")?;
+        let network = head["network_id"].as_str().context("the coordinator did not name its network")?.to_string();
+        Ok(Participant { key, api, network: NetworkId(network) })
+    }
+
+    pub fn id(&self) -> ParticipantId {
+        ParticipantId(self.key.verifying_key().to_bytes())
+    }
+
+    pub fn id_hex(&self) -> String {
+        hex(&self.id().0)
+    }
+
+    pub fn network(&self) -> &NetworkId {
+        &self.network
+    }
+
+    /// The next nonce, from a linearizable read of this participant's account.
+    pub fn next_nonce(&self) -> anyhow::Result<u64> {
+        let account: Value = self.api.get(&format!("/v1/ledger/accounts/{}", self.id_hex()))?;
+        Ok(account["last_nonce"].as_u64().unwrap_or(0) + 1)
+    }
+
+    /// Seals `message` with nonce `nonce`.
+    pub fn seal(&self, nonce: u64, message: &Message) -> SignedEnvelope {
+        SignedEnvelope::seal(&self.key, &self.network, nonce, message)
+    }
+
+    /// Signs and submits `message` with the next nonce.
+    pub fn submit(&self, message: Message) -> anyhow::Result<Outcome> {
+        let envelope = self.seal(self.next_nonce()?, &message);
+        self.submit_envelope(&envelope)
+    }
+
+    pub fn submit_envelope(&self, envelope: &SignedEnvelope) -> anyhow::Result<Outcome> {
+        let body = serde_json::json!({ "envelopes": [hex(&envelope.to_wire())] });
+        let answer = self.api.post_json("/v1/entries", &body)?;
+        Ok(Outcome {
+            log_index: answer["log_index"].as_u64().unwrap_or(0),
+            outcome: answer["outcomes"][0].as_str().unwrap_or("unknown").to_string(),
+        })
+    }
+
+    /// Like [`submit`](Self::submit), but an entry the ledger rejects is an error.
+    pub fn submit_accepted(&self, message: Message) -> anyhow::Result<u64> {
+        let kind = message.kind().name();
+        let outcome = self.submit(message)?;
+        if outcome.outcome != "accepted" {
+            bail!("{kind} rejected: {}", outcome.outcome);
+        }
+        Ok(outcome.log_index)
+    }
+}
+
+/// The bytes a client signs to fetch an order's output from the miner (SPEC 5.8: outputs go to
+/// the requesting client only).
+pub fn output_request_bytes(network: &NetworkId, order: &[u8; 32], time_ms: u64) -> Vec<u8> {
+    let mut bytes = b"deai-output-request".to_vec();
+    bytes.extend_from_slice(network.0.as_bytes());
+    bytes.extend_from_slice(order);
+    bytes.extend_from_slice(&time_ms.to_le_bytes());
+    bytes
+}
