@@ -74,7 +74,10 @@ impl Coordinators {
 
     /// Sends the request built by `send` to each coordinator in turn until one answers with
     /// something other than "ask another node".
-    fn call(&self, send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
+    fn call(
+        &self,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<Value> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for k in 0..self.bases.len() {

@@ -107,10 +107,8 @@ fn demo(service: &str, payload: &[u8]) -> Result<Vec<u8>, BackendError> {
 }
 
 fn openai(base: &str, model: &str, service: &str, payload: &[u8]) -> Result<Vec<u8>, BackendError> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(OPENAI_TIMEOUT_MS)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_millis(OPENAI_TIMEOUT_MS))).build().into();
     let prompt = String::from_utf8_lossy(payload).to_string();
     let fail = |e: ureq::Error| BackendError::Failed(e.to_string());
     if service == "text-embedding" {
@@ -168,7 +166,9 @@ mod tests {
 
     #[test]
     fn backends_parse_and_a_command_backend_pipes_through() {
-        assert!(matches!(Backend::parse("openai:http://h:1/#m"), Ok(Backend::OpenAi { ref model, .. }) if model == "m"));
+        assert!(
+            matches!(Backend::parse("openai:http://h:1/#m"), Ok(Backend::OpenAi { ref model, .. }) if model == "m")
+        );
         assert!(Backend::parse("nonsense").is_err());
         let cat = Backend::parse("command:cat").unwrap();
         assert_eq!(cat.run("text-generation", b"echoed").unwrap(), b"echoed");

@@ -7,7 +7,9 @@
 use crate::api_client::{hex, output_request_bytes, unhex32, Participant};
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder, Rate, ReleasePass};
+use deai_protocol::message::{
+    AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder, Rate, ReleasePass,
+};
 use deai_protocol::types::{AssetId, OrderId, Rating};
 use deai_protocol::Ledger;
 use ed25519_dalek::Signer;

@@ -134,7 +134,11 @@ fn run_network(settings: &DevSettings, http: &[String]) -> anyhow::Result<()> {
             use_faucet: true,
         };
         let stop = stop.clone();
-        miners.push(std::thread::Builder::new().name(format!("deai-miner-{m}")).spawn(move || crate::miner::run(miner, stop))?);
+        miners.push(
+            std::thread::Builder::new()
+                .name(format!("deai-miner-{m}"))
+                .spawn(move || crate::miner::run(miner, stop))?,
+        );
     }
     let api = Coordinators::new(&http.join(","))?;
     let registered = wait_until("the miners to register", || {
@@ -223,7 +227,11 @@ fn demo(http: &[String], cycles: usize) -> anyhow::Result<()> {
             continue;
         }
         let paid: u128 = payouts.iter().map(|p| p.1).sum();
-        println!("  epoch {number} closed: reward {reward}, {} miners paid {paid}, {} coordinator signatures", payouts.len(), epoch["signatures"]);
+        println!(
+            "  epoch {number} closed: reward {reward}, {} miners paid {paid}, {} coordinator signatures",
+            payouts.len(),
+            epoch["signatures"]
+        );
         if paid != reward {
             bail!("the payouts of epoch {number} sum to {paid}, not to the reward {reward}");
         }

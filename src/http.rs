@@ -536,7 +536,11 @@ async fn order(node: Node, path: web::Path<OrderPath>, query: web::Query<HeadQue
     (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader", body = ApiError),
 ))]
-async fn assignments(node: Node, path: web::Path<AccountPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+async fn assignments(
+    node: Node,
+    path: web::Path<AccountPath>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
     let miner = parse_id(&path.id)?;
     let list = node
         .read(consistency_of(&query)?, |l| {
@@ -669,6 +673,7 @@ pub fn serve(
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| json_error(e)))
+            .app_data(web::PathConfig::default().error_handler(|e, _| json_error(e)))
             .service(one_route("/livez", "GET", livez))
             .service(one_route("/readyz", "GET", readyz))
             .service(one_route("/metrics", "GET", metrics))

@@ -118,9 +118,7 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
         let system = actix_web::rt::System::new();
         system.block_on(async move {
             let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(server_shared.clone())
-                    .route("/v1/outputs/{order}", web::get().to(get_output))
+                App::new().app_data(server_shared.clone()).route("/v1/outputs/{order}", web::get().to(get_output))
             })
             .workers(1)
             .disable_signals()
@@ -137,7 +135,10 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
             }
         })
     })?;
-    let server = server_rx.recv().context("the output server did not start")?.with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let server = server_rx
+        .recv()
+        .context("the output server did not start")?
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
 
     let registered: Vec<Value> = me.api.get("/v1/miners?consistency=stale").unwrap_or_default();
     if !registered.iter().any(|m| m["id"].as_str() == Some(&me.id_hex())) {
@@ -221,7 +222,11 @@ fn serve_one(
     let payload = unhex(a["payload"].as_str().unwrap_or_default()).unwrap_or_default();
     let output = backend.run(service, &payload)?;
     let output_hash = deai_protocol::ledger::output_hash(&output);
-    shared.outputs.lock().map_err(|_| anyhow::anyhow!("output store poisoned"))?.put(order, ParticipantId(client), output);
+    shared.outputs.lock().map_err(|_| anyhow::anyhow!("output store poisoned"))?.put(
+        order,
+        ParticipantId(client),
+        output,
+    );
     let outcome = me.submit(Message::Claim(Claim { order: OrderId(order), output_hash }))?;
     served.push_back(order);
     while served.len() > MAX_STORED_OUTPUTS {
