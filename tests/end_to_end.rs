@@ -5,22 +5,10 @@
 //! payouts must sum exactly to the epoch reward and be in the miners' balances. The command
 //! exits 0 only if all of that held.
 
-use std::process::Command;
+mod common;
 
-/// Three consecutive free loopback ports.
-fn free_port_run() -> u16 {
-    for _ in 0..1_000 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if first > 65_000 {
-            continue;
-        }
-        let held: Vec<_> = (0..3).filter_map(|k| std::net::TcpListener::bind(("127.0.0.1", first + k)).ok()).collect();
-        if held.len() == 3 {
-            return first;
-        }
-    }
-    panic!("no three consecutive free ports");
-}
+use common::free_port_run;
+use std::process::Command;
 
 #[test]
 fn deai_dev_demo_completes_cycles_and_pays_out_exactly_the_epoch_reward() {

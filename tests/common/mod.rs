@@ -39,6 +39,21 @@ pub fn get_json(agent: &ureq::Agent, url: &str) -> Option<Value> {
     response.body_mut().read_json().ok()
 }
 
+/// Three consecutive free loopback ports (for `deai dev`'s port bases).
+pub fn free_port_run() -> u16 {
+    for _ in 0..1_000 {
+        let first = free_port();
+        if first > 65_000 {
+            continue;
+        }
+        let held: Vec<_> = (0..3).filter_map(|k| std::net::TcpListener::bind(("127.0.0.1", first + k)).ok()).collect();
+        if held.len() == 3 {
+            return first;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -1,0 +1,167 @@
+//! Protocol rules and bad input through the public API of a running `deai dev` network
+//! (issue 5): every bad request is answered with its stable code and changes nothing; an order
+//! sent to a follower is served; a flooding client is frozen at its threshold (SPEC 5.2).
+
+mod common;
+
+use common::{free_port_run, new_agent, wait_for};
+use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
+use deai_protocol::types::{AssetId, NetworkId};
+use deai_protocol::SignedEnvelope;
+use ed25519_dalek::SigningKey;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+
+const TOKEN: u128 = deai_protocol::params::TOKEN;
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Api {
+    agent: ureq::Agent,
+    nodes: Vec<String>,
+    network: NetworkId,
+}
+
+impl Api {
+    fn post(&self, node: usize, path: &str, body: &Value) -> (u16, Value) {
+        let mut r = self.agent.post(&format!("http://{}{path}", self.nodes[node])).send_json(body).unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn post_raw(&self, node: usize, path: &str, bytes: &[u8]) -> (u16, Value) {
+        let mut r = self
+            .agent
+            .post(&format!("http://{}{path}", self.nodes[node]))
+            .header("content-type", "application/octet-stream")
+            .send(bytes)
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, node: usize, path: &str) -> Value {
+        let mut r = self.agent.get(&format!("http://{}{path}", self.nodes[node])).call().unwrap();
+        r.body_mut().read_json().unwrap()
+    }
+
+    fn head(&self) -> Value {
+        self.get(0, "/v1/ledger/head?consistency=stale")
+    }
+
+    /// Submits one envelope through `node`; returns the HTTP status and the entry's outcome or
+    /// error code.
+    fn submit(&self, node: usize, envelope: &SignedEnvelope) -> (u16, String) {
+        let (status, body) = self.post(node, "/v1/entries", &json!({ "envelopes": [hex(&envelope.to_wire())] }));
+        let outcome = body["outcomes"][0].as_str().or(body["code"].as_str()).unwrap_or("?").to_string();
+        (status, outcome)
+    }
+}
+
+struct Client {
+    key: SigningKey,
+    nonce: u64,
+}
+
+impl Client {
+    fn seal(&mut self, api: &Api, message: Message) -> SignedEnvelope {
+        self.nonce += 1;
+        SignedEnvelope::seal(&self.key, &api.network, self.nonce, &message)
+    }
+}
+
+fn order(prompt: &str) -> Message {
+    Message::PutOrder(PutOrder {
+        service: "text-generation".into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(prompt.as_bytes().to_vec()),
+    })
+}
+
+#[test]
+fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_frozen() {
+    let (raft, http, miners) = (free_port_run(), free_port_run(), free_port_run());
+    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
+        .args(["--miner-port-base", &miners.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let nodes: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http + i)).collect();
+    let agent = new_agent();
+    wait_for("three registered miners", || {
+        let mut r = agent.get(&format!("http://{}/v1/miners?consistency=stale", nodes[0])).call().ok()?;
+        let list: Vec<Value> = r.body_mut().read_json().ok()?;
+        (list.len() == 3).then_some(())
+    });
+    let network = {
+        let mut r = agent.get(&format!("http://{}/v1/ledger/head?consistency=stale", nodes[0])).call().unwrap();
+        let head: Value = r.body_mut().read_json().unwrap();
+        NetworkId(head["network_id"].as_str().unwrap().to_string())
+    };
+    let api = Api { agent, nodes, network };
+    let status: Value = api.get(0, "/v1/admin/status");
+    let leader = status["leader"].as_u64().unwrap() as usize;
+    let follower = (leader + 1) % 3;
+
+    // Bad input: each answered with its code, and the ledger does not move.
+    let before = api.head();
+    let (s, body) = api.post_raw(0, "/v1/ledger/entries", b"\x01garbage");
+    assert_eq!((s, body["code"].as_str()), (400, Some("codec_invalid")), "{body}");
+    let (s, body) = api.post(0, "/v1/entries", &json!({ "envelopes": ["zz"] }));
+    assert_eq!((s, body["code"].as_str()), (400, Some("bad_hex")), "{body}");
+    let (s, body) = api.post(0, "/v1/entries", &json!({ "envelopes": [] }));
+    assert_eq!((s, body["code"].as_str()), (400, Some("empty_batch")), "{body}");
+    let (s, body) = api.post_raw(0, "/v1/ledger/entries", &vec![1u8; 9 * 1024 * 1024]);
+    assert_eq!(s, 413, "an oversized body is refused before it is read: {body}");
+    let mut alice = Client { key: SigningKey::from_bytes(&[7; 32]), nonce: 0 };
+    let faucet = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 * TOKEN });
+    let mut unsigned = alice.seal(&api, faucet.clone());
+    unsigned.signature = [0; 64];
+    assert_eq!(api.submit(0, &unsigned), (200, "bad_signature".into()), "an unsigned entry is rejected in the log");
+    let wrong_network = SignedEnvelope::seal(&alice.key, &NetworkId("elsewhere".into()), 1, &faucet);
+    assert_eq!(api.submit(0, &wrong_network).1, "wrong_network");
+    assert_eq!(api.head()["root"], before["root"], "rejected entries change nothing");
+    assert_eq!(api.head()["height"], before["height"]);
+
+    let funded = alice.seal(&api, faucet.clone());
+    assert_eq!(api.submit(follower, &funded), (200, "accepted".into()), "writes through a follower");
+    assert_eq!(api.submit(0, &funded).1, "replay", "the same envelope twice is a replay");
+
+    // An order sent to a follower is allocated and served.
+    for m in [
+        Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: 10 * TOKEN }),
+        Message::AcquirePass(AcquirePass {}),
+    ] {
+        let e = alice.seal(&api, m);
+        assert_eq!(api.submit(follower, &e).1, "accepted");
+    }
+    let first = alice.seal(&api, order("through a follower"));
+    let id = hex(&deai_protocol::Ledger::order_id_of(&first).0);
+    assert_eq!(api.submit(follower, &first).1, "accepted");
+    wait_for("the follower's order to be served", || {
+        let view = api.get(follower, &format!("/v1/orders/{id}?consistency=stale"));
+        view["output_hash"].is_string().then_some(())
+    });
+
+    // A flooder: one stake unit (10 tokens) buys 10 free requests per window (SPEC 5.2); the
+    // first order above that freezes the client, and it stays frozen.
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let e = alice.seal(&api, order(&format!("flood {i}")));
+        codes.push(api.submit(leader, &e).1);
+    }
+    let accepted = codes.iter().filter(|c| *c == "accepted").count();
+    assert_eq!(accepted, 9, "ten requests per window, one already used: {codes:?}");
+    assert!(codes[9..].iter().all(|c| c == "frozen"), "{codes:?}");
+}
