@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 /// Pause between order status polls, in milliseconds.
 pub const ORDER_POLL_MS: u64 = 20;
+/// How long one long poll of an order may wait on the coordinator, in milliseconds.
+pub const ORDER_LONG_POLL_MS: u64 = 1_000;
 
 #[derive(Subcommand, Debug)]
 pub enum ClientAction {
@@ -73,7 +75,7 @@ pub fn put_order(me: &Participant, service: &str, prompt: &str) -> anyhow::Resul
 pub fn fetch_output(me: &Participant, order: &str, wait: Duration) -> anyhow::Result<Served> {
     let started = Instant::now();
     let view = loop {
-        let view: Value = me.api.get(&format!("/v1/orders/{order}?consistency=stale"))?;
+        let view: Value = me.api.get(&format!("/v1/orders/{order}?consistency=stale&wait_ms={ORDER_LONG_POLL_MS}"))?;
         if view["output_hash"].is_string() {
             break view;
         }

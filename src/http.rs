@@ -334,6 +334,46 @@ enum ReadConsistency {
     Stale,
 }
 
+/// Long polling: answer as soon as there is something to report, or after `wait_ms`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WaitQuery {
+    /// Wait up to this long (at most 30000) for the order to be claimed or to end, or for an
+    /// assignment to appear, instead of answering at once.
+    #[param(maximum = 30000)]
+    wait_ms: Option<u64>,
+}
+
+/// Longest a long poll waits, in milliseconds.
+pub const MAX_LONG_POLL_MS: u64 = 30_000;
+
+/// Runs `read` now and after every change this node applies, until `done` holds for its result
+/// or `wait_ms` passes; returns the last result.
+async fn read_until<T>(
+    node: &CoordinatorNode,
+    consistency: Consistency,
+    wait_ms: Option<u64>,
+    read: impl Fn(&deai_protocol::Ledger) -> T,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, ApiError> {
+    let mut changes = node.raft.metrics();
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.unwrap_or(0).min(MAX_LONG_POLL_MS));
+    let mut consistency = consistency;
+    loop {
+        let value = node.read(consistency, &read).await?;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        // Later rounds read this node's state: the first read already confirmed leadership.
+        consistency = Consistency::Stale;
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            _ => return node.read(Consistency::Stale, &read).await.map_err(ApiError::from),
+        }
+    }
+}
+
 /// A participant, by public key.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -477,6 +517,9 @@ pub struct Assignment {
     /// The inline payload in hex (empty for an external payload).
     pub payload: String,
     pub deadline_ms: u64,
+    /// Ledger time when the order was put, and when it was allocated.
+    pub placed_ms: u64,
+    pub allocated_ms: u64,
 }
 
 /// A miner as the provider list shows it.
@@ -502,35 +545,45 @@ fn not_found(what: &str) -> ApiError {
 }
 
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "clients", params(OrderPath, HeadQuery), responses(
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "clients", params(OrderPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = OrderView),
     (status = 400, description = "bad parameter", body = ApiError),
     (status = 404, description = "no such order", body = ApiError),
     (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader", body = ApiError),
 ))]
-async fn order(node: Node, path: web::Path<OrderPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+async fn order(
+    node: Node,
+    path: web::Path<OrderPath>,
+    query: web::Query<HeadQuery>,
+    wait: web::Query<WaitQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = deai_protocol::types::OrderId(parse_id(&path.id)?.0);
-    let view = node
-        .read(consistency_of(&query)?, |l| {
-            l.order(&id).map(|o| OrderView {
-                id: hex(&id.0),
-                client: hex(&o.client.0),
-                service: o.service.to_string(),
-                status: o.status.name().to_string(),
-                miner: o.miner.map(|m| hex(&m.0)),
-                miner_endpoint: o.miner.and_then(|m| l.miner(&m)).map(|m| m.endpoint.clone()),
-                deadline_ms: o.deadline_ms,
-                output_hash: o.claim.as_ref().map(|c| hex(&c.output_hash)),
-            })
+    let read = |l: &deai_protocol::Ledger| {
+        l.order(&id).map(|o| OrderView {
+            id: hex(&id.0),
+            client: hex(&o.client.0),
+            service: o.service.to_string(),
+            status: o.status.name().to_string(),
+            miner: o.miner.map(|m| hex(&m.0)),
+            miner_endpoint: o.miner.and_then(|m| l.miner(&m)).map(|m| m.endpoint.clone()),
+            deadline_ms: o.deadline_ms,
+            output_hash: o.claim.as_ref().map(|c| hex(&c.output_hash)),
         })
+    };
+    let settled = |v: &Option<OrderView>| {
+        v.as_ref().is_none_or(|o| {
+            o.output_hash.is_some() || matches!(o.status.as_str(), "expired" | "failed" | "invalidated")
+        })
+    };
+    let view = read_until(&node, consistency_of(&query)?, wait.wait_ms, read, settled)
         .await?
         .ok_or_else(|| not_found("order"))?;
     Ok(HttpResponse::Ok().json(view))
 }
 
 /// The orders allocated to a miner and not yet claimed: what its session must serve.
-#[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery), responses(
+#[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = Vec<Assignment>),
     (status = 400, description = "bad parameter", body = ApiError),
     (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
@@ -540,31 +593,33 @@ async fn assignments(
     node: Node,
     path: web::Path<AccountPath>,
     query: web::Query<HeadQuery>,
+    wait: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let miner = parse_id(&path.id)?;
-    let list = node
-        .read(consistency_of(&query)?, |l| {
-            l.deadlines
-                .iter()
-                .filter_map(|(deadline, id)| {
-                    let o = l.order(id)?;
-                    (o.miner == Some(miner) && o.status == deai_protocol::ledger::OrderStatus::Allocated).then(|| {
-                        Assignment {
-                            order: hex(&id.0),
-                            client: hex(&o.client.0),
-                            service: o.service.to_string(),
-                            payload: match &o.payload {
-                                Some(deai_protocol::message::Payload::Inline(bytes)) => hex(bytes),
-                                _ => String::new(),
-                            },
-                            deadline_ms: *deadline,
-                        }
-                    })
+    let read = |l: &deai_protocol::Ledger| {
+        l.deadlines
+            .iter()
+            .filter_map(|(deadline, id)| {
+                let o = l.order(id)?;
+                (o.miner == Some(miner) && o.status == deai_protocol::ledger::OrderStatus::Allocated).then(|| {
+                    Assignment {
+                        order: hex(&id.0),
+                        client: hex(&o.client.0),
+                        service: o.service.to_string(),
+                        payload: match &o.payload {
+                            Some(deai_protocol::message::Payload::Inline(bytes)) => hex(bytes),
+                            _ => String::new(),
+                        },
+                        deadline_ms: *deadline,
+                        placed_ms: o.placed_ms,
+                        allocated_ms: deadline.saturating_sub(l.params.order_timeout_ms),
+                    }
                 })
-                .take(MAX_ASSIGNMENTS_PER_REQUEST)
-                .collect::<Vec<_>>()
-        })
-        .await?;
+            })
+            .take(MAX_ASSIGNMENTS_PER_REQUEST)
+            .collect::<Vec<_>>()
+    };
+    let list = read_until(&node, consistency_of(&query)?, wait.wait_ms, read, |list| !list.is_empty()).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 

@@ -10,6 +10,7 @@
 mod admin_cli;
 mod api_client;
 mod backends;
+mod bench_cycles;
 mod bench_ledger;
 mod client_cli;
 mod config;
@@ -146,6 +147,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// Full signed task cycles/s through the HTTP API of a 3-node cluster.
+    Cycles {
+        /// Simulated clients, each with one cycle in flight.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 4)]
+        miners: usize,
+        #[arg(long, default_value_t = 20)]
+        duration_s: u64,
+        /// Cap on cycles started per second (all clients), to measure latency below saturation.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Committed writes/s and latency of a 3-node loopback cluster with fsync.
     Ledger {
         /// Concurrent writers, each with one write in flight.
@@ -281,6 +297,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{value}");
             } else {
                 println!("{text}");
+            }
+            Ok(())
+        }
+        Command::Bench { bench: Bench::Cycles { clients, miners, duration_s, rate, json } } => {
+            init_logs(false, "warn,openraft=off,actix_server=error");
+            let report = bench_cycles::run(&bench_cycles::CyclesBench { clients, miners, duration_s, rate })?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                bench_cycles::print(&report);
             }
             Ok(())
         }

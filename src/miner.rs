@@ -1,7 +1,8 @@
 //! `deai miner`: registers with collateral, serves its assignments and claims them (SPEC 5.10).
 //!
-//! The session with the coordinators polls `GET /v1/miners/{id}/assignments` every
-//! `MINER_POLL_MS` through any coordinator (failing over to the next), so a coordinator going
+//! The session with the coordinators long-polls `GET /v1/miners/{id}/assignments` (the
+//! coordinator answers as soon as there is one) through any coordinator (failing over to the
+//! next), so a coordinator going
 //! away only moves the session. New assignments are served in interleaved round robin over
 //! their clients (SPEC 5.4), each through the backend (`backends.rs`); the output is kept in
 //! memory and served from the miner's own endpoint, `GET /v1/outputs/{order}`, to the client
@@ -23,6 +24,8 @@ use std::time::Duration;
 
 /// Pause between assignment polls when there is nothing new, in milliseconds.
 pub const MINER_POLL_MS: u64 = 20;
+/// How long one long poll for assignments may wait on the coordinator, in milliseconds.
+pub const ASSIGNMENT_LONG_POLL_MS: u64 = 1_000;
 /// Outputs kept for clients to fetch; the oldest goes first.
 pub const MAX_STORED_OUTPUTS: usize = 10_000;
 /// How far a client's request time may be from the miner's clock, in milliseconds.
@@ -164,7 +167,7 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
     }
 
     let mut served: VecDeque<[u8; 32]> = VecDeque::new();
-    let poll = format!("/v1/miners/{}/assignments?consistency=stale", me.id_hex());
+    let poll = format!("/v1/miners/{}/assignments?consistency=stale&wait_ms={ASSIGNMENT_LONG_POLL_MS}", me.id_hex());
     while !stop.load(Ordering::Relaxed) {
         let assignments: Vec<Value> = match me.api.get(&poll) {
             Ok(list) => list,

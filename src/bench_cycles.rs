@@ -1,0 +1,365 @@
+//! `deai bench cycles`: full signed task cycles through the HTTP API of a 3-node cluster.
+//!
+//! Three coordinators run in this process, as `deai dev` runs them (their own databases, Raft
+//! over loopback TCP, their own HTTP endpoints, the actors). Simulated clients and miners are
+//! threads speaking HTTP to them, spread over the three nodes:
+//!
+//! - a client puts a free order, waits until its miner has claimed it (a long poll of the
+//!   order), and rates it; one cycle is those three signed entries plus the leader's allocation;
+//! - a miner long-polls its assignments and claims all new ones in one request (no service
+//!   runs: the benchmark measures the coordinators, not a model).
+//!
+//! Reported: completed cycles per second, cycle latency (put to rating accepted) percentiles,
+//! and order-to-allocation latency percentiles, taken from ledger time (the allocation's
+//! deadline minus `order_timeout_ms`, against the order's `placed_ms`), so the miners' polling
+//! does not count. `--rate` caps the cycles per second, to measure latency below saturation.
+
+use crate::api_client::{hex, unhex32, Coordinators, Participant};
+use crate::config::CoordinatorConfig;
+use crate::genesis::NewCluster;
+use anyhow::bail;
+use deai_protocol::message::*;
+use deai_protocol::types::{AssetId, OrderId, Rating};
+use deai_protocol::Ledger;
+use ed25519_dalek::SigningKey;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Highest latency the histograms track, in microseconds.
+const MAX_TRACKED_LATENCY_US: u64 = 60_000_000;
+/// How long one long poll (of an order, or of a miner's assignments) may wait, in milliseconds.
+const LONG_POLL_MS: u64 = 1_000;
+/// Pause between a client's polls of its order, in milliseconds.
+const CLIENT_POLL_MS: u64 = 2;
+/// Pause between a miner's polls when it has nothing to claim, in milliseconds.
+const MINER_IDLE_POLL_MS: u64 = 2;
+/// Time between progress lines, in milliseconds.
+const PROGRESS_EVERY_MS: u64 = 1_000;
+/// Claimed orders a simulated miner remembers (assignments it already claimed may still be
+/// listed until the claim is applied on the node it polls).
+const MAX_REMEMBERED_CLAIMS: usize = 1_000_000;
+/// Longest one cycle may take before the client gives it up, in milliseconds.
+const CYCLE_TIMEOUT_MS: u64 = 30_000;
+
+#[derive(Clone, Debug)]
+pub struct CyclesBench {
+    pub clients: usize,
+    pub miners: usize,
+    pub duration_s: u64,
+    /// Cap on cycles started per second, all clients together (none if `None`).
+    pub rate: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CyclesReport {
+    pub cycles_per_s: f64,
+    pub cycles: u64,
+    pub failed: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub allocation_p50_ms: f64,
+    pub allocation_p99_ms: f64,
+    pub duration_s: f64,
+    pub clients: usize,
+    pub miners: usize,
+    pub rate_cap: Option<u64>,
+    pub nodes: u64,
+}
+
+fn key(tag: u8, i: usize) -> SigningKey {
+    let mut seed = [tag; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    SigningKey::from_bytes(&seed)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_LATENCY_US, 3).expect("valid bounds")
+}
+
+/// A participant that keeps its own nonce: it is the only writer under its key.
+struct Actor {
+    me: Participant,
+    nonce: u64,
+}
+
+impl Actor {
+    fn new(key: SigningKey, nodes: &str) -> anyhow::Result<Self> {
+        let me = Participant::connect(key, Coordinators::new(nodes)?)?;
+        let nonce = me.next_nonce()? - 1;
+        Ok(Actor { me, nonce })
+    }
+
+    fn submit(&mut self, message: Message) -> anyhow::Result<(String, OrderId)> {
+        self.nonce += 1;
+        let envelope = self.me.seal(self.nonce, &message);
+        let id = Ledger::order_id_of(&envelope);
+        let outcome = self.me.submit_envelope(&envelope)?;
+        if outcome.outcome != "accepted" {
+            bail!("{} rejected: {}", message.kind().name(), outcome.outcome);
+        }
+        Ok((outcome.outcome, id))
+    }
+}
+
+fn three_free_ports() -> anyhow::Result<u16> {
+    for _ in 0..1_000 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if first > 65_000 {
+            continue;
+        }
+        let held: Vec<_> = (0..3).filter_map(|k| std::net::TcpListener::bind(("127.0.0.1", first + k)).ok()).collect();
+        if held.len() == 3 {
+            return Ok(first);
+        }
+    }
+    bail!("no three consecutive free ports")
+}
+
+pub fn run(settings: &CyclesBench) -> anyhow::Result<CyclesReport> {
+    if settings.clients == 0 || settings.miners == 0 {
+        bail!("need at least one client and one miner");
+    }
+    let dir = tempfile::Builder::new().prefix("deai-bench-cycles-").tempdir()?;
+    let (raft_base, http_base) = (three_free_ports()?, three_free_ports()?);
+    crate::genesis::write(
+        dir.path(),
+        &NewCluster {
+            network: "deai-bench".into(),
+            coordinators: 3,
+            host: "127.0.0.1".into(),
+            raft_port_base: raft_base,
+            http_port_base: http_base,
+            dev: true,
+            checkpoint_every: None,
+            epoch_ms: None,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let config = CoordinatorConfig::load(Some(&dir.path().join(format!("node-{i}.toml"))))?;
+        let mut stop = stop_rx.clone();
+        nodes.push(runtime.spawn(crate::coordinator::run_until(config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+            "benchmark done"
+        })));
+    }
+    let http: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http_base + i)).collect();
+    let result = drive(settings, &http);
+    let _ = stop_tx.send(true);
+    for node in nodes {
+        let _ = runtime.block_on(node);
+    }
+    result
+}
+
+fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport> {
+    let all = http.join(",");
+    let probe = Coordinators::new(&all)?;
+    let started = Instant::now();
+    while http
+        .iter()
+        .any(|a| !probe.agent().get(&format!("http://{a}/readyz")).call().is_ok_and(|r| r.status().is_success()))
+    {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("the cluster did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let token = deai_protocol::params::TOKEN;
+    eprintln!("registering {} miners and {} clients ...", settings.miners, settings.clients);
+    let node_for = |i: usize| {
+        // Each participant talks to one node first (and fails over to the others).
+        let mut order: Vec<&String> = http.iter().collect();
+        order.rotate_left(i % http.len());
+        order.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    };
+    let mut miners = Vec::new();
+    for m in 0..settings.miners {
+        let mut a = Actor::new(key(0x4d, m), &node_for(m))?;
+        a.submit(Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 * token }))?;
+        a.submit(Message::RegisterMiner(RegisterMiner {
+            collateral: 100 * token,
+            capacity: 100_000,
+            endpoint: format!("http://127.0.0.1:1/bench-miner-{m}"),
+            services: vec![ServiceOffer {
+                service: "text-generation".into(),
+                price_per_request: 0,
+                subscription_price: None,
+            }],
+        }))?;
+        miners.push(a);
+    }
+    let mut clients = Vec::new();
+    for c in 0..settings.clients {
+        let mut a = Actor::new(key(0x43, c), &node_for(c))?;
+        a.submit(Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000_000 * token }))?;
+        a.submit(Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: 500_000 * token }))?;
+        a.submit(Message::AcquirePass(AcquirePass {}))?;
+        clients.push(a);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let allocation = Arc::new(Mutex::new(histogram()));
+    let claim_output = deai_protocol::ledger::output_hash(b"bench output");
+    let miner_threads: Vec<_> = miners
+        .into_iter()
+        .map(|mut a| {
+            let (stop, allocation) = (stop.clone(), allocation.clone());
+            std::thread::spawn(move || {
+                let poll = format!("/v1/miners/{}/assignments?consistency=stale&wait_ms={LONG_POLL_MS}", a.me.id_hex());
+                let mut claimed = std::collections::HashSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let list: Vec<Value> = a.me.api.get(&poll).unwrap_or_default();
+                    // Claim everything new in one request, as a busy miner would.
+                    let mut envelopes = Vec::new();
+                    for item in list {
+                        let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
+                        if !claimed.insert(order) {
+                            continue;
+                        }
+                        let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
+                        if let (Some(p), Some(al)) = (placed, allocated) {
+                            if let Ok(mut h) = allocation.lock() {
+                                h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
+                            }
+                        }
+                        a.nonce += 1;
+                        let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
+                        envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
+                    }
+                    if envelopes.is_empty() {
+                        std::thread::sleep(Duration::from_millis(MINER_IDLE_POLL_MS));
+                        continue;
+                    }
+                    if a.me.api.post_json("/v1/entries", &serde_json::json!({ "envelopes": envelopes })).is_err() {
+                        // Unknown outcome: resynchronise the nonce from the ledger.
+                        if let Ok(next) = a.me.next_nonce() {
+                            a.nonce = next - 1;
+                        }
+                    }
+                    if claimed.len() > MAX_REMEMBERED_CLAIMS {
+                        claimed.clear();
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let per_client_interval = settings.rate.map(|r| Duration::from_secs_f64(settings.clients as f64 / r.max(1) as f64));
+    let bench_started = Instant::now();
+    let deadline = bench_started + Duration::from_secs(settings.duration_s);
+    let client_threads: Vec<_> = clients
+        .into_iter()
+        .map(|mut a| {
+            let (done, failed) = (done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let mut latencies = histogram();
+                let mut next_start = Instant::now();
+                while Instant::now() < deadline {
+                    if let Some(interval) = per_client_interval {
+                        let now = Instant::now();
+                        if next_start > now {
+                            std::thread::sleep(next_start - now);
+                        }
+                        next_start += interval;
+                    }
+                    let t = Instant::now();
+                    match cycle(&mut a) {
+                        Ok(()) => {
+                            latencies.saturating_record(t.elapsed().as_micros() as u64);
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "a cycle failed");
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let progress_stop = Arc::new(AtomicBool::new(false));
+    let progress = {
+        let (done, progress_stop) = (done.clone(), progress_stop.clone());
+        std::thread::spawn(move || {
+            while !progress_stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(PROGRESS_EVERY_MS));
+                let n = done.load(Ordering::Relaxed);
+                eprintln!("  {n:>8} cycles  {:>8.0} cycles/s", n as f64 / bench_started.elapsed().as_secs_f64());
+            }
+        })
+    };
+    let mut cycles = histogram();
+    for t in client_threads {
+        if let Ok(h) = t.join() {
+            let _ = cycles.add(&h);
+        }
+    }
+    let elapsed = bench_started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    progress_stop.store(true, Ordering::Relaxed);
+    for t in miner_threads {
+        let _ = t.join();
+    }
+    let _ = progress.join();
+    let allocation = allocation.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    Ok(CyclesReport {
+        cycles_per_s: cycles.len() as f64 / elapsed,
+        cycles: cycles.len(),
+        failed: failed.load(Ordering::Relaxed),
+        p50_ms: ms(&cycles, 0.5),
+        p99_ms: ms(&cycles, 0.99),
+        p999_ms: ms(&cycles, 0.999),
+        allocation_p50_ms: ms(&allocation, 0.5),
+        allocation_p99_ms: ms(&allocation, 0.99),
+        duration_s: elapsed,
+        clients: settings.clients,
+        miners: settings.miners,
+        rate_cap: settings.rate,
+        nodes: 3,
+    })
+}
+
+/// One task cycle: put, wait for the claim, rate.
+fn cycle(a: &mut Actor) -> anyhow::Result<()> {
+    let (_, order) = a.submit(Message::PutOrder(PutOrder {
+        service: "text-generation".into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(b"bench".to_vec()),
+    }))?;
+    let path = format!("/v1/orders/{}?consistency=stale&wait_ms={LONG_POLL_MS}", hex(&order.0));
+    let started = Instant::now();
+    loop {
+        let view: Value = a.me.api.get(&path)?;
+        if view["output_hash"].is_string() {
+            break;
+        }
+        if started.elapsed() > Duration::from_millis(CYCLE_TIMEOUT_MS) {
+            bail!("order not claimed in time");
+        }
+        std::thread::sleep(Duration::from_millis(CLIENT_POLL_MS));
+    }
+    a.submit(Message::Rate(Rate { order, rating: Rating::Good }))?;
+    Ok(())
+}
+
+pub fn print(r: &CyclesReport) {
+    println!("deai bench cycles: 3 coordinators, {} clients, {} miners, over HTTP", r.clients, r.miners);
+    if let Some(cap) = r.rate_cap {
+        println!("  rate capped at {cap} cycles/s");
+    }
+    println!("  {} cycles in {:.1} s: {:.0} cycles/s, {} failed", r.cycles, r.duration_s, r.cycles_per_s, r.failed);
+    println!("  cycle latency: p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms", r.p50_ms, r.p99_ms, r.p999_ms);
+    println!("  order to allocation: p50 {:.2} ms  p99 {:.2} ms", r.allocation_p50_ms, r.allocation_p99_ms);
+}
