@@ -165,3 +165,81 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
     assert_eq!(accepted, 9, "ten requests per window, one already used: {codes:?}");
     assert!(codes[9..].iter().all(|c| c == "frozen"), "{codes:?}");
 }
+
+/// A rating abuser is restricted (SPEC 5.6): once every miner holds a good rating from an
+/// honest client, each bad rating from another client goes against the majority; the seventh
+/// within the window of ten restricts it, and its next rating is refused with
+/// `rating_restricted`.
+#[test]
+fn a_client_rating_against_the_majority_is_restricted() {
+    let (raft, http, miners) = (free_port_run(), free_port_run(), free_port_run());
+    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
+        .args(["--miner-port-base", &miners.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let nodes: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http + i)).collect();
+    let agent = new_agent();
+    let miner_ids: Vec<String> = wait_for("three registered miners", || {
+        let mut r = agent.get(&format!("http://{}/v1/miners?consistency=stale", nodes[0])).call().ok()?;
+        let list: Vec<Value> = r.body_mut().read_json().ok()?;
+        (list.len() == 3).then(|| list.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect())
+    });
+    let network = {
+        let mut r = agent.get(&format!("http://{}/v1/ledger/head?consistency=stale", nodes[0])).call().unwrap();
+        let head: Value = r.body_mut().read_json().unwrap();
+        NetworkId(head["network_id"].as_str().unwrap().to_string())
+    };
+    let api = Api { agent, nodes, network };
+    let setup = |client: &mut Client, stake_tokens: u128| {
+        for m in [
+            Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 * TOKEN }),
+            Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake_tokens * TOKEN }),
+            Message::AcquirePass(AcquirePass {}),
+        ] {
+            let e = client.seal(&api, m);
+            assert_eq!(api.submit(0, &e).1, "accepted");
+        }
+    };
+    // One served order, rated; returns the miner and the rating's outcome.
+    let cycle = |client: &mut Client, i: usize, rating: deai_protocol::types::Rating| {
+        let put = client.seal(&api, order(&format!("cycle {i}")));
+        let id = hex(&deai_protocol::Ledger::order_id_of(&put).0);
+        assert_eq!(api.submit(0, &put).1, "accepted");
+        let miner = wait_for("the order served", || {
+            let view = api.get(0, &format!("/v1/orders/{id}?consistency=stale&wait_ms=1000"));
+            view["output_hash"].is_string().then(|| view["miner"].as_str().unwrap().to_string())
+        });
+        let mut order_id = [0u8; 32];
+        for (k, byte) in order_id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&id[2 * k..2 * k + 2], 16).unwrap();
+        }
+        let rate = client.seal(
+            &api,
+            Message::Rate(deai_protocol::message::Rate { order: deai_protocol::types::OrderId(order_id), rating }),
+        );
+        (miner, api.submit(0, &rate).1)
+    };
+
+    let mut honest = Client { key: SigningKey::from_bytes(&[21; 32]), nonce: 0 };
+    setup(&mut honest, 100);
+    let mut rated = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let (miner, outcome) = cycle(&mut honest, i, deai_protocol::types::Rating::Good);
+        assert_eq!(outcome, "accepted");
+        rated.insert(miner);
+        if rated.len() == miner_ids.len() {
+            break;
+        }
+    }
+    assert_eq!(rated.len(), 3, "every miner has a good rating");
+
+    let mut abuser = Client { key: SigningKey::from_bytes(&[22; 32]), nonce: 0 };
+    setup(&mut abuser, 10);
+    let outcomes: Vec<String> =
+        (0..8).map(|i| cycle(&mut abuser, 100 + i, deai_protocol::types::Rating::Bad).1).collect();
+    assert!(outcomes[..7].iter().all(|o| o == "accepted"), "{outcomes:?}");
+    assert_eq!(outcomes[7], "rating_restricted", "the eighth rating is refused: {outcomes:?}");
+}
