@@ -30,6 +30,8 @@ pub const ASSIGNMENT_LONG_POLL_MS: u64 = 1_000;
 pub const MAX_STORED_OUTPUTS: usize = 10_000;
 /// How far a client's request time may be from the miner's clock, in milliseconds.
 pub const MAX_REQUEST_SKEW_MS: u64 = 60_000;
+/// How often the miner checks that the ledger still lists it online, in milliseconds.
+pub const PRESENCE_CHECK_EVERY_MS: u64 = 1_000;
 /// Pause after a failed poll before the next (every coordinator unreachable), in milliseconds.
 pub const MINER_RETRY_MS: u64 = 200;
 
@@ -167,8 +169,18 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
     }
 
     let mut served: VecDeque<[u8; 32]> = VecDeque::new();
+    let mut last_presence_check = std::time::Instant::now();
     let poll = format!("/v1/miners/{}/assignments?consistency=stale&wait_ms={ASSIGNMENT_LONG_POLL_MS}", me.id_hex());
     while !stop.load(Ordering::Relaxed) {
+        // A deadline this miner missed took it offline (docs/decisions.md); say it is back.
+        if last_presence_check.elapsed() >= Duration::from_millis(PRESENCE_CHECK_EVERY_MS) {
+            last_presence_check = std::time::Instant::now();
+            let listed: Vec<Value> = me.api.get("/v1/miners?consistency=stale").unwrap_or_default();
+            if listed.iter().any(|m| m["id"].as_str() == Some(&me.id_hex()) && m["online"] == false) {
+                tracing::warn!("marked offline after a missed deadline; announcing that this miner is online");
+                let _ = me.submit(Message::SetAvailability(SetAvailability { online: true }));
+            }
+        }
         let assignments: Vec<Value> = match me.api.get(&poll) {
             Ok(list) => list,
             Err(e) => {

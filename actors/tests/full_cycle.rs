@@ -223,3 +223,115 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
         n.actors.take().unwrap().stop();
     }
 }
+
+/// A miner that goes away mid-order (issue 5): its order passes its deadline, the leader's
+/// scheduler ticks, the ledger re-queues the order and takes the silent miner offline, and the
+/// scheduler allocates it to the other miner, which serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let identities: Vec<Arc<CoordinatorIdentity>> =
+        (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + 30; 32]))).collect();
+    let mut genesis = Genesis::dev("deai-requeue", identities.iter().map(|c| c.info()).collect());
+    genesis.start_ms = now_ms();
+    genesis.params.order_timeout_ms = 1_000;
+    let network = genesis.network_id.clone();
+    let config = ClusterConfig {
+        heartbeat_interval_ms: 50,
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        ..ClusterConfig::default()
+    };
+    let mut listeners = Vec::new();
+    let mut members = BTreeMap::new();
+    for id in 0..3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        members.insert(id, BasicNode::new(listener.local_addr().unwrap().to_string()));
+        listeners.push(listener);
+    }
+    let mut nodes = Vec::new();
+    let mut actors = Vec::new();
+    for (id, listener) in (0..3u64).zip(listeners) {
+        let net = TcpNetwork::new(id, network.0.clone());
+        let mut node =
+            CoordinatorNode::start(id, &dir.path().join(format!("n{id}")), genesis.clone(), net.clone(), &config)
+                .await
+                .unwrap();
+        node.forward_writes_over_tcp(net);
+        let node = Arc::new(node);
+        tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
+        let duties = Duties {
+            outbox: CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
+            identity: identities[id as usize].clone(),
+            runtime: tokio::runtime::Handle::current(),
+            config: ActorsConfig::default(),
+        };
+        actors.push(CoordinatorActors::start(duties).unwrap());
+        nodes.push(node);
+    }
+    nodes[0].raft.initialize(members).await.unwrap();
+    wait_for("a leader", || nodes[0].raft.metrics().borrow().current_leader).await;
+    let node = nodes[0].clone();
+    let write = |entries: Vec<Entry>| {
+        let node = node.clone();
+        async move {
+            let written = node.write(&entries).await.expect("write");
+            assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
+        }
+    };
+    let mut client = Participant::new("client");
+    let mut miners = [Participant::new("miner-a"), Participant::new("miner-b")];
+    let stake = 100 * TOKEN;
+    let mut setup = vec![
+        client.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: stake })),
+        client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake })),
+        client.entry(&network, Message::AcquirePass(AcquirePass {})),
+    ];
+    for m in miners.iter_mut() {
+        setup.push(m.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 100 * TOKEN })));
+        setup.push(m.entry(
+            &network,
+            Message::RegisterMiner(RegisterMiner {
+                collateral: 100 * TOKEN,
+                capacity: 4,
+                endpoint: "http://127.0.0.1:1/m".into(),
+                services: vec![ServiceOffer {
+                    service: "text-generation".into(),
+                    price_per_request: 0,
+                    subscription_price: None,
+                }],
+            }),
+        ));
+    }
+    write(setup).await;
+
+    let put = client.entry(
+        &network,
+        Message::PutOrder(PutOrder {
+            service: "text-generation".into(),
+            mode: OrderMode::Free,
+            payload: Payload::Inline(b"who serves me".to_vec()),
+        }),
+    );
+    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    write(vec![put]).await;
+    let first = wait_for("the first allocation", || node.ledger().read().order(&order).and_then(|o| o.miner)).await;
+    // The assigned miner goes away without a word; the other one is there.
+    let other = miners.iter().position(|m| m.keys.id != first).unwrap();
+    let second = wait_for("the order re-queued and allocated to the other miner", || {
+        let ledger = node.ledger().read();
+        ledger.order(&order).filter(|o| o.requeued).and_then(|o| o.miner)
+    })
+    .await;
+    assert_eq!(second, miners[other].keys.id, "served elsewhere");
+    assert!(!node.ledger().read().miner(&first).unwrap().online, "the silent miner is offline");
+    let claim = miners[other].entry(
+        &network,
+        Message::Claim(Claim { order, output_hash: deai_protocol::testkit::output_hash(b"served elsewhere") }),
+    );
+    write(vec![claim]).await;
+    assert_eq!(node.ledger().read().order(&order).unwrap().status, OrderStatus::Completed);
+    for a in actors {
+        a.stop();
+    }
+}

@@ -442,7 +442,7 @@ fn spec5_1_release_keeps_stake_locked_until_last_order_is_claimed() {
 #[test]
 fn spec5_1_release_unlocks_when_last_order_expires() {
     let mut net = TestNet::new();
-    let _miner = net.miner("miner-a", &[TEXT], 4);
+    let miner = net.miner("miner-a", &[TEXT], 4);
     let jay = net.client("jay");
     let order = net.put_free(&jay, TEXT);
     net.allocate(1).unwrap().unwrap();
@@ -455,6 +455,8 @@ fn spec5_1_release_unlocks_when_last_order_expires() {
     assert!(!fx.events.iter().any(|e| matches!(e, Event::StakeUnlocked { .. })));
     assert_eq!(net.ledger.account(&jay.id).unwrap().locked(AssetId::NATIVE), CLIENT_STAKE);
 
+    // The timeout took the only miner offline; it comes back and takes the order again.
+    net.submit(&miner, Message::SetAvailability(SetAvailability { online: true })).unwrap();
     net.allocate(1).unwrap().unwrap();
     net.advance(timeout);
     let fx = net.tick();

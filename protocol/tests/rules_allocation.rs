@@ -1016,7 +1016,14 @@ fn spec5_10_timeout_requeues_once_then_expires_and_refunds() {
     // First timeout: re-queued.
     net.now_ms = deadline;
     let fx = net.tick();
-    assert_eq!(fx.events, vec![Event::OrderRequeued { order, miner: miner.id }]);
+    assert_eq!(
+        fx.events,
+        vec![
+            Event::MinerAvailability { miner: miner.id, online: false },
+            Event::OrderRequeued { order, miner: miner.id }
+        ],
+        "the late miner is taken offline"
+    );
     let o = net.ledger.order(&order).unwrap();
     assert_eq!((o.status, o.miner, o.requeued, o.escrow), (OrderStatus::Pending, None, true, price));
     let m = net.ledger.miner(&miner.id).unwrap();
@@ -1026,7 +1033,8 @@ fn spec5_10_timeout_requeues_once_then_expires_and_refunds() {
     let err = reject_msg(&mut net, &miner, Message::Claim(Claim { order, output_hash: output_hash(b"late") }));
     assert_eq!(err.code(), "wrong_order_status");
 
-    // Second allocation and timeout: expired, refunded.
+    // Second allocation (the pre-specified miner is back online) and timeout: expired, refunded.
+    set_online(&mut net, &miner, true);
     allocate_checked(&mut net, 1);
     assert_eq!(net.assigned(&order), Some(miner.id));
     net.advance(timeout);
@@ -1063,16 +1071,50 @@ fn spec5_10_free_order_times_out_twice_then_expires() {
         net.advance(timeout);
         let fx = net.tick();
         let status = net.ledger.order(&order).unwrap().status;
+        // Each late miner is taken offline as well.
+        let events: Vec<Event> =
+            fx.events.into_iter().filter(|e| !matches!(e, Event::MinerAvailability { online: false, .. })).collect();
         if round == 0 {
-            assert!(matches!(fx.events.as_slice(), [Event::OrderRequeued { order: o, .. }] if *o == order));
+            assert!(matches!(events.as_slice(), [Event::OrderRequeued { order: o, .. }] if *o == order));
             assert_eq!(status, OrderStatus::Pending);
         } else {
-            assert_eq!(fx.events, vec![Event::OrderExpired { order }]);
+            assert_eq!(events, vec![Event::OrderExpired { order }]);
             assert_eq!(status, OrderStatus::Expired);
         }
     }
     let timed_out: u64 = miners.iter().map(|m| net.ledger.miner(&m.id).unwrap().timed_out).sum();
     assert_eq!(timed_out, 2);
     assert_eq!(net.ledger.account(&alice.id).unwrap().in_flight, 0);
+    net.ledger.check_invariants().unwrap();
+}
+
+/// SPEC 5.10 (timeout and re-queue) with our decision where it is silent: a miner that lets a
+/// deadline pass is taken offline, so the re-queued order goes to another miner; the miner gets
+/// orders again once it says it is online.
+#[test]
+fn spec5_10_a_miner_that_times_out_goes_offline_and_its_order_is_served_elsewhere() {
+    let mut net = TestNet::new();
+    let a = net.miner("miner-a", &["text-generation"], 4);
+    let b = net.miner("miner-b", &["text-generation"], 4);
+    let client = net.client("client");
+    let order = net.put_free(&client, "text-generation");
+    net.allocate(1).unwrap().unwrap();
+    let first = net.assigned(&order).unwrap();
+    let (gone, other) = if first == a.id { (&a, &b) } else { (&b, &a) };
+
+    net.advance(net.ledger.params.order_timeout_ms);
+    let fx = net.tick();
+    assert!(fx.events.contains(&Event::OrderRequeued { order, miner: gone.id }));
+    assert!(fx.events.contains(&Event::MinerAvailability { miner: gone.id, online: false }));
+    assert!(!net.ledger.miner(&gone.id).unwrap().online);
+
+    net.allocate(1).unwrap().unwrap();
+    assert_eq!(net.assigned(&order), Some(other.id), "the re-queued order goes to the miner still online");
+    net.claim(other, order, b"served elsewhere").unwrap();
+    assert_eq!(net.ledger.order(&order).unwrap().status, OrderStatus::Completed);
+
+    // Back online, the first miner is eligible again.
+    set_online(&mut net, gone, true);
+    assert!(net.ledger.miner(&gone.id).unwrap().online);
     net.ledger.check_invariants().unwrap();
 }

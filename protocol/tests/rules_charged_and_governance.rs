@@ -123,6 +123,8 @@ fn spec_5_9_expired_charged_order_refunds_the_price() {
     assert_eq!(net.ledger.order(&order).unwrap().status, OrderStatus::Pending);
     assert_eq!(net.ledger.account(&payer.id).unwrap().escrow, price, "still escrowed after the first timeout");
 
+    // The timeout took the only miner offline; it comes back for the second allocation.
+    net.submit(&m, Message::SetAvailability(SetAvailability { online: true })).unwrap();
     net.allocate(1).unwrap().unwrap();
     net.advance(timeout);
     let fx = net.tick();

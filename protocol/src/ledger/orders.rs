@@ -529,6 +529,13 @@ impl Ledger {
             let miner = self.miners.get_mut(&miner_id).expect("assigned miner exists");
             miner.in_flight -= 1;
             miner.timed_out += 1;
+            // A miner that let a deadline pass is presumed gone (SPEC 5.10 is silent): it gets
+            // no new orders until it says it is online again, so the re-queued order goes to
+            // another miner rather than back to a dead one.
+            if miner.online {
+                miner.online = false;
+                fx.events.push(Event::MinerAvailability { miner: miner_id, online: false });
+            }
             let order = self.orders.get_mut(&id).expect("known");
             if !order.requeued {
                 order.requeued = true;
