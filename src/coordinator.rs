@@ -141,10 +141,8 @@ pub async fn run_until(
         })
     });
 
-    let queues = actors.as_ref().map(CoordinatorActors::client_queues);
-    let http =
-        crate::http::serve(node.clone(), queues, &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
-            .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
+    let http = crate::http::serve(node.clone(), &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
+        .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
     let http_handle = http.handle();
     let http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");

@@ -164,14 +164,6 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
     let accepted = codes.iter().filter(|c| *c == "accepted").count();
     assert_eq!(accepted, 9, "ten requests per window, one already used: {codes:?}");
     assert!(codes[9..].iter().all(|c| c == "frozen"), "{codes:?}");
-    // A frozen client is answered by its queue at once, with the time the freeze ends, and
-    // costs no log entry.
-    let height = api.head()["height"].clone();
-    let e = alice.seal(&api, order("still frozen"));
-    let (status, body) = api.post(leader, "/v1/entries", &json!({ "envelopes": [hex(&e.to_wire())] }));
-    assert_eq!((status, body["code"].as_str()), (429, Some("frozen")), "{body}");
-    assert!(body["until_ms"].as_u64().is_some_and(|t| t > 0), "{body}");
-    assert_eq!(api.head()["height"], height, "no log entry for a refused frozen order");
 }
 
 /// A rating abuser is restricted (SPEC 5.6): once every miner holds a good rating from an

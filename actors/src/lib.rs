@@ -11,8 +11,6 @@
 //!   every replica recomputes (SPEC 5.7).
 //! - [`PayoutSigner`] (every node) signs each closed epoch's payout root, as the checkpointer
 //!   signs checkpoints, so that a quorum certifies the payouts for L2 (SPEC 6).
-//! - [`ClientQueue`] (every node, one per active client) takes the client's submissions in
-//!   order, with a bounded queue, and answers a frozen client at once (SPEC 5.2).
 //!
 //! ## Two runtimes
 //!
@@ -30,13 +28,11 @@
 // openraft's errors inside `ClusterError` are large; errors are the cold path.
 #![allow(clippy::result_large_err)]
 
-mod client_queue;
 mod leadership;
 mod payouts;
 mod reward_epoch;
 mod scheduler;
 
-pub use client_queue::{ClientQueue, ClientQueues, QueueError, CLIENT_QUEUE_CAPACITY, MAX_CLIENT_QUEUES};
 pub use leadership::Leadership;
 pub use payouts::PayoutSigner;
 pub use reward_epoch::RewardEpoch;
@@ -63,8 +59,6 @@ pub struct ActorsConfig {
     pub tick_check_every_ms: u64,
     /// How often the payout signer looks for closed epochs to sign.
     pub payout_check_every_ms: u64,
-    /// A client queue with nothing to do for this long stops.
-    pub client_idle_ms: u64,
 }
 
 impl Default for ActorsConfig {
@@ -75,7 +69,6 @@ impl Default for ActorsConfig {
             allocation_batch_orders: deai_protocol::ledger::MAX_ALLOCATION_BATCH,
             tick_check_every_ms: 200,
             payout_check_every_ms: 200,
-            client_idle_ms: 30_000,
         }
     }
 }
@@ -106,7 +99,6 @@ impl Duties {
 /// The actor system of one coordinator, on its own thread.
 pub struct CoordinatorActors {
     system: actix::System,
-    client_queues: ClientQueues,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -137,19 +129,13 @@ impl CoordinatorActors {
             system.block_on(async {
                 use actix::Actor;
                 Leadership::new(duties.clone()).start();
-                PayoutSigner::new(duties.clone()).start();
-                let queues = ClientQueues::new(duties, actix::Arbiter::current());
-                let _ = started.send((actix::System::current(), queues));
+                PayoutSigner::new(duties).start();
+                let _ = started.send(actix::System::current());
             });
             system.run()
         })?;
-        let (system, client_queues) = system.recv().map_err(|_| ActorsError::Start)?;
-        Ok(CoordinatorActors { system, client_queues, thread: Some(thread) })
-    }
-
-    /// The registry of client queues, for the API to submit through.
-    pub fn client_queues(&self) -> ClientQueues {
-        self.client_queues.clone()
+        let system = system.recv().map_err(|_| ActorsError::Start)?;
+        Ok(CoordinatorActors { system, thread: Some(thread) })
     }
 
     /// Stops every actor and waits for the thread to end. Proposals already handed to the main
