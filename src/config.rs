@@ -49,44 +49,8 @@ pub struct CoordinatorConfig {
 /// The actors' timers (`deai_actors::ActorsConfig`), with their units in their names.
 pub type ActorSettings = deai_actors::ActorsConfig;
 
-/// The Raft timeouts and limits of [`ClusterConfig`], with their units in their names.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RaftSettings {
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    pub max_payload_entries: u64,
-    pub snapshot_every_entries: u64,
-    pub max_in_snapshot_log_to_keep: u64,
-}
-
-impl Default for RaftSettings {
-    fn default() -> Self {
-        let c = ClusterConfig::default();
-        RaftSettings {
-            heartbeat_interval_ms: c.heartbeat_interval_ms,
-            election_timeout_min_ms: c.election_timeout_min_ms,
-            election_timeout_max_ms: c.election_timeout_max_ms,
-            max_payload_entries: c.max_payload_entries,
-            snapshot_every_entries: c.snapshot_every_entries,
-            max_in_snapshot_log_to_keep: c.max_in_snapshot_log_to_keep,
-        }
-    }
-}
-
-impl RaftSettings {
-    pub fn cluster_config(&self) -> ClusterConfig {
-        ClusterConfig {
-            heartbeat_interval_ms: self.heartbeat_interval_ms,
-            election_timeout_min_ms: self.election_timeout_min_ms,
-            election_timeout_max_ms: self.election_timeout_max_ms,
-            max_payload_entries: self.max_payload_entries,
-            snapshot_every_entries: self.snapshot_every_entries,
-            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
-        }
-    }
-}
+/// The Raft timeouts and limits, as `deai_cluster::ClusterConfig` names them (units in the names).
+pub type RaftSettings = ClusterConfig;
 
 /// Default largest HTTP body: a full log command plus framing, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = deai_storage::MAX_LOG_COMMAND_BYTES + 1024;
@@ -145,7 +109,6 @@ impl CoordinatorConfig {
                 bail!("bootstrap: peers must include this node ({})", self.node_id);
             }
         }
-        self.raft.cluster_config();
         Ok(())
     }
 

@@ -83,16 +83,10 @@ pub async fn run_until(
     let metrics = NodeMetrics::new(id);
     let network =
         TcpNetwork::new(id, network_id.clone()).with_round_trip_metric(metrics.peer_round_trip_seconds.clone());
-    let mut node = CoordinatorNode::start_with_metrics(
-        id,
-        &config.data_dir,
-        genesis,
-        network.clone(),
-        &config.raft.cluster_config(),
-        metrics,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+    let mut node =
+        CoordinatorNode::start_with_metrics(id, &config.data_dir, genesis, network.clone(), &config.raft, metrics)
+            .await
+            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
     node.forward_writes_over_tcp(network);
     let node = Arc::new(node);
 

@@ -12,6 +12,7 @@
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
+use crate::api_client::{hex, unhex, unhex32};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 use deai_cluster::admin::AdminCommand;
@@ -237,10 +238,6 @@ pub struct WriteResult {
     pub outcomes: Vec<String>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Submits signed envelopes in their binary form: a codec-framed list.
 #[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
@@ -276,20 +273,12 @@ struct EnvelopesBody {
 async fn write_entries_json(node: Node, body: web::Json<EnvelopesBody>) -> Result<HttpResponse, ApiError> {
     let mut envelopes = Vec::with_capacity(body.envelopes.len());
     for (i, text) in body.envelopes.iter().enumerate() {
-        let bytes =
-            parse_hex(text).ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))?;
+        let bytes = unhex(text).ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))?;
         let envelope = SignedEnvelope::from_wire(&bytes)
             .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))?;
         envelopes.push(envelope);
     }
     write_envelopes(&node, envelopes).await
-}
-
-fn parse_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 async fn write_envelopes(node: &CoordinatorNode, envelopes: Vec<SignedEnvelope>) -> Result<HttpResponse, ApiError> {
@@ -424,15 +413,9 @@ pub struct AccountView {
 }
 
 fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError> {
-    let bad = || ApiError::bad_request("bad_id", format!("{text:?} is not 64 hex digits"));
-    if text.len() != 64 {
-        return Err(bad());
-    }
-    let mut id = [0u8; 32];
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
-    }
-    Ok(deai_protocol::types::ParticipantId(id))
+    unhex32(text)
+        .map(deai_protocol::types::ParticipantId)
+        .ok_or_else(|| ApiError::bad_request("bad_id", format!("{text:?} is not 64 hex digits")))
 }
 
 fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Timeouts and limits of the Raft layer. Every field has its unit in its name.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
