@@ -63,16 +63,20 @@ struct Node {
     actors: Option<CoordinatorActors>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
+/// Three coordinators over loopback TCP, each with its actors, for a network whose genesis
+/// `tweak` adjusts (start time is now). Returns the nodes, the network id and the data dir.
+async fn start_network(
+    seed: u8,
+    name: &str,
+    tweak: impl FnOnce(&mut Genesis),
+) -> (Vec<Node>, deai_protocol::types::NetworkId, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let identities: Vec<Arc<CoordinatorIdentity>> =
-        (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + 10; 32]))).collect();
-    let mut genesis = Genesis::dev("deai-actors", identities.iter().map(|c| c.info()).collect());
+        (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + seed; 32]))).collect();
+    let mut genesis = Genesis::dev(name, identities.iter().map(|c| c.info()).collect());
     genesis.start_ms = now_ms();
-    genesis.params.epoch_ms = EPOCH_MS;
+    tweak(&mut genesis);
     let network = genesis.network_id.clone();
-
     let config = ClusterConfig {
         heartbeat_interval_ms: 50,
         election_timeout_min_ms: 300,
@@ -105,6 +109,12 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
         nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()) });
     }
     nodes[0].node.raft.initialize(members).await.unwrap();
+    (nodes, network, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
+    let (mut nodes, network, _dir) = start_network(10, "deai-actors", |g| g.params.epoch_ms = EPOCH_MS).await;
     let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
     let write = |i: usize, entries: Vec<Entry>| {
         let node = nodes[i].node.clone();
@@ -229,49 +239,9 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
 /// scheduler allocates it to the other miner, which serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
-    let dir = tempfile::tempdir().unwrap();
-    let identities: Vec<Arc<CoordinatorIdentity>> =
-        (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + 30; 32]))).collect();
-    let mut genesis = Genesis::dev("deai-requeue", identities.iter().map(|c| c.info()).collect());
-    genesis.start_ms = now_ms();
-    genesis.params.order_timeout_ms = 1_000;
-    let network = genesis.network_id.clone();
-    let config = ClusterConfig {
-        heartbeat_interval_ms: 50,
-        election_timeout_min_ms: 300,
-        election_timeout_max_ms: 600,
-        ..ClusterConfig::default()
-    };
-    let mut listeners = Vec::new();
-    let mut members = BTreeMap::new();
-    for id in 0..3u64 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        members.insert(id, BasicNode::new(listener.local_addr().unwrap().to_string()));
-        listeners.push(listener);
-    }
-    let mut nodes = Vec::new();
-    let mut actors = Vec::new();
-    for (id, listener) in (0..3u64).zip(listeners) {
-        let net = TcpNetwork::new(id, network.0.clone());
-        let mut node =
-            CoordinatorNode::start(id, &dir.path().join(format!("n{id}")), genesis.clone(), net.clone(), &config)
-                .await
-                .unwrap();
-        node.forward_writes_over_tcp(net);
-        let node = Arc::new(node);
-        tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
-        let duties = Duties {
-            outbox: CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
-            identity: identities[id as usize].clone(),
-            runtime: tokio::runtime::Handle::current(),
-            config: ActorsConfig::default(),
-        };
-        actors.push(CoordinatorActors::start(duties).unwrap());
-        nodes.push(node);
-    }
-    nodes[0].raft.initialize(members).await.unwrap();
-    wait_for("a leader", || nodes[0].raft.metrics().borrow().current_leader).await;
-    let node = nodes[0].clone();
+    let (nodes, network, _dir) = start_network(30, "deai-requeue", |g| g.params.order_timeout_ms = 1_000).await;
+    wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await;
+    let node = nodes[0].node.clone();
     let write = |entries: Vec<Entry>| {
         let node = node.clone();
         async move {
@@ -331,7 +301,7 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     );
     write(vec![claim]).await;
     assert_eq!(node.ledger().read().order(&order).unwrap().status, OrderStatus::Completed);
-    for a in actors {
-        a.stop();
+    for mut n in nodes {
+        n.actors.take().unwrap().stop();
     }
 }
