@@ -87,10 +87,11 @@ fn order(prompt: &str) -> Message {
     })
 }
 
-#[test]
-fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_frozen() {
+/// Starts `deai dev` on free ports and waits for its three miners; returns the process (killed
+/// on drop), the API and the registered miners' ids.
+fn start_dev() -> (Dev, Api, Vec<String>) {
     let (raft, http, miners) = (free_port_run(), free_port_run(), free_port_run());
-    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
+    let dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
         .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
         .args(["--miner-port-base", &miners.to_string()])
         .stdout(Stdio::null())
@@ -99,17 +100,22 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
         .unwrap());
     let nodes: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http + i)).collect();
     let agent = new_agent();
-    wait_for("three registered miners", || {
+    let miner_ids: Vec<String> = wait_for("three registered miners", || {
         let mut r = agent.get(&format!("http://{}/v1/miners?consistency=stale", nodes[0])).call().ok()?;
         let list: Vec<Value> = r.body_mut().read_json().ok()?;
-        (list.len() == 3).then_some(())
+        (list.len() == 3).then(|| list.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect())
     });
     let network = {
         let mut r = agent.get(&format!("http://{}/v1/ledger/head?consistency=stale", nodes[0])).call().unwrap();
         let head: Value = r.body_mut().read_json().unwrap();
         NetworkId(head["network_id"].as_str().unwrap().to_string())
     };
-    let api = Api { agent, nodes, network };
+    (dev, Api { agent, nodes, network }, miner_ids)
+}
+
+#[test]
+fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_frozen() {
+    let (_dev, api, _) = start_dev();
     let status: Value = api.get(0, "/v1/admin/status");
     let leader = status["leader"].as_u64().unwrap() as usize;
     let follower = (leader + 1) % 3;
@@ -172,27 +178,7 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
 /// `rating_restricted`.
 #[test]
 fn a_client_rating_against_the_majority_is_restricted() {
-    let (raft, http, miners) = (free_port_run(), free_port_run(), free_port_run());
-    let _dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
-        .args(["--miner-port-base", &miners.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
-    let nodes: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http + i)).collect();
-    let agent = new_agent();
-    let miner_ids: Vec<String> = wait_for("three registered miners", || {
-        let mut r = agent.get(&format!("http://{}/v1/miners?consistency=stale", nodes[0])).call().ok()?;
-        let list: Vec<Value> = r.body_mut().read_json().ok()?;
-        (list.len() == 3).then(|| list.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect())
-    });
-    let network = {
-        let mut r = agent.get(&format!("http://{}/v1/ledger/head?consistency=stale", nodes[0])).call().unwrap();
-        let head: Value = r.body_mut().read_json().unwrap();
-        NetworkId(head["network_id"].as_str().unwrap().to_string())
-    };
-    let api = Api { agent, nodes, network };
+    let (_dev, api, miner_ids) = start_dev();
     let setup = |client: &mut Client, stake_tokens: u128| {
         for m in [
             Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 * TOKEN }),
