@@ -234,10 +234,10 @@ impl CoordinatorNode {
     /// Replicates one batch of signed entries and returns what applying it did. Only the leader
     /// accepts writes; a follower answers `NotLeader` with the leader's id.
     pub async fn submit(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        self.submit_command(LogCommand::new(entries)).await
+        self.submit_command(&LogCommand::new(entries)).await
     }
 
-    pub(crate) async fn submit_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
+    pub(crate) async fn submit_command(&self, command: &LogCommand) -> Result<Written, ClusterError> {
         if self.transferring.load(Ordering::Acquire) {
             return Err(ClusterError::TransferInProgress);
         }
@@ -288,9 +288,9 @@ impl CoordinatorNode {
 
     /// [`write`](Self::write) for an already framed batch.
     pub async fn write_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
-        let Some(network) = self.forward_network.as_ref() else { return self.submit_command(command).await };
-        // openraft consumes the command, so keep the encoded bytes for a possible forward.
-        let leader = match self.submit_command(command.clone()).await {
+        let Some(network) = self.forward_network.as_ref() else { return self.submit_command(&command).await };
+        // Proposing only borrows the command, so the bytes are still here for a forward.
+        let leader = match self.submit_command(&command).await {
             Err(ClusterError::NotLeader { leader: Some(leader) }) if leader != self.id => leader,
             other => return other,
         };

@@ -275,7 +275,7 @@ async fn handle(
         Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
         Request::Write(command) => Response::Written(
             match node {
-                Some(node) => node.submit_command(command).await.map(|w| (w.log_index, w.outcome)),
+                Some(node) => node.submit_command(&command).await.map(|w| (w.log_index, w.outcome)),
                 None => crate::node::client_write(raft, command).await.map(|w| (w.log_index, w.outcome)),
             }
             .map_err(|e| RemoteFailure::from_cluster(&e)),
