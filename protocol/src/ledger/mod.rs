@@ -43,6 +43,9 @@ pub const MAX_TICK_ITEMS: usize = 10_000;
 /// Most orders one `Allocate` entry may carry. Its body (an order id and a miner id per order,
 /// plus the VRF proof) must fit in one envelope; the assertion below keeps the limits coherent.
 pub const MAX_ALLOCATION_BATCH: usize = 512;
+/// VRF draws `Ledger::plan_allocation` makes for one batch before it falls back to a batch of
+/// one order (each draw is a proof and a replay of the batch).
+pub const MAX_PLAN_DRAWS: usize = 8;
 const _: () = assert!(MAX_ALLOCATION_BATCH * 2 * 32 + 1_024 <= crate::envelope::MAX_BODY_BYTES);
 /// Most orders a client may have waiting (pending) at once.
 pub const MAX_PENDING_PER_CLIENT: usize = 10_000;

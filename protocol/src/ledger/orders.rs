@@ -3,7 +3,7 @@
 
 use super::{
     credit, debit, AllocationRecord, ClaimRecord, Ctx, Effects, Event, Ledger, MinerStatus, Order, OrderStatus,
-    PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_URL_BYTES,
+    PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_PLAN_DRAWS, MAX_URL_BYTES,
 };
 use crate::error::Rejection;
 use crate::hash::{hash_fixed, hash_parts};
@@ -404,9 +404,25 @@ impl Ledger {
     pub fn plan_allocation(&self, vrf_secret: &VrfSecret, max_orders: usize) -> Option<Allocate> {
         let max_orders = max_orders.min(MAX_ALLOCATION_BATCH);
         // Look further than the batch so that orders nobody can serve do not starve the rest.
-        let mut lookahead = self.pending_in_wrr_order(max_orders.saturating_mul(4));
-        loop {
-            let batch: Vec<OrderId> = lookahead.iter().take(max_orders).copied().collect();
+        let lookahead = self.pending_in_wrr_order(max_orders.saturating_mul(4));
+        // Keep, in WRR order, the orders some ready miner could take once the orders kept
+        // before them hold their slots. Without a VRF and in one pass, this leaves out what
+        // nobody can serve now, so a ledger full of such orders costs no proofs.
+        let mut fit = BatchView::new(self);
+        let mut batch: Vec<OrderId> = Vec::with_capacity(max_orders);
+        for id in &lookahead {
+            if batch.len() == max_orders {
+                break;
+            }
+            if let Some((_, slot)) = fit.choose(&self.orders[id], 0) {
+                fit.loads[slot] += 1;
+                batch.push(*id);
+            }
+        }
+        // The real draws may spread the load otherwise than the fit did, so a miner serving
+        // several services can fill up first: drop the order that found nobody and draw again,
+        // a bounded number of times, then fall back to the first order alone (which fits).
+        for _ in 0..MAX_PLAN_DRAWS {
             if batch.is_empty() {
                 return None;
             }
@@ -420,11 +436,15 @@ impl Ledger {
                         vrf: proof,
                     })
                 }
-                // Drop the first order nobody can serve and draw again: the batch changed.
-                Err(Rejection::AllocationMismatch { order, .. }) => lookahead.retain(|o| *o != order),
+                Err(Rejection::AllocationMismatch { order, .. }) => batch.retain(|o| *o != order),
                 Err(_) => return None,
             }
         }
+        batch.truncate(1);
+        let input = vrf::allocation_input(&batch_hash(&batch), &self.last_checkpoint_root);
+        let (output, proof) = vrf_secret.prove(&input);
+        let BatchReplay { chosen, .. } = self.replay_batch(&batch, None, &output).ok()?;
+        Some(Allocate { orders: batch, miners: chosen.into_iter().map(|c| c.0).collect(), vrf: proof })
     }
 
     /// `sClaim` (SPEC 5.10): completes the order, counts the contribution, settles the price.
