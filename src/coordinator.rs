@@ -112,12 +112,9 @@ pub async fn run_until(
     let identity = Arc::new(identity);
     // Only a genesis coordinator can sign allocations, epoch closes and payouts.
     let actors = if is_coordinator {
-        let duties = Duties {
-            outbox: outbox.clone(),
-            identity: identity.clone(),
-            runtime: tokio::runtime::Handle::current(),
-            config: config.actors.clone(),
-        };
+        let duties =
+            Duties::new(outbox.clone(), identity.clone(), tokio::runtime::Handle::current(), config.actors.clone())
+                .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
         Some(CoordinatorActors::start(duties).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?)
     } else {
         tracing::warn!("this node's key is not a genesis coordinator's: it will not schedule, close epochs or sign");
@@ -135,8 +132,10 @@ pub async fn run_until(
         })
     });
 
-    let http = crate::http::serve(node.clone(), &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
-        .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
+    let queues = actors.as_ref().map(CoordinatorActors::client_queues);
+    let http =
+        crate::http::serve(node.clone(), queues, &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
+            .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
     let http_handle = http.handle();
     let http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");

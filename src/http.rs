@@ -15,6 +15,7 @@
 use crate::api_client::{hex, unhex, unhex32};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use deai_actors::{ClientQueues, QueueError};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::ledger::Entry;
@@ -67,6 +68,9 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader: Option<u64>,
+    /// For `frozen`: when the freeze ends (ledger time, ms since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
     #[serde(skip)]
     #[schema(ignore)]
     status: u16,
@@ -80,7 +84,7 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        ApiError { code: code.into(), message: message.into(), leader: None, status: 400 }
+        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status: 400 }
     }
 }
 
@@ -105,7 +109,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NotLeader { leader } => *leader,
             _ => None,
         };
-        ApiError { code: e.code().into(), message: e.to_string(), leader, status }
+        ApiError { code: e.code().into(), message: e.to_string(), leader, until_ms: None, status }
     }
 }
 
@@ -119,6 +123,22 @@ impl ResponseError for ApiError {
 }
 
 type Node = web::Data<Arc<CoordinatorNode>>;
+type Queues = web::Data<Option<ClientQueues>>;
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        let (status, until_ms) = match &e {
+            QueueError::Full => (429, None),
+            QueueError::Frozen { until_ms } => (429, Some(*until_ms)),
+            QueueError::Overloaded | QueueError::Stopped | QueueError::Timeout { .. } => (503, None),
+            QueueError::Cluster(_) => (0, None),
+        };
+        if let QueueError::Cluster(inner) = e {
+            return ApiError::from(inner);
+        }
+        ApiError { code: e.code().into(), message: e.to_string(), leader: None, until_ms, status }
+    }
+}
 
 /// The process serves requests.
 #[utoipa::path(get, path = "/livez", tag = "operations", responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
@@ -244,14 +264,15 @@ pub struct WriteResult {
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
     (status = 400, description = "malformed, empty or undecodable", body = ApiError),
     (status = 413, description = "over the size limit", body = ApiError),
+    (status = 429, description = "the client is frozen (until_ms says until when) or has too many batches waiting", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn write_entries(node: Node, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn write_entries(node: Node, queues: Queues, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     // Refuse what cannot decode here, before it costs a log entry.
     let envelopes: Vec<SignedEnvelope> =
         deai_protocol::codec::decode_framed_large(&body).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    write_envelopes(&node, envelopes).await
+    write_envelopes(&node, queues.get_ref().as_ref(), envelopes).await
 }
 
 /// Envelopes as JSON: each one's codec bytes in hex.
@@ -267,10 +288,15 @@ struct EnvelopesBody {
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
     (status = 400, description = "malformed, empty or undecodable", body = ApiError),
     (status = 413, description = "over the size limit", body = ApiError),
+    (status = 429, description = "the client is frozen (until_ms says until when) or has too many batches waiting", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn write_entries_json(node: Node, body: web::Json<EnvelopesBody>) -> Result<HttpResponse, ApiError> {
+async fn write_entries_json(
+    node: Node,
+    queues: Queues,
+    body: web::Json<EnvelopesBody>,
+) -> Result<HttpResponse, ApiError> {
     let mut envelopes = Vec::with_capacity(body.envelopes.len());
     for (i, text) in body.envelopes.iter().enumerate() {
         let bytes = unhex(text).ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))?;
@@ -278,18 +304,30 @@ async fn write_entries_json(node: Node, body: web::Json<EnvelopesBody>) -> Resul
             .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))?;
         envelopes.push(envelope);
     }
-    write_envelopes(&node, envelopes).await
+    write_envelopes(&node, queues.get_ref().as_ref(), envelopes).await
 }
 
-async fn write_envelopes(node: &CoordinatorNode, envelopes: Vec<SignedEnvelope>) -> Result<HttpResponse, ApiError> {
+async fn write_envelopes(
+    node: &CoordinatorNode,
+    queues: Option<&ClientQueues>,
+    envelopes: Vec<SignedEnvelope>,
+) -> Result<HttpResponse, ApiError> {
     if envelopes.is_empty() {
         return Err(ApiError::bad_request("empty_batch", "a write needs at least one entry"));
     }
+    // One participant's batch goes through its client queue (in order, bounded, frozen clients
+    // answered at once); anything else straight to the cluster.
+    let signer = envelopes[0].signer;
+    let one_participant = envelopes.iter().all(|e| e.signer == signer)
+        && envelopes[0].kind.role() == deai_protocol::message::Role::Participant;
     // Ledger time comes from coordinators' clocks, never from the sender (SPEC 5: the leader
     // stamps entries).
     let stamped_ms = deai_cluster::checkpointer::now_ms();
     let entries: Vec<Entry> = envelopes.into_iter().map(|envelope| Entry { stamped_ms, envelope }).collect();
-    let written = node.write(&entries).await?;
+    let written = match queues {
+        Some(queues) if one_participant => queues.submit(signer, entries).await.map_err(ApiError::from)?,
+        _ => node.write(&entries).await?,
+    };
     let outcomes = written
         .outcome
         .outcomes
@@ -461,6 +499,7 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
         code: "method_not_allowed".into(),
         message: format!("this route takes {allow} only"),
         leader: None,
+        until_ms: None,
         status: 405,
     };
     HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error)
@@ -524,7 +563,7 @@ pub const MAX_ASSIGNMENTS_PER_REQUEST: usize = 512;
 pub const MAX_PROVIDERS_PER_REQUEST: usize = 1_000;
 
 fn not_found(what: &str) -> ApiError {
-    ApiError { code: "not_found".into(), message: format!("no such {what}"), leader: None, status: 404 }
+    ApiError { code: "not_found".into(), message: format!("no such {what}"), leader: None, until_ms: None, status: 404 }
 }
 
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
@@ -700,14 +739,17 @@ where
 /// Binds the endpoint and returns the running server (stop it through its handle).
 pub fn serve(
     node: Arc<CoordinatorNode>,
+    queues: Option<ClientQueues>,
     addr: &str,
     max_body_bytes: usize,
     grace_ms: u64,
 ) -> std::io::Result<actix_web::dev::Server> {
     let node = web::Data::new(node);
+    let queues = web::Data::new(queues);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(node.clone())
+            .app_data(queues.clone())
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| json_error(e)))
@@ -731,8 +773,14 @@ pub fn serve(
             .service(one_route("/v1/epochs/{number}", "GET", epoch))
             .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
             .default_service(web::to(|| async {
-                ApiError { code: "not_found".into(), message: "no such route".into(), leader: None, status: 404 }
-                    .error_response()
+                ApiError {
+                    code: "not_found".into(),
+                    message: "no such route".into(),
+                    leader: None,
+                    until_ms: None,
+                    status: 404,
+                }
+                .error_response()
             }))
     })
     .workers(HTTP_WORKERS)

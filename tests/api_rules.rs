@@ -170,6 +170,17 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
     let accepted = codes.iter().filter(|c| *c == "accepted").count();
     assert_eq!(accepted, 9, "ten requests per window, one already used: {codes:?}");
     assert!(codes[9..].iter().all(|c| c == "frozen"), "{codes:?}");
+    // A frozen client is answered by its queue at once, with the time the freeze ends, and
+    // costs no log entry.
+    let e = alice.seal(&api, order("still frozen"));
+    let (status, body) = api.post(leader, "/v1/entries", &json!({ "envelopes": [hex(&e.to_wire())] }));
+    assert_eq!((status, body["code"].as_str()), (429, Some("frozen")), "{body}");
+    assert!(body["until_ms"].as_u64().is_some_and(|t| t > 0), "{body}");
+    let id = hex(&deai_protocol::Ledger::order_id_of(&e).0);
+    let mut r = api.agent.get(&format!("http://{}/v1/orders/{id}", api.nodes[leader])).call().unwrap();
+    assert_eq!(r.status().as_u16(), 404, "the refused order never reached the ledger");
+    let body: Value = r.body_mut().read_json().unwrap();
+    assert_eq!(body["code"], "not_found");
 }
 
 /// A rating abuser is restricted (SPEC 5.6): once every miner holds a good rating from an

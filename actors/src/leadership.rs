@@ -3,9 +3,10 @@
 //! Polls openraft's metrics every `leadership_poll_ms` on the actor thread (reading a watch
 //! channel is cheap and never blocks). On gaining leadership it starts a [`Scheduler`] and the
 //! [`RewardEpoch`] of the open epoch; when that epoch closes it starts the next one. On losing
-//! leadership it stops them all: a deposed leader proposing would only collect rejections.
+//! leadership it tells them to stop ([`StepDown`](crate::StepDown)): a deposed leader proposing
+//! would only collect rejections.
 
-use crate::{Duties, RewardEpoch, Scheduler, MAILBOX_CAPACITY};
+use crate::{Duties, RewardEpoch, Scheduler, StepDown, MAILBOX_CAPACITY};
 use actix::{Actor, Addr, AsyncContext, Context, Handler, Message};
 use std::time::Duration;
 
@@ -21,19 +22,15 @@ impl Leadership {
         Leadership { duties, scheduler: None, epoch: None }
     }
 
-    fn is_leader(&self) -> bool {
-        let node = self.duties.outbox.node();
-        node.raft.metrics().borrow().current_leader == Some(node.id)
-    }
-
     fn check(&mut self) {
-        let leading = self.is_leader();
-        if !leading {
-            if self.scheduler.take().is_some() {
+        if !self.duties.leads() {
+            if let Some(scheduler) = self.scheduler.take() {
+                scheduler.do_send(StepDown);
                 tracing::info!("no longer leader: scheduler and reward epoch stopped");
             }
-            // Dropping the last address stops an actor once its mailbox is empty.
-            self.epoch = None;
+            if let Some((_, epoch)) = self.epoch.take() {
+                epoch.do_send(StepDown);
+            }
             return;
         }
         if self.scheduler.is_none() {
@@ -42,6 +39,10 @@ impl Leadership {
         }
         let open = self.duties.outbox.node().ledger().read().epoch.number;
         if self.epoch.as_ref().map(|(n, _)| *n) != Some(open) {
+            // A closed epoch's actor stops by itself; one still running is told to.
+            if let Some((_, previous)) = self.epoch.take() {
+                previous.do_send(StepDown);
+            }
             self.epoch = Some((open, RewardEpoch::new(self.duties.clone(), open).start()));
         }
     }
@@ -52,8 +53,13 @@ impl Actor for Leadership {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.duties.metrics.started("leadership");
         self.check();
         ctx.run_interval(Duration::from_millis(self.duties.config.leadership_poll_ms), |act, _| act.check());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.duties.metrics.stopped("leadership");
     }
 }
 

@@ -11,6 +11,8 @@
 //!   every replica recomputes (SPEC 5.7).
 //! - [`PayoutSigner`] (every node) signs each closed epoch's payout root, as the checkpointer
 //!   signs checkpoints, so that a quorum certifies the payouts for L2 (SPEC 6).
+//! - [`ClientQueue`] (every node, one per active client) takes the client's submissions in
+//!   order, with a bounded queue, and answers a frozen client at once (SPEC 5.2).
 //!
 //! ## Two runtimes
 //!
@@ -24,15 +26,21 @@
 //!
 //! Mailboxes are bounded ([`MAILBOX_CAPACITY`]); these actors take few messages, all from
 //! their own timers and proposals.
+//!
+//! Because every actor shares that one thread, none may keep running work nobody needs: the
+//! leader-only actors stop on [`StepDown`] when leadership moves, and check leadership on each
+//! of their own ticks as well, so a deposed leader never plans allocations it cannot propose.
 
 // openraft's errors inside `ClusterError` are large; errors are the cold path.
 #![allow(clippy::result_large_err)]
 
+mod client_queue;
 mod leadership;
 mod payouts;
 mod reward_epoch;
 mod scheduler;
 
+pub use client_queue::{ClientQueue, ClientQueues, QueueError, CLIENT_QUEUE_CAPACITY, MAX_CLIENT_QUEUES};
 pub use leadership::Leadership;
 pub use payouts::PayoutSigner;
 pub use reward_epoch::RewardEpoch;
@@ -59,6 +67,11 @@ pub struct ActorsConfig {
     pub tick_check_every_ms: u64,
     /// How often the payout signer looks for closed epochs to sign.
     pub payout_check_every_ms: u64,
+    /// A client queue with nothing to do for this long stops.
+    pub client_idle_ms: u64,
+    /// Longest a client queue waits for one write before answering `write_timeout` (outcome
+    /// unknown) and taking the client's next batch.
+    pub client_write_timeout_ms: u64,
 }
 
 impl Default for ActorsConfig {
@@ -69,20 +82,102 @@ impl Default for ActorsConfig {
             allocation_batch_orders: deai_protocol::ledger::MAX_ALLOCATION_BATCH,
             tick_check_every_ms: 200,
             payout_check_every_ms: 200,
+            client_idle_ms: 30_000,
+            client_write_timeout_ms: 10_000,
         }
     }
 }
 
-/// What every actor needs: the node's outbox, its VRF key, the main runtime and the timers.
+/// What every actor needs: the node's outbox, its VRF key, the main runtime, the timers and the
+/// actors' metrics.
 #[derive(Clone)]
 pub struct Duties {
     pub outbox: CoordinatorOutbox,
     pub identity: Arc<CoordinatorIdentity>,
     pub runtime: tokio::runtime::Handle,
     pub config: ActorsConfig,
+    pub metrics: ActorMetrics,
 }
 
+/// Series of the actors, registered in the node's registry (so they carry its `node` label).
+///
+/// - `deai_actors_running{actor}`: actors alive now, by kind (`scheduler`, `reward_epoch`,
+///   `payout_signer`, `leadership`, `client_queue`). On a healthy cluster exactly one node runs
+///   a scheduler.
+/// - `deai_client_queue_refusals_total{code}`: submissions a client queue answered without
+///   writing (`client_queue_full`, `frozen`, `overloaded`).
+#[derive(Clone)]
+pub struct ActorMetrics {
+    running: prometheus::IntGaugeVec,
+    refusals: prometheus::IntCounterVec,
+}
+
+impl ActorMetrics {
+    /// Creates the series and registers them in `registry`.
+    pub fn register(registry: &prometheus::Registry) -> Result<Self, ActorsError> {
+        let running = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("deai_actors_running", "Actors alive now, by kind"),
+            &["actor"],
+        )
+        .map_err(|e| ActorsError::Metrics(e.to_string()))?;
+        let refusals = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "deai_client_queue_refusals_total",
+                "Client submissions answered without a write, by error code",
+            ),
+            &["code"],
+        )
+        .map_err(|e| ActorsError::Metrics(e.to_string()))?;
+        registry.register(Box::new(running.clone())).map_err(|e| ActorsError::Metrics(e.to_string()))?;
+        registry.register(Box::new(refusals.clone())).map_err(|e| ActorsError::Metrics(e.to_string()))?;
+        Ok(ActorMetrics { running, refusals })
+    }
+
+    /// Actors of kind `actor` alive now.
+    pub fn running(&self, actor: &str) -> i64 {
+        self.running.with_label_values(&[actor]).get()
+    }
+
+    pub(crate) fn started(&self, actor: &str) {
+        self.running.with_label_values(&[actor]).inc();
+    }
+
+    pub(crate) fn stopped(&self, actor: &str) {
+        self.running.with_label_values(&[actor]).dec();
+    }
+
+    pub(crate) fn refused(&self, code: &str) {
+        self.refusals.with_label_values(&[code]).inc();
+    }
+}
+
+/// Tells a leader-only actor (the scheduler, a reward epoch) to stop: this node no longer leads.
+///
+/// Dropping an actor's address is not enough: actix keeps an actor alive while its own timers
+/// run, so a deposed leader's scheduler would go on planning allocations that only collect
+/// `not_leader`, on the thread the client queues share.
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+pub struct StepDown;
+
 impl Duties {
+    /// Duties of the node behind `outbox`, with the actors' series registered in its registry.
+    pub fn new(
+        outbox: CoordinatorOutbox,
+        identity: Arc<CoordinatorIdentity>,
+        runtime: tokio::runtime::Handle,
+        config: ActorsConfig,
+    ) -> Result<Self, ActorsError> {
+        let metrics = ActorMetrics::register(outbox.node().metrics().registry())?;
+        Ok(Duties { outbox, identity, runtime, config, metrics })
+    }
+
+    /// Whether this node leads now (a read of openraft's metrics watch; never blocks).
+    pub(crate) fn leads(&self) -> bool {
+        let node = self.outbox.node();
+        node.raft.metrics().borrow().current_leader == Some(node.id)
+    }
+
     /// Submits `message` through the outbox on the main runtime; the returned future only waits
     /// for the answer, so an actor can await it without holding the node's work on its thread.
     pub(crate) fn submit(
@@ -99,6 +194,7 @@ impl Duties {
 /// The actor system of one coordinator, on its own thread.
 pub struct CoordinatorActors {
     system: actix::System,
+    client_queues: ClientQueues,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -109,6 +205,8 @@ pub enum ActorsError {
     Thread(#[from] std::io::Error),
     #[error("the actor system stopped while starting")]
     Start,
+    #[error("cannot register the actors' metrics: {0}")]
+    Metrics(String),
 }
 
 impl ActorsError {
@@ -116,6 +214,7 @@ impl ActorsError {
         match self {
             ActorsError::Thread(_) => "actors_thread",
             ActorsError::Start => "actors_start",
+            ActorsError::Metrics(_) => "actors_metrics",
         }
     }
 }
@@ -129,13 +228,19 @@ impl CoordinatorActors {
             system.block_on(async {
                 use actix::Actor;
                 Leadership::new(duties.clone()).start();
-                PayoutSigner::new(duties).start();
-                let _ = started.send(actix::System::current());
+                PayoutSigner::new(duties.clone()).start();
+                let queues = ClientQueues::new(duties, actix::Arbiter::current());
+                let _ = started.send((actix::System::current(), queues));
             });
             system.run()
         })?;
-        let system = system.recv().map_err(|_| ActorsError::Start)?;
-        Ok(CoordinatorActors { system, thread: Some(thread) })
+        let (system, client_queues) = system.recv().map_err(|_| ActorsError::Start)?;
+        Ok(CoordinatorActors { system, client_queues, thread: Some(thread) })
+    }
+
+    /// The registry of client queues, for the API to submit through.
+    pub fn client_queues(&self) -> ClientQueues {
+        self.client_queues.clone()
     }
 
     /// Stops every actor and waits for the thread to end. Proposals already handed to the main

@@ -63,7 +63,12 @@ impl Actor for PayoutSigner {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.duties.metrics.started("payout_signer");
         let every = Duration::from_millis(self.duties.config.payout_check_every_ms);
         ctx.run_interval(every, |act, ctx| act.sign_next(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.duties.metrics.stopped("payout_signer");
     }
 }

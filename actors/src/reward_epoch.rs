@@ -6,8 +6,8 @@
 //! entry's stamp carries ledger time past the boundary. Until the close is accepted it tries
 //! again every `RETRY_CLOSE_MS`; once the ledger's open epoch has moved on, it stops.
 
-use crate::{Duties, MAILBOX_CAPACITY};
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use crate::{Duties, StepDown, MAILBOX_CAPACITY};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use deai_cluster::outbox::Submitted;
 use deai_cluster::ClusterError;
 use deai_protocol::message::{CloseEpoch, Message};
@@ -30,6 +30,10 @@ impl RewardEpoch {
 
     fn try_close(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight {
+            return;
+        }
+        if !self.duties.leads() {
+            ctx.stop();
             return;
         }
         let (open, ends_ms, payouts) = {
@@ -68,6 +72,7 @@ impl Actor for RewardEpoch {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.duties.metrics.started("reward_epoch");
         let ends_ms = self.duties.outbox.node().ledger().read().epoch_ends_ms();
         let wait_ms = ends_ms.saturating_sub(deai_cluster::checkpointer::now_ms());
         tracing::debug!(epoch = self.number, wait_ms, "reward epoch waiting for its boundary");
@@ -75,5 +80,17 @@ impl Actor for RewardEpoch {
             act.try_close(ctx);
             ctx.run_interval(Duration::from_millis(RETRY_CLOSE_MS), |act, ctx| act.try_close(ctx));
         });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.duties.metrics.stopped("reward_epoch");
+    }
+}
+
+impl Handler<StepDown> for RewardEpoch {
+    type Result = ();
+
+    fn handle(&mut self, _: StepDown, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

@@ -2,15 +2,16 @@
 //!
 //! Every `allocate_every_ms` it asks the ledger for a plan over the pending orders
 //! (`Ledger::plan_allocation`: interleaved WRR order, one VRF evaluation per batch) and proposes
-//! it as an `Allocate`. Only one proposal is in flight at a time: the next plan is made from a
+//! it as an `Allocate`. The plan is made on the main runtime's blocking pool, not on the actor
+//! thread, and not again while the ledger stands where the last plan found nothing to allocate. Only one proposal is in flight at a time: the next plan is made from a
 //! ledger that holds the previous one, so two plans never claim the same order. Orders queue in
 //! the ledger while a proposal is in flight, so batches grow with the load.
 //!
 //! A `Tick` carries ledger time forward for time-driven rules (deadlines, expiries, lapsed
 //! reports, closing proposals, pruning). It is proposed only when [`tick_due`] finds work.
 
-use crate::{Duties, MAILBOX_CAPACITY};
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use crate::{Duties, StepDown, MAILBOX_CAPACITY};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use deai_cluster::outbox::Submitted;
 use deai_cluster::ClusterError;
 use deai_protocol::message::{Message, Tick};
@@ -31,11 +32,14 @@ pub fn tick_due(ledger: &Ledger, now_ms: u64) -> bool {
 pub struct Scheduler {
     duties: Duties,
     in_flight: bool,
+    /// The ledger height at which the last plan came back empty: until the ledger moves, a new
+    /// plan would come back empty too.
+    nothing_to_plan_at: Option<u64>,
 }
 
 impl Scheduler {
     pub fn new(duties: Duties) -> Self {
-        Scheduler { duties, in_flight: false }
+        Scheduler { duties, in_flight: false, nothing_to_plan_at: None }
     }
 
     fn propose(&mut self, message: Message, what: &'static str, ctx: &mut Context<Self>) {
@@ -53,24 +57,54 @@ impl Scheduler {
         ctx.spawn(done);
     }
 
+    /// Stops this scheduler if the node no longer leads; true if it stopped.
+    fn deposed(&self, ctx: &mut Context<Self>) -> bool {
+        if self.duties.leads() {
+            return false;
+        }
+        ctx.stop();
+        true
+    }
+
     fn allocate(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight {
+        if self.in_flight || self.deposed(ctx) {
             return;
         }
-        let plan = {
+        let height = {
             let ledger = self.duties.outbox.node().ledger().read();
             if ledger.pending.is_empty() {
                 return;
             }
-            ledger.plan_allocation(&self.duties.identity.vrf, self.duties.config.allocation_batch_orders)
+            ledger.height
         };
-        if let Some(plan) = plan {
-            self.propose(Message::Allocate(plan), "allocate", ctx);
+        if self.nothing_to_plan_at == Some(height) {
+            return;
         }
+        // Planning proves a VRF and replays the batch: CPU work, done on the main runtime's
+        // blocking pool so that the actor thread stays free for the client queues.
+        self.in_flight = true;
+        let (node, identity) = (self.duties.outbox.node().clone(), self.duties.identity.clone());
+        let max_orders = self.duties.config.allocation_batch_orders;
+        let planning = self.duties.runtime.spawn_blocking(move || {
+            let ledger = node.ledger().read();
+            (ledger.height, ledger.plan_allocation(&identity.vrf, max_orders))
+        });
+        let planned = async move { planning.await.ok() }.into_actor(self).map(|planned, act, ctx| {
+            act.in_flight = false;
+            match planned {
+                Some((_, Some(plan))) => {
+                    act.nothing_to_plan_at = None;
+                    act.propose(Message::Allocate(plan), "allocate", ctx);
+                }
+                Some((height, None)) => act.nothing_to_plan_at = Some(height),
+                None => tracing::warn!("allocation planning stopped unexpectedly; planning again"),
+            }
+        });
+        ctx.spawn(planned);
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight {
+        if self.in_flight || self.deposed(ctx) {
             return;
         }
         let now = deai_cluster::checkpointer::now_ms();
@@ -85,8 +119,21 @@ impl Actor for Scheduler {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        self.duties.metrics.started("scheduler");
         let config = &self.duties.config;
         ctx.run_interval(Duration::from_millis(config.allocate_every_ms), |act, ctx| act.allocate(ctx));
         ctx.run_interval(Duration::from_millis(config.tick_check_every_ms), |act, ctx| act.tick(ctx));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.duties.metrics.stopped("scheduler");
+    }
+}
+
+impl Handler<StepDown> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: StepDown, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

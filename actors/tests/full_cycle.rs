@@ -4,7 +4,8 @@
 //! reward, and every coordinator's payout signer signs them into a certified payout list. Then
 //! the leader is stopped, and the new leader's scheduler serves the next order.
 
-use deai_actors::{ActorsConfig, CoordinatorActors, Duties};
+use deai_actors::{ActorMetrics, ActorsConfig, CoordinatorActors, Duties};
+use deai_cluster::admin::AdminCommand;
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::outbox::CoordinatorOutbox;
@@ -61,6 +62,7 @@ impl Participant {
 struct Node {
     node: Arc<CoordinatorNode>,
     actors: Option<CoordinatorActors>,
+    metrics: ActorMetrics,
 }
 
 /// Three coordinators over loopback TCP, each with its actors, for a network whose genesis
@@ -100,13 +102,15 @@ async fn start_network(
         node.forward_writes_over_tcp(net);
         let node = Arc::new(node);
         tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
-        let duties = Duties {
-            outbox: CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
-            identity: identities[id as usize].clone(),
-            runtime: tokio::runtime::Handle::current(),
-            config: ActorsConfig::default(),
-        };
-        nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()) });
+        let duties = Duties::new(
+            CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
+            identities[id as usize].clone(),
+            tokio::runtime::Handle::current(),
+            ActorsConfig::default(),
+        )
+        .unwrap();
+        let metrics = duties.metrics.clone();
+        nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()), metrics });
     }
     nodes[0].node.raft.initialize(members).await.unwrap();
     (nodes, network, dir)
@@ -301,6 +305,33 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     );
     write(vec![claim]).await;
     assert_eq!(node.ledger().read().order(&order).unwrap().status, OrderStatus::Completed);
+    for mut n in nodes {
+        n.actors.take().unwrap().stop();
+    }
+}
+
+/// Leadership moves (issue 5: actors start and stop with leadership changes): the deposed
+/// leader's scheduler and reward epoch stop, and only the new leader runs them. actix keeps an
+/// actor with running timers alive after its address is dropped, so without an explicit stop a
+/// deposed leader's scheduler went on planning on the actor thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
+    let (nodes, _network, _dir) = start_network(150, "deai-step-down", |_| {}).await;
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let running = |i: usize, actor: &str| nodes[i].metrics.running(actor);
+    let only = |i: usize| {
+        (0..3).all(|n| running(n, "scheduler") == i64::from(n == i) && running(n, "reward_epoch") == i64::from(n == i))
+    };
+    wait_for("the leader's duties, and only the leader's", || only(leader).then_some(())).await;
+    for n in 0..3 {
+        assert_eq!(running(n, "leadership"), 1);
+        assert_eq!(running(n, "payout_signer"), 1);
+    }
+
+    let to = (leader + 1) % 3;
+    nodes[leader].node.admin(AdminCommand::TransferLeader { to: to as u64 }).await.expect("transfer");
+    wait_for("the new leader's duties, and only its", || only(to).then_some(())).await;
+    assert_eq!(nodes[leader].node.raft.metrics().borrow().current_leader, Some(to as u64));
     for mut n in nodes {
         n.actors.take().unwrap().stop();
     }
