@@ -17,19 +17,20 @@ use std::time::Duration;
 /// Longest one API request may take, in milliseconds.
 pub const API_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// Lower-case hex, as every id and byte string in the API is written.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
+/// Hex in either case; `None` for an odd length or a non-hex digit.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+    hex::decode(text).ok()
 }
 
 pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    unhex(text)?.try_into().ok()
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
 }
 
 /// The coordinators one participant talks to.

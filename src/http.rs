@@ -388,13 +388,24 @@ async fn read_until<T>(
         tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.unwrap_or(0).min(MAX_LONG_POLL_MS));
     let mut consistency = consistency;
     loop {
+        let applied = changes.borrow_and_update().last_applied;
         let value = node.read(consistency, &read).await?;
         if done(&value) || tokio::time::Instant::now() >= deadline {
             return Ok(value);
         }
         // Later rounds read this node's state: the first read already confirmed leadership.
         consistency = Consistency::Stale;
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
+        // Raft's metrics change several times per batch (appended, committed, replicated);
+        // only a newly applied entry can change what the read returns.
+        let next_apply = async {
+            loop {
+                changes.changed().await?;
+                if changes.borrow_and_update().last_applied != applied {
+                    return Ok::<_, tokio::sync::watch::error::RecvError>(());
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, next_apply).await {
             Ok(Ok(())) => {}
             _ => return node.read(Consistency::Stale, &read).await.map_err(ApiError::from),
         }

@@ -146,10 +146,6 @@ pub struct CertificateStatus {
     pub signers: usize,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// This node's status.
 pub fn status(node: &CoordinatorNode) -> NodeStatus {
     let (state, leader, term, voters, learners, applied, last_log, snapshot) = {
@@ -181,10 +177,10 @@ pub fn status(node: &CoordinatorNode) -> NodeStatus {
         let ledger = node.ledger().read();
         let cert = ledger.last_certificate.as_ref().map(|c| CertificateStatus {
             height: c.height,
-            root: hex(&c.root),
+            root: hex::encode(c.root),
             signers: c.signatures.len(),
         });
-        (ledger.height, hex(&ledger.root), cert)
+        (ledger.height, hex::encode(&ledger.root), cert)
     };
     NodeStatus {
         id: node.id,
