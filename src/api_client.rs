@@ -110,6 +110,46 @@ impl Coordinators {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
     }
 
+    /// Opens a long-lived streaming GET of `path` on the first coordinator, from the current one
+    /// on, that answers 2xx; the body may take up to `max_ms` to arrive. Returns the
+    /// coordinator's address and the body.
+    pub fn open_stream(&self, path: &str, max_ms: u64) -> anyhow::Result<(String, ureq::Body)> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..self.bases.len() {
+            let i = (start + k) % self.bases.len();
+            let request = self
+                .agent
+                .get(&format!("{}{path}", self.bases[i]))
+                .config()
+                .timeout_global(Some(Duration::from_millis(max_ms.saturating_add(API_REQUEST_TIMEOUT_MS))))
+                .build();
+            match request.call() {
+                Ok(response) if response.status().is_success() => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok((self.bases[i].clone(), response.into_body()));
+                }
+                Ok(mut response) => {
+                    let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+                    last = Some(anyhow::anyhow!(
+                        "{}: HTTP {} [{}]",
+                        self.bases[i],
+                        response.status().as_u16(),
+                        body["code"].as_str().unwrap_or("unknown")
+                    ));
+                }
+                Err(e) => last = Some(anyhow::anyhow!("{}: {e}", self.bases[i])),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
+    }
+
+    /// Moves to the next coordinator (after the current one went silent).
+    pub fn skip_current(&self) {
+        let next = (self.current.load(Ordering::Relaxed) + 1) % self.bases.len();
+        self.current.store(next, Ordering::Relaxed);
+    }
+
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let value = self.call(|base| self.agent.get(&format!("{base}{path}")).call())?;
         serde_json::from_value(value).with_context(|| format!("unexpected answer to GET {path}"))

@@ -6,8 +6,9 @@
 //!
 //! - a client puts a free order, waits until its miner has claimed it (a long poll of the
 //!   order), and rates it; one cycle is those three signed entries plus the leader's allocation;
-//! - a miner long-polls its assignments and claims all new ones in one request (no service
-//!   runs: the benchmark measures the coordinators, not a model).
+//! - a miner keeps a session (`/v1/miners/{id}/session`, pushed by its `MinerSession`) and
+//!   claims all new assignments in one request (no service runs: the benchmark measures the
+//!   coordinators, not a model).
 //!
 //! Reported: completed cycles per second, cycle latency (put to rating accepted) percentiles,
 //! and order-to-allocation latency percentiles, taken from ledger time (the allocation's
@@ -31,12 +32,14 @@ use std::time::{Duration, Instant};
 
 /// Highest latency the histograms track, in microseconds.
 const MAX_TRACKED_LATENCY_US: u64 = 60_000_000;
-/// How long one long poll (of an order, or of a miner's assignments) may wait, in milliseconds.
+/// How long one long poll of an order may wait, in milliseconds.
 const LONG_POLL_MS: u64 = 1_000;
 /// Pause between a client's polls of its order, in milliseconds.
 const CLIENT_POLL_MS: u64 = 2;
-/// Pause between a miner's polls when it has nothing to claim, in milliseconds.
-const MINER_IDLE_POLL_MS: u64 = 2;
+/// How long one simulated miner's session is asked to last, in milliseconds.
+const MINER_SESSION_MS: u64 = 60_000;
+/// Pause before a simulated miner opens its session again after a failure, in milliseconds.
+const MINER_RETRY_MS: u64 = 50;
 /// Time between progress lines, in milliseconds.
 const PROGRESS_EVERY_MS: u64 = 1_000;
 /// Claimed orders a simulated miner remembers (assignments it already claimed may still be
@@ -215,39 +218,51 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         .map(|mut a| {
             let (stop, allocation) = (stop.clone(), allocation.clone());
             std::thread::spawn(move || {
-                let poll = format!("/v1/miners/{}/assignments?consistency=stale&wait_ms={LONG_POLL_MS}", a.me.id_hex());
+                let path = format!("/v1/miners/{}/session?max_ms={MINER_SESSION_MS}", a.me.id_hex());
                 let mut claimed = std::collections::HashSet::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let list: Vec<Value> = a.me.api.get(&poll).unwrap_or_default();
-                    // Claim everything new in one request, as a busy miner would.
-                    let mut envelopes = Vec::new();
-                    for item in list {
-                        let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
-                        if !claimed.insert(order) {
+                    let body = match a.me.api.open_stream(&path, MINER_SESSION_MS) {
+                        Ok((_, body)) => body,
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(MINER_RETRY_MS));
                             continue;
                         }
-                        let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
-                        if let (Some(p), Some(al)) = (placed, allocated) {
-                            if let Ok(mut h) = allocation.lock() {
-                                h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
+                    };
+                    for line in std::io::BufRead::lines(std::io::BufReader::new(body.into_reader())) {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let Ok(line) = line else { break };
+                        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
+                        // Claim everything new in one request, as a busy miner would.
+                        let mut envelopes = Vec::new();
+                        for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                            let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
+                            if !claimed.insert(order) {
+                                continue;
+                            }
+                            let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
+                            if let (Some(p), Some(al)) = (placed, allocated) {
+                                if let Ok(mut h) = allocation.lock() {
+                                    h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
+                                }
+                            }
+                            a.nonce += 1;
+                            let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
+                            envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
+                        }
+                        if envelopes.is_empty() {
+                            continue;
+                        }
+                        if a.me.api.post_json("/v1/entries", &serde_json::json!({ "envelopes": envelopes })).is_err() {
+                            // Unknown outcome: resynchronise the nonce from the ledger.
+                            if let Ok(next) = a.me.next_nonce() {
+                                a.nonce = next - 1;
                             }
                         }
-                        a.nonce += 1;
-                        let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
-                        envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
-                    }
-                    if envelopes.is_empty() {
-                        std::thread::sleep(Duration::from_millis(MINER_IDLE_POLL_MS));
-                        continue;
-                    }
-                    if a.me.api.post_json("/v1/entries", &serde_json::json!({ "envelopes": envelopes })).is_err() {
-                        // Unknown outcome: resynchronise the nonce from the ledger.
-                        if let Ok(next) = a.me.next_nonce() {
-                            a.nonce = next - 1;
+                        if claimed.len() > MAX_REMEMBERED_CLAIMS {
+                            claimed.clear();
                         }
-                    }
-                    if claimed.len() > MAX_REMEMBERED_CLAIMS {
-                        claimed.clear();
                     }
                 }
             })

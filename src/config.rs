@@ -42,6 +42,8 @@ pub struct CoordinatorConfig {
     pub max_body_bytes: usize,
     /// Time in-flight HTTP requests get to finish at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// Longest a long poll (`wait_ms` on orders and assignments) may wait, in milliseconds.
+    pub max_long_poll_ms: u64,
     pub raft: RaftSettings,
     pub actors: ActorSettings,
 }
@@ -70,6 +72,7 @@ impl Default for CoordinatorConfig {
             log_format: "text".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_ms: 5_000,
+            max_long_poll_ms: crate::http::MAX_LONG_POLL_MS,
             raft: RaftSettings::default(),
             actors: ActorSettings::default(),
         }

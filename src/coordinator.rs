@@ -133,15 +133,28 @@ pub async fn run_until(
     });
 
     let queues = actors.as_ref().map(CoordinatorActors::client_queues);
-    let http =
-        crate::http::serve(node.clone(), queues, &config.http_addr, config.max_body_bytes, config.shutdown_grace_ms)
-            .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
+    let sessions = actors.as_ref().map(CoordinatorActors::miner_sessions);
+    let http = crate::http::serve(
+        node.clone(),
+        queues,
+        sessions,
+        &config.http_addr,
+        config.max_body_bytes,
+        config.shutdown_grace_ms,
+        config.max_long_poll_ms,
+    )
+    .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
     let http_handle = http.handle();
     let http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");
 
     let signal = stop.await;
     tracing::info!(signal, "stopping: HTTP first, then checkpoint signing, then Raft");
+    // Miner sessions are streams without an end of their own: end them, so that the graceful
+    // stop waits only for requests that finish.
+    if let Some(actors) = &actors {
+        actors.miner_sessions().close();
+    }
     http_handle.stop(true).await;
     let _ = http_task.await;
     if let Some(actors) = actors {

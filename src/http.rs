@@ -15,7 +15,7 @@
 use crate::api_client::{hex, unhex, unhex32};
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
-use deai_actors::{ClientQueues, QueueError};
+use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::ledger::Entry;
@@ -43,6 +43,11 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
         head,
         account,
         openapi_json,
+        order,
+        providers,
+        epoch,
+        assignments,
+        miner_session,
     ),
     components(schemas(ReadConsistency))
 )]
@@ -86,6 +91,10 @@ impl ApiError {
     fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status: 400 }
     }
+
+    fn unavailable(code: &str, message: impl Into<String>) -> Self {
+        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status: 503 }
+    }
 }
 
 impl From<ClusterError> for ApiError {
@@ -124,6 +133,7 @@ impl ResponseError for ApiError {
 
 type Node = web::Data<Arc<CoordinatorNode>>;
 type Queues = web::Data<Option<ClientQueues>>;
+type Sessions = web::Data<Option<MinerSessions>>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -374,10 +384,16 @@ struct WaitQuery {
 /// Longest a long poll waits, in milliseconds.
 pub const MAX_LONG_POLL_MS: u64 = 30_000;
 
+/// This node's cap on long polls (`max_long_poll_ms`, at most [`MAX_LONG_POLL_MS`]).
+struct LongPoll {
+    max_ms: u64,
+}
+
 /// Runs `read` now and after every change this node applies, until `done` holds for its result
 /// or `wait_ms` passes; returns the last result.
 async fn read_until<T>(
     node: &CoordinatorNode,
+    limit: &LongPoll,
     consistency: Consistency,
     wait_ms: Option<u64>,
     read: impl Fn(&deai_protocol::Ledger) -> T,
@@ -385,7 +401,7 @@ async fn read_until<T>(
 ) -> Result<T, ApiError> {
     let mut changes = node.raft.metrics();
     let deadline =
-        tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.unwrap_or(0).min(MAX_LONG_POLL_MS));
+        tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.unwrap_or(0).min(limit.max_ms));
     let mut consistency = consistency;
     loop {
         let applied = changes.borrow_and_update().last_applied;
@@ -555,6 +571,106 @@ pub struct Assignment {
     pub allocated_ms: u64,
 }
 
+impl From<&AssignmentInfo> for Assignment {
+    fn from(a: &AssignmentInfo) -> Self {
+        Assignment {
+            order: hex(&a.order.0),
+            client: hex(&a.client.0),
+            service: a.service.clone(),
+            payload: hex(&a.payload),
+            deadline_ms: a.deadline_ms,
+            placed_ms: a.placed_ms,
+            allocated_ms: a.allocated_ms,
+        }
+    }
+}
+
+/// One line of a miner session's stream.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionLine {
+    /// `assignments`, `heartbeat` or `end`.
+    pub kind: String,
+    /// For `assignments`: orders newly allocated to the miner (the first line: all it holds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Assignment>,
+    /// For `heartbeat`: this node's ledger height, and its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// For `end`: why (`max_ms`, `replaced`); the miner opens a new session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<SessionEvent> for SessionLine {
+    fn from(event: SessionEvent) -> Self {
+        let line = |kind: &str| SessionLine {
+            kind: kind.into(),
+            assignments: Vec::new(),
+            height: None,
+            at_ms: None,
+            reason: None,
+        };
+        match event {
+            SessionEvent::Assignments(list) => {
+                SessionLine { assignments: list.iter().map(Assignment::from).collect(), ..line("assignments") }
+            }
+            SessionEvent::Heartbeat { height, at_ms } => {
+                SessionLine { height: Some(height), at_ms: Some(at_ms), ..line("heartbeat") }
+            }
+            SessionEvent::End { reason } => SessionLine { reason: Some(reason.into()), ..line("end") },
+        }
+    }
+}
+
+/// How long a miner session should last.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SessionQuery {
+    /// End the session after this long (default 60000, at most 300000); the miner then opens
+    /// the next one.
+    #[param(minimum = 1, maximum = 300000)]
+    max_ms: Option<u64>,
+}
+
+/// How long a session lasts when the miner does not say, in milliseconds.
+pub const DEFAULT_SESSION_MS: u64 = 60_000;
+
+/// A miner's session: its assignments pushed as this node applies them, and heartbeats.
+///
+/// The answer is a stream of JSON lines (`application/x-ndjson`), one `SessionLine` each: first
+/// everything allocated to the miner, then each new allocation, and a `heartbeat` whenever a
+/// second passes without a line. It ends with an `end` line after `max_ms`, or when a newer
+/// session of the same miner opens on this node. Claims go through `/v1/entries`.
+#[utoipa::path(get, path = "/v1/miners/{id}/session", tag = "miners", params(AccountPath, SessionQuery), responses(
+    (status = 200, description = "a stream of JSON lines, one SessionLine each", body = SessionLine, content_type = "application/x-ndjson"),
+    (status = 400, description = "bad parameter", body = ApiError),
+    (status = 503, description = "this node runs no actors, or holds too many sessions", body = ApiError),
+))]
+async fn miner_session(
+    sessions: Sessions,
+    path: web::Path<AccountPath>,
+    query: web::Query<SessionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let miner = parse_id(&path.id)?;
+    let Some(sessions) = sessions.get_ref() else {
+        return Err(ApiError::unavailable("no_sessions", "this node runs no actors; open the session on another"));
+    };
+    let max_ms = query.max_ms.unwrap_or(DEFAULT_SESSION_MS);
+    if max_ms == 0 || max_ms > MAX_SESSION_MS {
+        return Err(ApiError::bad_request("bad_max_ms", format!("max_ms is 1 to {MAX_SESSION_MS}")));
+    }
+    let events = sessions.open(miner, max_ms).map_err(|e| ApiError::unavailable(e.code(), e.to_string()))?;
+    let lines = futures_util::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        let mut line = serde_json::to_vec(&SessionLine::from(event)).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(line)), events))
+    });
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
+}
+
 /// A miner as the provider list shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProviderView {
@@ -587,6 +703,7 @@ fn not_found(what: &str) -> ApiError {
 ))]
 async fn order(
     node: Node,
+    long_poll: web::Data<LongPoll>,
     path: web::Path<OrderPath>,
     query: web::Query<HeadQuery>,
     wait: web::Query<WaitQuery>,
@@ -609,7 +726,7 @@ async fn order(
             o.output_hash.is_some() || matches!(o.status.as_str(), "expired" | "failed" | "invalidated")
         })
     };
-    let view = read_until(&node, consistency_of(&query)?, wait.wait_ms, read, settled)
+    let view = read_until(&node, &long_poll, consistency_of(&query)?, wait.wait_ms, read, settled)
         .await?
         .ok_or_else(|| not_found("order"))?;
     Ok(HttpResponse::Ok().json(view))
@@ -624,41 +741,27 @@ async fn order(
 ))]
 async fn assignments(
     node: Node,
+    long_poll: web::Data<LongPoll>,
     path: web::Path<AccountPath>,
     query: web::Query<HeadQuery>,
     wait: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let miner = parse_id(&path.id)?;
     let read = |l: &deai_protocol::Ledger| {
-        l.deadlines
+        deai_actors::assignments_of(l, &miner, MAX_ASSIGNMENTS_PER_REQUEST)
             .iter()
-            .filter_map(|(deadline, id)| {
-                let o = l.order(id)?;
-                (o.miner == Some(miner) && o.status == deai_protocol::ledger::OrderStatus::Allocated).then(|| {
-                    Assignment {
-                        order: hex(&id.0),
-                        client: hex(&o.client.0),
-                        service: o.service.to_string(),
-                        payload: match &o.payload {
-                            Some(deai_protocol::message::Payload::Inline(bytes)) => hex(bytes),
-                            _ => String::new(),
-                        },
-                        deadline_ms: *deadline,
-                        placed_ms: o.placed_ms,
-                        allocated_ms: deadline.saturating_sub(l.params.order_timeout_ms),
-                    }
-                })
-            })
-            .take(MAX_ASSIGNMENTS_PER_REQUEST)
+            .map(Assignment::from)
             .collect::<Vec<_>>()
     };
-    let list = read_until(&node, consistency_of(&query)?, wait.wait_ms, read, |list| !list.is_empty()).await?;
+    let list =
+        read_until(&node, &long_poll, consistency_of(&query)?, wait.wait_ms, read, |list| !list.is_empty()).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
 /// Registered miners, their services and reputations.
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
+    (status = 400, description = "bad parameter", body = ApiError),
     (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader", body = ApiError),
 ))]
@@ -751,16 +854,22 @@ where
 pub fn serve(
     node: Arc<CoordinatorNode>,
     queues: Option<ClientQueues>,
+    sessions: Option<MinerSessions>,
     addr: &str,
     max_body_bytes: usize,
     grace_ms: u64,
+    max_long_poll_ms: u64,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let long_poll = web::Data::new(LongPoll { max_ms: max_long_poll_ms.min(MAX_LONG_POLL_MS) });
     let node = web::Data::new(node);
     let queues = web::Data::new(queues);
+    let sessions = web::Data::new(sessions);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(node.clone())
             .app_data(queues.clone())
+            .app_data(sessions.clone())
+            .app_data(long_poll.clone())
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))
             .app_data(web::QueryConfig::default().error_handler(|e, _| json_error(e)))
@@ -783,6 +892,7 @@ pub fn serve(
             .service(one_route("/v1/miners", "GET", providers))
             .service(one_route("/v1/epochs/{number}", "GET", epoch))
             .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
+            .service(one_route("/v1/miners/{id}/session", "GET", miner_session))
             .default_service(web::to(|| async {
                 ApiError {
                     code: "not_found".into(),

@@ -1,9 +1,10 @@
 //! `deai miner`: registers with collateral, serves its assignments and claims them (SPEC 5.10).
 //!
-//! The session with the coordinators long-polls `GET /v1/miners/{id}/assignments` (the
-//! coordinator answers as soon as there is one) through any coordinator (failing over to the
-//! next), so a coordinator going
-//! away only moves the session. New assignments are served in interleaved round robin over
+//! The miner keeps a session with one coordinator, `GET /v1/miners/{id}/session`: a stream of
+//! JSON lines on which the coordinator's `MinerSession` actor pushes each assignment as it is
+//! applied, and a heartbeat every second. A session that breaks, or stays silent for
+//! `SESSION_SILENCE_MS`, moves to the next coordinator, so a coordinator going away only moves
+//! the session; each new session starts with everything still assigned, so nothing is missed. New assignments are served in interleaved round robin over
 //! their clients (SPEC 5.4), each through the backend (`backends.rs`); the output is kept in
 //! memory and served from the miner's own endpoint, `GET /v1/outputs/{order}`, to the client
 //! that ordered it only (a signature over the request, checked against the order's client); the
@@ -22,10 +23,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Pause between assignment polls when there is nothing new, in milliseconds.
-pub const MINER_POLL_MS: u64 = 20;
-/// How long one long poll for assignments may wait on the coordinator, in milliseconds.
-pub const ASSIGNMENT_LONG_POLL_MS: u64 = 1_000;
+/// How long one session is asked to last before the miner opens the next, in milliseconds.
+pub const SESSION_MS: u64 = 60_000;
+/// Longest silence on a session before the miner moves it to another coordinator (the
+/// coordinator sends a heartbeat every second), in milliseconds.
+pub const SESSION_SILENCE_MS: u64 = 3_000;
+/// Session lines read ahead while the miner is busy serving; a full queue stops the reading,
+/// and the coordinator then ends the session (the next one resends what is still assigned).
+pub const SESSION_LINES_QUEUED: usize = 64;
 /// Outputs kept for clients to fetch; the oldest goes first.
 pub const MAX_STORED_OUTPUTS: usize = 10_000;
 /// How far a client's request time may be from the miner's clock, in milliseconds.
@@ -168,9 +173,13 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
         tracing::info!(miner = %me.id_hex(), "back online");
     }
 
+    let me = Arc::new(me);
+    let (lines, incoming) = std::sync::mpsc::sync_channel::<(u64, Value)>(SESSION_LINES_QUEUED);
+    let mut generation = 0;
+    let mut session = SessionReader::start(me.clone(), generation, lines.clone(), stop.clone());
     let mut served: VecDeque<[u8; 32]> = VecDeque::new();
     let mut last_presence_check = std::time::Instant::now();
-    let poll = format!("/v1/miners/{}/assignments?consistency=stale&wait_ms={ASSIGNMENT_LONG_POLL_MS}", me.id_hex());
+    let mut last_line = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         // A deadline this miner missed took it offline (docs/decisions.md); say it is back.
         if last_presence_check.elapsed() >= Duration::from_millis(PRESENCE_CHECK_EVERY_MS) {
@@ -181,17 +190,29 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
                 let _ = me.submit(Message::SetAvailability(SetAvailability { online: true }));
             }
         }
-        let assignments: Vec<Value> = match me.api.get(&poll) {
-            Ok(list) => list,
-            Err(e) => {
-                tracing::warn!(error = %e, "no coordinator answered the session poll");
-                std::thread::sleep(Duration::from_millis(MINER_RETRY_MS));
+        let line = match incoming.recv_timeout(Duration::from_millis(PRESENCE_CHECK_EVERY_MS)) {
+            Ok((from, line)) if from == generation => line,
+            Ok(_) => continue, // from a session already abandoned
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if last_line.elapsed() >= Duration::from_millis(SESSION_SILENCE_MS) {
+                    tracing::warn!("the session went silent; moving it to another coordinator");
+                    session.abandon();
+                    me.api.skip_current();
+                    generation += 1;
+                    session = SessionReader::start(me.clone(), generation, lines.clone(), stop.clone());
+                    last_line = std::time::Instant::now();
+                }
                 continue;
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        last_line = std::time::Instant::now();
+        if line["kind"] != "assignments" {
+            continue;
+        }
         // Interleaved round robin over clients (SPEC 5.4): one order per client per turn.
         let mut by_client: BTreeMap<String, VecDeque<Value>> = BTreeMap::new();
-        for a in assignments {
+        for a in line["assignments"].as_array().cloned().unwrap_or_default() {
             let order = a["order"].as_str().and_then(unhex32);
             if order.is_some_and(|o| !served.contains(&o)) {
                 by_client.entry(a["client"].as_str().unwrap_or_default().to_string()).or_default().push_back(a);
@@ -205,10 +226,6 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
                 }
             }
         }
-        if turn.is_empty() {
-            std::thread::sleep(Duration::from_millis(MINER_POLL_MS));
-            continue;
-        }
         for a in turn {
             if stop.load(Ordering::Relaxed) {
                 break;
@@ -217,11 +234,65 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
                 tracing::warn!(order = a["order"].as_str().unwrap_or(""), error = %e, "could not serve an assignment");
             }
         }
+        last_line = std::time::Instant::now();
     }
+    session.abandon();
     let _ = me.submit(Message::SetAvailability(SetAvailability { online: false }));
     actix_web::rt::System::new().block_on(server.stop(true));
     let _ = server_thread.join();
     Ok(())
+}
+
+/// Reads the miner's session on its own thread and hands each line to the serving loop,
+/// opening the next session when one ends (on the next coordinator when one fails).
+struct SessionReader {
+    abandoned: Arc<AtomicBool>,
+}
+
+impl SessionReader {
+    fn start(
+        me: Arc<Participant>,
+        generation: u64,
+        lines: std::sync::mpsc::SyncSender<(u64, Value)>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let done = abandoned.clone();
+        let path = format!("/v1/miners/{}/session?max_ms={SESSION_MS}", me.id_hex());
+        let spawned = std::thread::Builder::new().name("deai-miner-session".into()).spawn(move || {
+            let over = || done.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+            while !over() {
+                let (coordinator, body) = match me.api.open_stream(&path, SESSION_MS) {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no coordinator took the session");
+                        std::thread::sleep(Duration::from_millis(MINER_RETRY_MS));
+                        continue;
+                    }
+                };
+                tracing::info!(%coordinator, "session open");
+                for line in std::io::BufRead::lines(std::io::BufReader::new(body.into_reader())) {
+                    let Ok(line) = line else { break };
+                    let Ok(value) = serde_json::from_str::<Value>(&line) else { continue };
+                    if over() || lines.send((generation, value)).is_err() {
+                        return;
+                    }
+                }
+                tracing::info!(%coordinator, "session ended");
+                // A broken session goes to the next coordinator; one that ended normally (an
+                // `end` line after max_ms) would too, which spreads the miners.
+                me.api.skip_current();
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the session reader");
+        }
+        SessionReader { abandoned }
+    }
+
+    fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Relaxed);
+    }
 }
 
 fn serve_one(

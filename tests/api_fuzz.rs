@@ -6,7 +6,8 @@
 //!
 //! The admin routes that change the cluster (learners, promote, remove, transfer-leader,
 //! snapshot) are left out: fuzzing them would remove the nodes under test. They are covered by
-//! the cluster tests.
+//! the cluster tests. Miner sessions and long polls wait by design; the nodes here cap them at
+//! `STREAM_CAP_MS` so that each fuzzed request ends quickly.
 
 mod common;
 
@@ -17,6 +18,8 @@ use std::process::Command;
 const FUZZ_EXAMPLES_PER_OPERATION: &str = "100";
 /// The admin routes left out of the fuzzing, as a regular expression over paths.
 const EXCLUDED_PATHS: &str = "^/v1/admin/(learners|promote|remove|transfer-leader|snapshot)$";
+/// Longest a miner session or long poll lasts on the fuzzed nodes, in milliseconds.
+const STREAM_CAP_MS: &str = "20";
 /// What must hold for every response.
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_schema_conformance,response_headers_conformance,unsupported_method";
@@ -31,6 +34,8 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-fuzz"]);
+    cluster.env.push(("DEAI_ACTORS__MINER_SESSION_MAX_MS".into(), STREAM_CAP_MS.into()));
+    cluster.env.push(("DEAI_MAX_LONG_POLL_MS".into(), STREAM_CAP_MS.into()));
     cluster.start_all();
     // The bootstrap node leads at first; aim at every node so followers' answers are checked too.
     for i in 0..3 {

@@ -102,7 +102,7 @@ impl Handler<Submit> for ClientQueue {
         };
         let orders = msg.entries.iter().any(|e| e.envelope.kind == deai_protocol::message::MessageKind::PutOrder);
         if let (Some(until_ms), true) = (frozen_until, orders) {
-            self.duties.metrics.refused("frozen");
+            self.duties.metrics.refused("client_queue", "frozen");
             let _ = msg.reply.send(Err(QueueError::Frozen { until_ms }));
             return;
         }
@@ -185,7 +185,7 @@ impl ClientQueues {
             })
         });
         if let Err(e) = queued {
-            self.duties.metrics.refused(e.code());
+            self.duties.metrics.refused("client_queue", e.code());
             return Err(e);
         }
         answer.await.map_err(|_| QueueError::Stopped)?

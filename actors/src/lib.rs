@@ -13,6 +13,8 @@
 //!   signs checkpoints, so that a quorum certifies the payouts for L2 (SPEC 6).
 //! - [`ClientQueue`] (every node, one per active client) takes the client's submissions in
 //!   order, with a bounded queue, and answers a frozen client at once (SPEC 5.2).
+//! - [`MinerSession`] (every node, one per connected miner) pushes the miner's assignments as
+//!   they are applied, with heartbeats, over a session the miner keeps open (SPEC 5.3, 5.10).
 //!
 //! ## Two runtimes
 //!
@@ -36,12 +38,17 @@
 
 mod client_queue;
 mod leadership;
+mod miner_session;
 mod payouts;
 mod reward_epoch;
 mod scheduler;
 
 pub use client_queue::{ClientQueue, ClientQueues, QueueError, CLIENT_QUEUE_CAPACITY, MAX_CLIENT_QUEUES};
 pub use leadership::Leadership;
+pub use miner_session::{
+    assignments_of, AssignmentInfo, MinerSession, MinerSessions, SessionError, SessionEvent, MAX_ASSIGNMENTS_PER_EVENT,
+    MAX_MINER_SESSIONS, MAX_SESSION_MS, SESSION_OUTBOX_EVENTS,
+};
 pub use payouts::PayoutSigner;
 pub use reward_epoch::RewardEpoch;
 pub use scheduler::{tick_due, Scheduler};
@@ -72,6 +79,13 @@ pub struct ActorsConfig {
     /// Longest a client queue waits for one write before answering `write_timeout` (outcome
     /// unknown) and taking the client's next batch.
     pub client_write_timeout_ms: u64,
+    /// How often a miner session looks for new assignments (a look costs a height compare
+    /// unless the ledger moved).
+    pub miner_session_poll_ms: u64,
+    /// Longest a miner session stays silent: a heartbeat goes out when nothing else did.
+    pub miner_heartbeat_ms: u64,
+    /// Longest a miner session lasts, whatever the miner asks (at most `MAX_SESSION_MS`).
+    pub miner_session_max_ms: u64,
 }
 
 impl Default for ActorsConfig {
@@ -84,6 +98,9 @@ impl Default for ActorsConfig {
             payout_check_every_ms: 200,
             client_idle_ms: 30_000,
             client_write_timeout_ms: 10_000,
+            miner_session_poll_ms: 2,
+            miner_heartbeat_ms: 1_000,
+            miner_session_max_ms: MAX_SESSION_MS,
         }
     }
 }
@@ -104,8 +121,9 @@ pub struct Duties {
 /// - `deai_actors_running{actor}`: actors alive now, by kind (`scheduler`, `reward_epoch`,
 ///   `payout_signer`, `leadership`, `client_queue`). On a healthy cluster exactly one node runs
 ///   a scheduler.
-/// - `deai_client_queue_refusals_total{code}`: submissions a client queue answered without
-///   writing (`client_queue_full`, `frozen`, `overloaded`).
+/// - `deai_actor_refusals_total{actor,code}`: work an actor turned away: client batches
+///   answered without a write (`client_queue`: `client_queue_full`, `frozen`, `overloaded`) and
+///   miner sessions refused or cut (`miner_session`: `overloaded`, `slow_reader`).
 #[derive(Clone)]
 pub struct ActorMetrics {
     running: prometheus::IntGaugeVec,
@@ -121,11 +139,8 @@ impl ActorMetrics {
         )
         .map_err(|e| ActorsError::Metrics(e.to_string()))?;
         let refusals = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "deai_client_queue_refusals_total",
-                "Client submissions answered without a write, by error code",
-            ),
-            &["code"],
+            prometheus::Opts::new("deai_actor_refusals_total", "Work an actor turned away, by actor and error code"),
+            &["actor", "code"],
         )
         .map_err(|e| ActorsError::Metrics(e.to_string()))?;
         registry.register(Box::new(running.clone())).map_err(|e| ActorsError::Metrics(e.to_string()))?;
@@ -146,8 +161,13 @@ impl ActorMetrics {
         self.running.with_label_values(&[actor]).dec();
     }
 
-    pub(crate) fn refused(&self, code: &str) {
-        self.refusals.with_label_values(&[code]).inc();
+    pub(crate) fn refused(&self, actor: &str, code: &str) {
+        self.refusals.with_label_values(&[actor, code]).inc();
+    }
+
+    /// Work actors of kind `actor` turned away with `code`.
+    pub fn refusals(&self, actor: &str, code: &str) -> u64 {
+        self.refusals.with_label_values(&[actor, code]).get()
     }
 }
 
@@ -195,6 +215,7 @@ impl Duties {
 pub struct CoordinatorActors {
     system: actix::System,
     client_queues: ClientQueues,
+    miner_sessions: MinerSessions,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -229,18 +250,24 @@ impl CoordinatorActors {
                 use actix::Actor;
                 Leadership::new(duties.clone()).start();
                 PayoutSigner::new(duties.clone()).start();
-                let queues = ClientQueues::new(duties, actix::Arbiter::current());
-                let _ = started.send((actix::System::current(), queues));
+                let queues = ClientQueues::new(duties.clone(), actix::Arbiter::current());
+                let sessions = MinerSessions::new(duties, actix::Arbiter::current());
+                let _ = started.send((actix::System::current(), queues, sessions));
             });
             system.run()
         })?;
-        let (system, client_queues) = system.recv().map_err(|_| ActorsError::Start)?;
-        Ok(CoordinatorActors { system, client_queues, thread: Some(thread) })
+        let (system, client_queues, miner_sessions) = system.recv().map_err(|_| ActorsError::Start)?;
+        Ok(CoordinatorActors { system, client_queues, miner_sessions, thread: Some(thread) })
     }
 
     /// The registry of client queues, for the API to submit through.
     pub fn client_queues(&self) -> ClientQueues {
         self.client_queues.clone()
+    }
+
+    /// The registry of miner sessions, for the API to open sessions through.
+    pub fn miner_sessions(&self) -> MinerSessions {
+        self.miner_sessions.clone()
     }
 
     /// Stops every actor and waits for the thread to end. Proposals already handed to the main

@@ -4,7 +4,7 @@
 //! reward, and every coordinator's payout signer signs them into a certified payout list. Then
 //! the leader is stopped, and the new leader's scheduler serves the next order.
 
-use deai_actors::{ActorMetrics, ActorsConfig, CoordinatorActors, Duties};
+use deai_actors::{ActorMetrics, ActorsConfig, CoordinatorActors, Duties, SessionEvent};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
@@ -333,6 +333,113 @@ async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
     wait_for("the new leader's duties, and only its", || only(to).then_some(())).await;
     assert_eq!(nodes[leader].node.raft.metrics().borrow().current_leader, Some(to as u64));
     for mut n in nodes {
+        n.actors.take().unwrap().stop();
+    }
+}
+
+/// A miner's session (issue 5: `MinerSession`): opened on a follower, it pushes the miner's
+/// new assignment without being asked, sends heartbeats while nothing happens, ends with
+/// `replaced` when the miner opens another session on the same node, and with `shutdown` when
+/// the node closes its sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_session_pushes_assignments_and_heartbeats() {
+    let (mut nodes, network, _dir) = start_network(170, "deai-sessions", |_| {}).await;
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let follower = (leader + 1) % 3;
+    let mut client = Participant::new("session-client");
+    let mut miner = Participant::new("session-miner");
+    let faucet = |amount| Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount });
+    let setup = vec![
+        client.entry(&network, faucet(100 * TOKEN)),
+        client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: 100 * TOKEN })),
+        client.entry(&network, Message::AcquirePass(AcquirePass {})),
+        miner.entry(&network, faucet(100 * TOKEN)),
+        miner.entry(
+            &network,
+            Message::RegisterMiner(RegisterMiner {
+                collateral: 100 * TOKEN,
+                capacity: 4,
+                endpoint: "http://127.0.0.1:1/miner".into(),
+                services: vec![ServiceOffer {
+                    service: "text-generation".into(),
+                    price_per_request: 0,
+                    subscription_price: None,
+                }],
+            }),
+        ),
+    ];
+    let written = nodes[leader].node.write(&setup).await.expect("setup");
+    assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
+
+    let sessions = nodes[follower].actors.as_ref().unwrap().miner_sessions();
+    let mut events = sessions.open(miner.keys.id, 60_000).expect("a session opens");
+    let next = |events: &mut tokio::sync::mpsc::Receiver<SessionEvent>| {
+        let mut events = std::mem::replace(events, tokio::sync::mpsc::channel(1).1);
+        async move {
+            let event = tokio::time::timeout(WAIT, events.recv()).await.expect("an event in time");
+            (event, events)
+        }
+    };
+
+    // Nothing assigned yet: the session says it is alive.
+    let (event, rest) = next(&mut events).await;
+    events = rest;
+    assert!(matches!(event, Some(SessionEvent::Heartbeat { .. })), "{event:?}");
+
+    // An order is put; the leader allocates it; the follower's session pushes it.
+    let put = client.entry(
+        &network,
+        Message::PutOrder(PutOrder {
+            service: "text-generation".into(),
+            mode: OrderMode::Free,
+            payload: Payload::Inline(b"pushed".to_vec()),
+        }),
+    );
+    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    nodes[follower].node.write(&[put]).await.expect("order");
+    let pushed = loop {
+        let (event, rest) = next(&mut events).await;
+        events = rest;
+        match event {
+            Some(SessionEvent::Assignments(list)) => break list,
+            Some(SessionEvent::Heartbeat { .. }) => continue,
+            other => panic!("unexpected session event {other:?}"),
+        }
+    };
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0].order, order);
+    assert_eq!(pushed[0].client, client.keys.id);
+    assert_eq!(pushed[0].payload, b"pushed".to_vec());
+    assert_eq!(nodes[follower].metrics.running("miner_session"), 1);
+
+    // A second session of the same miner replaces the first; it starts with what is assigned.
+    let mut second = sessions.open(miner.keys.id, 60_000).expect("a second session opens");
+    let (event, _) = next(&mut events).await;
+    assert_eq!(event, Some(SessionEvent::End { reason: "replaced" }));
+    let (event, rest) = next(&mut second).await;
+    second = rest;
+    assert!(
+        matches!(&event, Some(SessionEvent::Assignments(list)) if list.len() == 1 && list[0].order == order),
+        "{event:?}"
+    );
+
+    // Closing the node's sessions ends this one and refuses new ones.
+    sessions.close();
+    loop {
+        let (event, rest) = next(&mut second).await;
+        second = rest;
+        match event {
+            Some(SessionEvent::End { reason }) => {
+                assert_eq!(reason, "shutdown");
+                break;
+            }
+            Some(SessionEvent::Heartbeat { .. }) => continue,
+            other => panic!("unexpected session event {other:?}"),
+        }
+    }
+    assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
+    wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
+    for n in nodes.iter_mut() {
         n.actors.take().unwrap().stop();
     }
 }

@@ -70,6 +70,8 @@ pub struct Processes {
     pub dir: PathBuf,
     pub peers: String,
     pub nodes: Vec<Node>,
+    /// More `DEAI_*` settings for every node this harness starts.
+    pub env: Vec<(String, String)>,
 }
 
 impl Drop for Processes {
@@ -103,6 +105,7 @@ impl Processes {
             .env("DEAI_RAFT__ELECTION_TIMEOUT_MIN_MS", "300")
             .env("DEAI_RAFT__ELECTION_TIMEOUT_MAX_MS", "600")
             .env("DEAI_LOG_FORMAT", "json")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,7 +140,7 @@ impl Processes {
             })
             .collect();
         let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
-        Processes { dir: dir.to_path_buf(), peers, nodes }
+        Processes { dir: dir.to_path_buf(), peers, nodes, env: Vec::new() }
     }
 
     /// Starts all three and waits until each is ready.

@@ -1,0 +1,278 @@
+//! One actor per connected miner: its persistent session with this node (SPEC 5.3, 5.4, 5.10).
+//!
+//! A miner opens a session with any coordinator and keeps it; the coordinator pushes each order
+//! allocated to the miner as soon as this node applies the allocation, and a heartbeat every
+//! `miner_heartbeat_ms` so that the miner notices a dead or stuck coordinator and moves its
+//! session to another. The session never decides anything: what it pushes is what the ledger
+//! says the miner was allocated, and the miner's claims are ordinary signed entries (its
+//! [`ClientQueue`](crate::ClientQueue) takes them). A miner that stops serving is caught by the
+//! ledger itself: a missed deadline re-queues the order and takes the miner offline.
+//!
+//! Limits: a session lasts at most `max_ms` ([`MAX_SESSION_MS`]), then ends with an `end` event
+//! and the miner opens the next; its outgoing queue holds [`SESSION_OUTBOX_EVENTS`] events, and a
+//! miner that does not read them is disconnected (`slow_reader`) rather than buffered without
+//! bound; a node holds at most [`MAX_MINER_SESSIONS`]; a miner has one session per node (a new
+//! one replaces the old, which ends with `replaced`).
+
+use crate::Duties;
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message};
+use deai_protocol::ledger::OrderStatus;
+use deai_protocol::message::Payload;
+use deai_protocol::types::{OrderId, ParticipantId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Events one session may have waiting for the miner to read.
+pub const SESSION_OUTBOX_EVENTS: usize = 64;
+/// Sessions one node holds at once.
+pub const MAX_MINER_SESSIONS: usize = 10_000;
+/// Longest one session may last, in milliseconds.
+pub const MAX_SESSION_MS: u64 = 300_000;
+/// Most assignments one event carries.
+pub const MAX_ASSIGNMENTS_PER_EVENT: usize = 256;
+
+/// An order allocated to the miner, with what it needs to serve it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignmentInfo {
+    pub order: OrderId,
+    pub client: ParticipantId,
+    pub service: String,
+    /// The inline payload; empty for an external one (the miner fetches it).
+    pub payload: Vec<u8>,
+    pub deadline_ms: u64,
+    pub placed_ms: u64,
+    pub allocated_ms: u64,
+}
+
+/// What a session sends the miner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Orders allocated to the miner since the last event (or, first, all it holds).
+    Assignments(Vec<AssignmentInfo>),
+    /// The session is alive; `height` is this node's applied ledger height.
+    Heartbeat { height: u64, at_ms: u64 },
+    /// The session ends; the miner opens another (here or elsewhere).
+    End { reason: &'static str },
+}
+
+/// Why a session could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the node holds {MAX_MINER_SESSIONS} miner sessions already; retry shortly")]
+    Overloaded,
+    #[error("this node is stopping or its actors stopped; open the session on another node")]
+    Stopped,
+}
+
+impl SessionError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            SessionError::Overloaded => "overloaded",
+            SessionError::Stopped => "session_stopped",
+        }
+    }
+}
+
+/// The orders allocated to `miner` and not yet claimed, in deadline order.
+pub fn assignments_of(ledger: &deai_protocol::Ledger, miner: &ParticipantId, limit: usize) -> Vec<AssignmentInfo> {
+    ledger
+        .deadlines
+        .iter()
+        .filter_map(|(deadline, id)| {
+            let o = ledger.order(id)?;
+            (o.miner.as_ref() == Some(miner) && o.status == OrderStatus::Allocated).then(|| AssignmentInfo {
+                order: *id,
+                client: o.client,
+                service: o.service.to_string(),
+                payload: match &o.payload {
+                    Some(Payload::Inline(bytes)) => bytes.clone(),
+                    _ => Vec::new(),
+                },
+                deadline_ms: *deadline,
+                placed_ms: o.placed_ms,
+                allocated_ms: deadline.saturating_sub(ledger.params.order_timeout_ms),
+            })
+        })
+        .take(limit)
+        .collect()
+}
+
+/// Ends a session: a newer one of the same miner replaces it, or the node shuts down.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EndSession {
+    reason: &'static str,
+}
+
+/// One miner's session on this node.
+pub struct MinerSession {
+    miner: ParticipantId,
+    duties: Duties,
+    registry: MinerSessions,
+    outbox: mpsc::Sender<SessionEvent>,
+    ends_at: Instant,
+    /// Orders already pushed and still allocated to the miner.
+    pushed: BTreeSet<OrderId>,
+    /// The ledger height the last look at the assignments was made at.
+    seen_height: Option<u64>,
+    last_sent: Instant,
+}
+
+impl MinerSession {
+    /// Sends `event`; false (and the session stops) if the miner left or does not keep up.
+    fn send(&mut self, event: SessionEvent, ctx: &mut Context<Self>) -> bool {
+        match self.outbox.try_send(event) {
+            Ok(()) => {
+                self.last_sent = Instant::now();
+                true
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.duties.metrics.refused("miner_session", "slow_reader");
+                tracing::info!(miner = %self.miner, "miner session ended: the miner does not read its events");
+                ctx.stop();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                ctx.stop();
+                false
+            }
+        }
+    }
+
+    fn end(&mut self, reason: &'static str, ctx: &mut Context<Self>) {
+        let _ = self.outbox.try_send(SessionEvent::End { reason });
+        ctx.stop();
+    }
+
+    /// Pushes the miner's new assignments if the ledger moved; a heartbeat when one is due.
+    fn look(&mut self, ctx: &mut Context<Self>) {
+        if Instant::now() >= self.ends_at {
+            return self.end("max_ms", ctx);
+        }
+        if self.outbox.is_closed() {
+            return ctx.stop();
+        }
+        let ledger = self.duties.outbox.node().ledger().read();
+        let height = ledger.height;
+        if self.seen_height != Some(height) {
+            self.seen_height = Some(height);
+            let current = assignments_of(&ledger, &self.miner, MAX_ASSIGNMENTS_PER_EVENT);
+            drop(ledger);
+            self.pushed.retain(|o| current.iter().any(|a| a.order == *o));
+            let new: Vec<AssignmentInfo> = current.into_iter().filter(|a| !self.pushed.contains(&a.order)).collect();
+            if !new.is_empty() {
+                let orders: Vec<OrderId> = new.iter().map(|a| a.order).collect();
+                if self.send(SessionEvent::Assignments(new), ctx) {
+                    self.pushed.extend(orders);
+                }
+                return;
+            }
+        } else {
+            drop(ledger);
+        }
+        if self.last_sent.elapsed() >= Duration::from_millis(self.duties.config.miner_heartbeat_ms) {
+            self.send(SessionEvent::Heartbeat { height, at_ms: deai_cluster::checkpointer::now_ms() }, ctx);
+        }
+    }
+}
+
+impl Actor for MinerSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.duties.metrics.started("miner_session");
+        // The first look sends everything the miner holds now, so a miner that moved its
+        // session from another node misses nothing.
+        self.look(ctx);
+        ctx.run_interval(Duration::from_millis(self.duties.config.miner_session_poll_ms), |act, ctx| act.look(ctx));
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.registry.forget(&self.miner, ctx.address());
+        self.duties.metrics.stopped("miner_session");
+    }
+}
+
+impl Handler<EndSession> for MinerSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: EndSession, ctx: &mut Self::Context) {
+        self.end(msg.reason, ctx);
+    }
+}
+
+type OpenSessions = HashMap<ParticipantId, Addr<MinerSession>>;
+
+/// The registry of this node's miner sessions; clones share it.
+#[derive(Clone)]
+pub struct MinerSessions {
+    /// The open sessions; `None` once the node closed them for good (it is stopping).
+    inner: Arc<Mutex<Option<OpenSessions>>>,
+    duties: Duties,
+    arbiter: actix::ArbiterHandle,
+}
+
+impl MinerSessions {
+    pub(crate) fn new(duties: Duties, arbiter: actix::ArbiterHandle) -> Self {
+        MinerSessions { inner: Arc::new(Mutex::new(Some(HashMap::new()))), duties, arbiter }
+    }
+
+    fn forget(&self, miner: &ParticipantId, addr: Addr<MinerSession>) {
+        if let Ok(mut guard) = self.inner.lock() {
+            if let Some(map) = guard.as_mut().filter(|m| m.get(miner).is_some_and(|a| *a == addr)) {
+                map.remove(miner);
+            }
+        }
+    }
+
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.as_ref().map_or(0, HashMap::len)).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends every session with an `end` line (`shutdown`) and refuses new ones, so that a
+    /// stopping node's HTTP server is not left waiting on streams that never finish.
+    pub fn close(&self) {
+        if let Ok(mut guard) = self.inner.lock() {
+            for (_, session) in guard.take().unwrap_or_default() {
+                session.do_send(EndSession { reason: "shutdown" });
+            }
+        }
+    }
+
+    /// Opens a session for `miner` lasting at most `max_ms` (capped by `miner_session_max_ms`),
+    /// ending any session it already has here; its events arrive on the returned receiver,
+    /// and dropping the receiver ends the session.
+    pub fn open(&self, miner: ParticipantId, max_ms: u64) -> Result<mpsc::Receiver<SessionEvent>, SessionError> {
+        let mut guard = self.inner.lock().map_err(|_| SessionError::Stopped)?;
+        let map = guard.as_mut().ok_or(SessionError::Stopped)?;
+        if let Some(old) = map.remove(&miner) {
+            old.do_send(EndSession { reason: "replaced" });
+        }
+        if map.len() >= MAX_MINER_SESSIONS {
+            self.duties.metrics.refused("miner_session", "overloaded");
+            return Err(SessionError::Overloaded);
+        }
+        let (outbox, events) = mpsc::channel(SESSION_OUTBOX_EVENTS);
+        let session = MinerSession {
+            miner,
+            duties: self.duties.clone(),
+            registry: self.clone(),
+            outbox,
+            ends_at: Instant::now()
+                + Duration::from_millis(max_ms.min(self.duties.config.miner_session_max_ms).min(MAX_SESSION_MS)),
+            pushed: BTreeSet::new(),
+            seen_height: None,
+            last_sent: Instant::now(),
+        };
+        let addr = MinerSession::start_in_arbiter(&self.arbiter, move |_| session);
+        map.insert(miner, addr);
+        Ok(events)
+    }
+}
