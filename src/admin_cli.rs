@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -34,11 +35,34 @@ fn agent() -> ureq::Agent {
 }
 
 /// Sends `action` to the node at `node` (`host:port` of its HTTP endpoint) and returns the JSON
-/// answer, or the API's error as an error.
-pub fn request(node: &str, action: &AdminAction) -> anyhow::Result<Value> {
+/// answer, or the API's error as an error. Commands that change the cluster are signed with
+/// `key` when one is given (`admin_auth.rs`).
+pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> anyhow::Result<Value> {
     let base = if node.starts_with("http") { node.to_string() } else { format!("http://{node}") };
     let agent = agent();
-    let post = |path: &str, body: Value| agent.post(&format!("{base}/v1/admin/{path}")).send_json(body);
+    let network = match key {
+        Some(_) if !matches!(action, AdminAction::Status) => {
+            let mut head = agent
+                .get(&format!("{base}/v1/ledger/head?consistency=stale"))
+                .call()
+                .with_context(|| format!("cannot reach the coordinator at {base}"))?;
+            let head: Value = head.body_mut().read_json().context("the coordinator's head is not JSON")?;
+            head["network_id"].as_str().context("the coordinator did not name its network")?.to_string()
+        }
+        _ => String::new(),
+    };
+    let post = |path: &str, body: Value| {
+        let path = format!("/v1/admin/{path}");
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut request = agent.post(&format!("{base}{path}")).header("content-type", "application/json");
+        if let Some(key) = key {
+            let now_ms = deai_cluster::checkpointer::now_ms();
+            for (name, value) in crate::admin_auth::sign(key, &network, "POST", &path, now_ms, &bytes) {
+                request = request.header(name, value);
+            }
+        }
+        request.send(&bytes[..])
+    };
     let response = match action {
         AdminAction::Status => agent.get(&format!("{base}/v1/admin/status")).call(),
         AdminAction::AddLearner { id, raft_addr } => post("learners", json!({"id": id, "raft_addr": raft_addr})),

@@ -44,6 +44,9 @@ pub struct CoordinatorConfig {
     pub shutdown_grace_ms: u64,
     /// Longest a long poll (`wait_ms` on orders and assignments) may wait, in milliseconds.
     pub max_long_poll_ms: u64,
+    /// Public keys (hex) whose signature the mutating admin routes require. Empty: the routes
+    /// are open (dev networks; bind `http_addr` to a private interface then).
+    pub admin_keys: Vec<String>,
     pub raft: RaftSettings,
     pub actors: ActorSettings,
 }
@@ -73,6 +76,7 @@ impl Default for CoordinatorConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_ms: 5_000,
             max_long_poll_ms: crate::http::MAX_LONG_POLL_MS,
+            admin_keys: Vec::new(),
             raft: RaftSettings::default(),
             actors: ActorSettings::default(),
         }

@@ -93,7 +93,7 @@ pub async fn run_until(
     let listener = tokio::net::TcpListener::bind(&config.raft_addr)
         .await
         .with_context(|| format!("cannot listen for Raft traffic on {}", config.raft_addr))?;
-    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network_id));
+    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network_id.clone()));
     tracing::info!(addr = %config.raft_addr, "listening for peers");
 
     if config.bootstrap {
@@ -132,12 +132,20 @@ pub async fn run_until(
         })
     });
 
-    let queues = actors.as_ref().map(CoordinatorActors::client_queues);
-    let sessions = actors.as_ref().map(CoordinatorActors::miner_sessions);
+    let handles = crate::http::ActorHandles {
+        client_queues: actors.as_ref().map(CoordinatorActors::client_queues),
+        miner_sessions: actors.as_ref().map(CoordinatorActors::miner_sessions),
+    };
+    let auth = crate::admin_auth::AdminAuth::new(&config.admin_keys, &network_id)?;
+    if auth.is_open() {
+        tracing::warn!(
+            "no admin_keys: the admin routes that change the cluster are open to anyone who reaches http_addr"
+        );
+    }
     let http = crate::http::serve(
         node.clone(),
-        queues,
-        sessions,
+        handles,
+        auth,
         &config.http_addr,
         config.max_body_bytes,
         config.shutdown_grace_ms,

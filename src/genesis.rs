@@ -26,6 +26,9 @@ pub struct NewCluster {
     pub epoch_ms: Option<u64>,
 }
 
+/// The admin key file `deai genesis` writes beside the node files.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
 fn fresh_seed() -> anyhow::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
@@ -72,10 +75,16 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
         peers.push(format!("{i}={}:{}", new.host, port(new.raft_port_base, i)?));
     }
     let peers = peers.join(",");
+    // The operator's admin key: the nodes accept membership changes, leader transfers and
+    // snapshots only when it signs them (`deai admin --key admin.key`).
+    let admin = CoordinatorIdentity::from_seed(fresh_seed()?);
+    admin.save(&out.join(ADMIN_KEY_FILE))?;
+    let admin_key = crate::api_client::hex(admin.signing.verifying_key().as_bytes());
     for i in 0..new.coordinators {
         let raft = format!("{}:{}", new.host, port(new.raft_port_base, i)?);
         let http = format!("{}:{}", new.host, port(new.http_port_base, i)?);
-        std::fs::write(out.join(format!("node-{i}.toml")), node_file(i, &raft, &http, &peers, i == 0))?;
+        let file = node_file(i, &raft, &http, &peers, i == 0) + &format!("admin_keys = [\"{admin_key}\"]\n");
+        std::fs::write(out.join(format!("node-{i}.toml")), file)?;
     }
     Ok(())
 }

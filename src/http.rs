@@ -12,9 +12,10 @@
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
+use crate::admin_auth::AdminAuth;
 use crate::api_client::{hex, unhex, unhex32};
 use actix_web::http::StatusCode;
-use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
@@ -134,6 +135,7 @@ impl ResponseError for ApiError {
 type Node = web::Data<Arc<CoordinatorNode>>;
 type Queues = web::Data<Option<ClientQueues>>;
 type Sessions = web::Data<Option<MinerSessions>>;
+type Auth = web::Data<AdminAuth>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -191,9 +193,40 @@ struct IdBody {
     id: u64,
 }
 
+/// A snapshot takes no parameters.
+#[derive(Deserialize, ToSchema)]
+struct SnapshotBody {}
+
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct AdminDone {
     pub done: String,
+}
+
+/// The signature headers of a change to the cluster, required when the node has `admin_keys`
+/// (`deai admin --key` sets them): the admin's public key (hex), the time of the request (ms
+/// since the Unix epoch, within 60 s of the node's clock) and the ed25519 signature (hex).
+#[derive(IntoParams)]
+#[into_params(names("x-deai-admin-key", "x-deai-time-ms", "x-deai-signature"), parameter_in = Header)]
+#[allow(dead_code)] // read from the request's headers by `authorized`; here for the document
+struct AdminSignatureHeaders(Option<String>, Option<u64>, Option<String>);
+
+/// The admin request `req` with its raw `body`, checked against the node's admin keys
+/// (`admin_auth.rs`); returns the body's JSON.
+fn authorized<T: serde::de::DeserializeOwned>(auth: &AdminAuth, req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let now_ms = deai_cluster::checkpointer::now_ms();
+    if let Err(e) = auth.check(req.method().as_str(), req.path(), body, header, now_ms) {
+        tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
+        return Err(ApiError {
+            code: e.code().into(),
+            message: e.to_string(),
+            leader: None,
+            until_ms: None,
+            status: e.status(),
+        });
+    }
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_request", format!("the body: {e}")))
 }
 
 async fn admin(node: &CoordinatorNode, command: AdminCommand) -> Result<HttpResponse, ApiError> {
@@ -203,58 +236,78 @@ async fn admin(node: &CoordinatorNode, command: AdminCommand) -> Result<HttpResp
 }
 
 /// Adds a learner and waits until it has caught up.
-#[utoipa::path(post, path = "/v1/admin/learners", tag = "admin", request_body = LearnerBody, responses(
+#[utoipa::path(post, path = "/v1/admin/learners", tag = "admin", params(AdminSignatureHeaders), request_body = LearnerBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
+    (status = 409, description = "this signed request was already carried out", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn add_learner(node: Node, body: web::Json<LearnerBody>) -> Result<HttpResponse, ApiError> {
-    let LearnerBody { id, raft_addr } = body.into_inner();
+async fn add_learner(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let LearnerBody { id, raft_addr } = authorized(&auth, &req, &body)?;
     admin(&node, AdminCommand::AddLearner { id, raft_addr }).await
 }
 
 /// Makes a learner a voter.
-#[utoipa::path(post, path = "/v1/admin/promote", tag = "admin", request_body = IdBody, responses(
+#[utoipa::path(post, path = "/v1/admin/promote", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
+    (status = 409, description = "this signed request was already carried out", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn promote(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
-    admin(&node, AdminCommand::Promote { id: body.id }).await
+async fn promote(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let IdBody { id } = authorized(&auth, &req, &body)?;
+    admin(&node, AdminCommand::Promote { id }).await
 }
 
 /// Removes a voter or learner.
-#[utoipa::path(post, path = "/v1/admin/remove", tag = "admin", request_body = IdBody, responses(
+#[utoipa::path(post, path = "/v1/admin/remove", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
+    (status = 409, description = "this signed request was already carried out", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn remove(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
-    admin(&node, AdminCommand::Remove { id: body.id }).await
+async fn remove(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let IdBody { id } = authorized(&auth, &req, &body)?;
+    admin(&node, AdminCommand::Remove { id }).await
 }
 
 /// Moves leadership to a voter.
-#[utoipa::path(post, path = "/v1/admin/transfer-leader", tag = "admin", request_body = IdBody, responses(
+#[utoipa::path(post, path = "/v1/admin/transfer-leader", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
+    (status = 409, description = "this signed request was already carried out", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn transfer_leader(node: Node, body: web::Json<IdBody>) -> Result<HttpResponse, ApiError> {
-    admin(&node, AdminCommand::TransferLeader { to: body.id }).await
+async fn transfer_leader(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let IdBody { id } = authorized(&auth, &req, &body)?;
+    admin(&node, AdminCommand::TransferLeader { to: id }).await
 }
 
 /// Builds a snapshot on this node.
-#[utoipa::path(post, path = "/v1/admin/snapshot", tag = "admin", responses(
+#[utoipa::path(post, path = "/v1/admin/snapshot", tag = "admin", params(AdminSignatureHeaders),
+    request_body(content = SnapshotBody, description = "an empty object, or no body"), responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
+    (status = 409, description = "this signed request was already carried out", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn snapshot(node: Node) -> Result<HttpResponse, ApiError> {
+async fn snapshot(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let SnapshotBody {} = authorized(&auth, &req, &body)?;
     admin(&node, AdminCommand::Snapshot).await
 }
 
@@ -850,11 +903,17 @@ where
     web::resource(path).route(route.to(handler)).default_service(web::to(move || method_not_allowed(method)))
 }
 
+/// What the API hands to this node's actors; `None` on a node that runs none.
+pub struct ActorHandles {
+    pub client_queues: Option<ClientQueues>,
+    pub miner_sessions: Option<MinerSessions>,
+}
+
 /// Binds the endpoint and returns the running server (stop it through its handle).
 pub fn serve(
     node: Arc<CoordinatorNode>,
-    queues: Option<ClientQueues>,
-    sessions: Option<MinerSessions>,
+    actors: ActorHandles,
+    auth: AdminAuth,
     addr: &str,
     max_body_bytes: usize,
     grace_ms: u64,
@@ -862,13 +921,15 @@ pub fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let long_poll = web::Data::new(LongPoll { max_ms: max_long_poll_ms.min(MAX_LONG_POLL_MS) });
     let node = web::Data::new(node);
-    let queues = web::Data::new(queues);
-    let sessions = web::Data::new(sessions);
+    let queues = web::Data::new(actors.client_queues);
+    let sessions = web::Data::new(actors.miner_sessions);
+    let auth = web::Data::new(auth);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(node.clone())
             .app_data(queues.clone())
             .app_data(sessions.clone())
+            .app_data(auth.clone())
             .app_data(long_poll.clone())
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))

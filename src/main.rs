@@ -7,6 +7,7 @@
 //! - `deai dev`: a whole local network (coordinators, miners, faucet); `--demo` checks a cycle.
 //! - `deai miner`, `deai client`: the two participants' sides.
 
+mod admin_auth;
 mod admin_cli;
 mod api_client;
 mod backends;
@@ -76,6 +77,10 @@ enum Command {
         /// Print the JSON answer.
         #[arg(long)]
         json: bool,
+        /// The admin key file (64 hex digits; `deai genesis` writes `admin.key`) that signs
+        /// commands changing the cluster.
+        #[arg(long, env = "DEAI_ADMIN_KEY_FILE")]
+        key: Option<PathBuf>,
         #[command(subcommand)]
         action: admin_cli::AdminAction,
     },
@@ -239,8 +244,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(config.log_format == "json", "info,openraft=warn");
             runtime()?.block_on(coordinator::run(config))
         }
-        Command::Admin { node, json, action } => {
-            let answer = admin_cli::request(&node, &action)?;
+        Command::Admin { node, json, key, action } => {
+            let key = key
+                .map(|k| {
+                    deai_cluster::identity::CoordinatorIdentity::load(&k)
+                        .map(|i| i.signing)
+                        .map_err(|e| anyhow::anyhow!("admin key {}: {e}", k.display()))
+                })
+                .transpose()?;
+            let answer = admin_cli::request(&node, &action, key.as_ref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else if matches!(action, admin_cli::AdminAction::Status) {

@@ -210,17 +210,29 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
         }
     }
 
-    // `deai admin` moves leadership to the restarted node through another node.
+    // `deai admin` moves leadership to the restarted node through another node. The nodes hold
+    // the admin key `deai genesis` made: unsigned, or signed by another key, it is refused.
     let other = (leader + 1) % 3;
+    let admin_key = dir.path().join("admin.key");
+    let run_admin = |key: Option<&std::path::Path>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_deai"));
+        command.args(["admin", "--node", &cluster.nodes[other].http]).env_remove("DEAI_ADMIN_KEY_FILE");
+        if let Some(key) = key {
+            command.arg("--key").arg(key);
+        }
+        command.args(args).output().unwrap()
+    };
     let admin = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args(["admin", "--node", &cluster.nodes[other].http])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = run_admin(Some(&admin_key), args);
         assert!(out.status.success(), "deai admin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
+    let unsigned = run_admin(None, &["transfer-leader", &leader.to_string()]);
+    assert!(!unsigned.status.success());
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("[unsigned]"), "{unsigned:?}");
+    let stranger = dir.path().join("coordinator-0.key");
+    let wrong = run_admin(Some(&stranger), &["transfer-leader", &leader.to_string()]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("[unknown_admin_key]"), "{wrong:?}");
     admin(&["transfer-leader", &leader.to_string()]);
     let status: Value = serde_json::from_str(&admin(&["--json", "status"])).unwrap();
     assert_eq!(status["leader"].as_u64(), Some(leader as u64), "{status}");
