@@ -1,17 +1,19 @@
 //! The leader's scheduler: AVRF allocation in batches (SPEC 5.3, 5.4) and `Tick`s.
 //!
-//! Every `allocate_every_ms` it asks the ledger for a plan over the pending orders
-//! (`Ledger::plan_allocation`: interleaved WRR order, one VRF evaluation per batch) and proposes
-//! it as an `Allocate`. The plan is made on the main runtime's blocking pool, not on the actor
-//! thread, and not again while the ledger stands where the last plan found nothing to allocate. Only one proposal is in flight at a time: the next plan is made from a
-//! ledger that holds the previous one, so two plans never claim the same order. Orders queue in
+//! When this node applies a new entry, and at the latest every `allocate_every_ms`, it asks the
+//! ledger for a plan over the pending orders (`Ledger::plan_allocation`: interleaved WRR order,
+//! one VRF evaluation per batch) and proposes it as an `Allocate`. The plan is made on the main
+//! runtime's blocking pool, not on the actor thread, and not again while the ledger stands where
+//! the last plan found nothing to allocate. Only one proposal is in flight at a time: the next
+//! plan is made from a ledger that holds the previous one, so two plans never claim the same
+//! order. Orders queue in
 //! the ledger while a proposal is in flight, so batches grow with the load.
 //!
 //! A `Tick` carries ledger time forward for time-driven rules (deadlines, expiries, lapsed
 //! reports, closing proposals, pruning). It is proposed only when [`tick_due`] finds work.
 
 use crate::{Duties, StepDown, MAILBOX_CAPACITY};
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage, WrapFuture};
 use deai_cluster::outbox::Submitted;
 use deai_cluster::ClusterError;
 use deai_protocol::message::{Message, Tick};
@@ -120,6 +122,22 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.duties.metrics.started("scheduler");
+        // Woken by each newly applied entry (an order may have arrived), on top of the timer.
+        let (node, scheduler) = (self.duties.outbox.node().clone(), ctx.address());
+        self.duties.runtime.spawn(async move {
+            let mut metrics = node.raft.metrics();
+            let mut applied = metrics.borrow_and_update().last_applied;
+            while metrics.changed().await.is_ok() && scheduler.connected() {
+                let now = metrics.borrow_and_update().last_applied;
+                if now != applied {
+                    applied = now;
+                    // A full mailbox already holds a wake-up.
+                    if let Err(actix::dev::SendError::Closed(_)) = scheduler.try_send(Applied) {
+                        return;
+                    }
+                }
+            }
+        });
         let config = &self.duties.config;
         ctx.run_interval(Duration::from_millis(config.allocate_every_ms), |act, ctx| act.allocate(ctx));
         ctx.run_interval(Duration::from_millis(config.tick_check_every_ms), |act, ctx| act.tick(ctx));
@@ -127,6 +145,19 @@ impl Actor for Scheduler {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.duties.metrics.stopped("scheduler");
+    }
+}
+
+/// This node applied a new entry.
+#[derive(ActixMessage)]
+#[rtype(result = "()")]
+struct Applied;
+
+impl Handler<Applied> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, _: Applied, ctx: &mut Self::Context) {
+        self.allocate(ctx);
     }
 }
 
