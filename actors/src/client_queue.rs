@@ -15,6 +15,7 @@ use deai_cluster::{ClusterError, Written};
 use deai_protocol::ledger::Entry;
 use deai_protocol::types::ParticipantId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -60,6 +61,27 @@ impl QueueError {
 struct Submit {
     entries: Vec<Entry>,
     reply: oneshot::Sender<Result<Written, QueueError>>,
+    /// Holds the batch's place in its queue until the batch is answered or dropped.
+    _place: QueuePlace,
+}
+
+/// One batch's place in a client's queue. actix bounds a mailbox per sender (each `Addr` clone
+/// may add one more message), so the queue keeps its own count of the batches it holds.
+struct QueuePlace(Arc<AtomicUsize>);
+
+impl QueuePlace {
+    /// A place in the queue counted by `held`, if fewer than [`CLIENT_QUEUE_CAPACITY`] are taken.
+    fn take(held: &Arc<AtomicUsize>) -> Option<QueuePlace> {
+        held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < CLIENT_QUEUE_CAPACITY).then_some(n + 1))
+            .ok()
+            .map(|_| QueuePlace(held.clone()))
+    }
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One client's queue.
@@ -116,23 +138,27 @@ impl Handler<Submit> for ClientQueue {
                 Err(_) => Err(QueueError::Timeout { timeout_ms }),
             }
         });
-        let reply = msg.reply;
+        let (reply, place) = (msg.reply, msg._place);
         // `wait`: the next batch of this client is handled only after this one is written.
         ctx.wait(
             async move { work.await.unwrap_or_else(|e| Err(QueueError::Cluster(ClusterError::Fatal(e.to_string())))) }
                 .into_actor(self)
                 .map(move |result, _, _| {
+                    drop(place);
                     let _ = reply.send(result);
                 }),
         );
     }
 }
 
+/// A client's queue and its count of batches held.
+type QueueHandle = (Addr<ClientQueue>, Arc<AtomicUsize>);
+
 /// The registry of this node's client queues; clones share it. Queues run on the actor
 /// system's thread; the registry may be used from any thread.
 #[derive(Clone)]
 pub struct ClientQueues {
-    inner: Arc<Mutex<HashMap<ParticipantId, Addr<ClientQueue>>>>,
+    inner: Arc<Mutex<HashMap<ParticipantId, QueueHandle>>>,
     duties: Duties,
     arbiter: actix::ArbiterHandle,
 }
@@ -157,12 +183,13 @@ impl ClientQueues {
         self.len() == 0
     }
 
-    /// The queue of `client`, started on the actor thread if it has none.
-    fn queue(&self, client: ParticipantId) -> Result<Addr<ClientQueue>, QueueError> {
+    /// The queue of `client` (started on the actor thread if it has none) and its count of
+    /// batches held.
+    fn queue(&self, client: ParticipantId) -> Result<QueueHandle, QueueError> {
         let mut map = self.inner.lock().map_err(|_| QueueError::Stopped)?;
-        if let Some(addr) = map.get(&client) {
+        if let Some((addr, held)) = map.get(&client) {
             if addr.connected() {
-                return Ok(addr.clone());
+                return Ok((addr.clone(), held.clone()));
             }
         }
         if map.len() >= MAX_CLIENT_QUEUES {
@@ -171,15 +198,17 @@ impl ClientQueues {
         let queue =
             ClientQueue { client, duties: self.duties.clone(), registry: self.clone(), last_active: Instant::now() };
         let addr = ClientQueue::start_in_arbiter(&self.arbiter, move |_| queue);
-        map.insert(client, addr.clone());
-        Ok(addr)
+        let held = Arc::new(AtomicUsize::new(0));
+        map.insert(client, (addr.clone(), held.clone()));
+        Ok((addr, held))
     }
 
     /// Submits one client's batch through its queue and waits for the outcome.
     pub async fn submit(&self, client: ParticipantId, entries: Vec<Entry>) -> Result<Written, QueueError> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.queue(client).and_then(|queue| {
-            queue.try_send(Submit { entries, reply }).map_err(|e| match e {
+        let queued = self.queue(client).and_then(|(queue, held)| {
+            let place = QueuePlace::take(&held).ok_or(QueueError::Full)?;
+            queue.try_send(Submit { entries, reply, _place: place }).map_err(|e| match e {
                 actix::dev::SendError::Full(_) => QueueError::Full,
                 actix::dev::SendError::Closed(_) => QueueError::Stopped,
             })

@@ -4,7 +4,9 @@
 //! reward, and every coordinator's payout signer signs them into a certified payout list. Then
 //! the leader is stopped, and the new leader's scheduler serves the next order.
 
-use deai_actors::{ActorMetrics, ActorsConfig, CoordinatorActors, Duties, SessionEvent};
+use deai_actors::{
+    ActorMetrics, ActorsConfig, CoordinatorActors, Duties, QueueError, SessionEvent, CLIENT_QUEUE_CAPACITY,
+};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
@@ -439,6 +441,37 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     }
     assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
     wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
+    for n in nodes.iter_mut() {
+        n.actors.take().unwrap().stop();
+    }
+}
+
+/// A client that sends faster than its batches can be written (issue 5: bounded mailboxes,
+/// overload answered with a clear error, not a hang): its queue takes what fits, refuses the
+/// rest at once with `client_queue_full`, and every batch it took is written and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_queue_refuses_what_does_not_fit_and_writes_the_rest() {
+    let (mut nodes, network, _dir) = start_network(190, "deai-queue-full", |_| {}).await;
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let mut client = Participant::new("eager-client");
+    let queues = nodes[leader].actors.as_ref().unwrap().client_queues();
+    const SENT: usize = 4 * CLIENT_QUEUE_CAPACITY;
+    let batches: Vec<Vec<Entry>> = (0..SENT)
+        .map(|_| vec![client.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: TOKEN }))])
+        .collect();
+    // Every submission reaches the queue in one pass, far faster than one batch is written.
+    let answers = futures_util::future::join_all(batches.into_iter().map(|b| queues.submit(client.keys.id, b))).await;
+    let full = answers.iter().filter(|a| matches!(a, Err(QueueError::Full))).count();
+    let written = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(
+        full + written,
+        SENT,
+        "every answer is a write or a refusal: {:?}",
+        answers.iter().find(|a| a.is_err() && !matches!(a, Err(QueueError::Full)))
+    );
+    assert!(full >= SENT - 2 * CLIENT_QUEUE_CAPACITY, "{full} refused of {SENT}");
+    assert!(written >= CLIENT_QUEUE_CAPACITY, "{written} written of {SENT}");
+    assert_eq!(nodes[leader].metrics.refusals("client_queue", "client_queue_full"), full as u64);
     for n in nodes.iter_mut() {
         n.actors.take().unwrap().stop();
     }
