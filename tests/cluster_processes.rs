@@ -234,8 +234,18 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     let wrong = run_admin(Some(&stranger), &["transfer-leader", &leader.to_string()]);
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("[unknown_admin_key]"), "{wrong:?}");
     admin(&["transfer-leader", &leader.to_string()]);
-    let status: Value = serde_json::from_str(&admin(&["--json", "status"])).unwrap();
-    assert_eq!(status["leader"].as_u64(), Some(leader as u64), "{status}");
+    // The transfer returns once the target leads; the node asked learns it with the next
+    // heartbeat, so its status may name no leader for a moment, but never another one.
+    wait_for("the node asked to name the new leader", || {
+        let status: Value = serde_json::from_str(&admin(&["--json", "status"])).unwrap();
+        match status["leader"].as_u64() {
+            Some(l) => {
+                assert_eq!(l, leader as u64, "leadership went elsewhere: {status}");
+                Some(())
+            }
+            None => None,
+        }
+    });
     let is_leader = format!("deai_raft_is_leader{{node=\"{leader}\"}} 1");
     let text = wait_for("the restarted node's metrics to show it leads", || {
         let mut r = agent.get(&cluster.url(leader, "/metrics")).call().ok()?;
