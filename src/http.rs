@@ -89,12 +89,17 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
+    /// An error with `status`, a stable `code` and a message; no leader hint, no `until_ms`.
+    fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status }
+    }
+
     fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status: 400 }
+        ApiError::new(400, code, message)
     }
 
     fn unavailable(code: &str, message: impl Into<String>) -> Self {
-        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status: 503 }
+        ApiError::new(503, code, message)
     }
 }
 
@@ -119,7 +124,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NotLeader { leader } => *leader,
             _ => None,
         };
-        ApiError { code: e.code().into(), message: e.to_string(), leader, until_ms: None, status }
+        ApiError { leader, ..ApiError::new(status, e.code(), e.to_string()) }
     }
 }
 
@@ -139,16 +144,13 @@ type Auth = web::Data<AdminAuth>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        let (status, until_ms) = match &e {
+        let (status, until_ms) = match e {
+            QueueError::Cluster(inner) => return ApiError::from(inner),
             QueueError::Full => (429, None),
-            QueueError::Frozen { until_ms } => (429, Some(*until_ms)),
+            QueueError::Frozen { until_ms } => (429, Some(until_ms)),
             QueueError::Overloaded | QueueError::Stopped | QueueError::Timeout { .. } => (503, None),
-            QueueError::Cluster(_) => (0, None),
         };
-        if let QueueError::Cluster(inner) = e {
-            return ApiError::from(inner);
-        }
-        ApiError { code: e.code().into(), message: e.to_string(), leader: None, until_ms, status }
+        ApiError { until_ms, ..ApiError::new(status, e.code(), e.to_string()) }
     }
 }
 
@@ -217,13 +219,7 @@ fn authorized<T: serde::de::DeserializeOwned>(auth: &AdminAuth, req: &HttpReques
     let now_ms = deai_cluster::checkpointer::now_ms();
     if let Err(e) = auth.check(req.method().as_str(), req.path(), body, header, now_ms) {
         tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
-        return Err(ApiError {
-            code: e.code().into(),
-            message: e.to_string(),
-            leader: None,
-            until_ms: None,
-            status: e.status(),
-        });
+        return Err(ApiError::new(e.status(), e.code(), e.to_string()));
     }
     let body = if body.is_empty() { b"{}".as_slice() } else { body };
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_request", format!("the body: {e}")))
@@ -575,13 +571,7 @@ async fn account(
 
 /// 405 with the `Allow` header RFC 9110 asks for.
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let error = ApiError {
-        code: "method_not_allowed".into(),
-        message: format!("this route takes {allow} only"),
-        leader: None,
-        until_ms: None,
-        status: 405,
-    };
+    let error = ApiError::new(405, "method_not_allowed", format!("this route takes {allow} only"));
     HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error)
 }
 
@@ -743,7 +733,7 @@ pub const MAX_ASSIGNMENTS_PER_REQUEST: usize = 512;
 pub const MAX_PROVIDERS_PER_REQUEST: usize = 1_000;
 
 fn not_found(what: &str) -> ApiError {
-    ApiError { code: "not_found".into(), message: format!("no such {what}"), leader: None, until_ms: None, status: 404 }
+    ApiError::new(404, "not_found", format!("no such {what}"))
 }
 
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
@@ -954,16 +944,7 @@ pub fn serve(
             .service(one_route("/v1/epochs/{number}", "GET", epoch))
             .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
             .service(one_route("/v1/miners/{id}/session", "GET", miner_session))
-            .default_service(web::to(|| async {
-                ApiError {
-                    code: "not_found".into(),
-                    message: "no such route".into(),
-                    leader: None,
-                    until_ms: None,
-                    status: 404,
-                }
-                .error_response()
-            }))
+            .default_service(web::to(|| async { ApiError::new(404, "not_found", "no such route").error_response() }))
     })
     .workers(HTTP_WORKERS)
     .disable_signals()
