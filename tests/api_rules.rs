@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port_run, new_agent, wait_for};
+use common::{free_port_run, hex, new_agent, wait_for};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::SignedEnvelope;
@@ -21,10 +21,6 @@ impl Drop for Dev {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Api {

@@ -9,7 +9,7 @@ use deai_protocol::{Genesis, SignedEnvelope};
 use ed25519_dalek::SigningKey;
 mod common;
 
-use common::{get_json, new_agent, wait_for, Processes};
+use common::{get_json, hex, new_agent, wait_for, Processes};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -57,10 +57,6 @@ struct WriterLog {
     refused: u64,
     max_acked_nonce: u64,
     max_acked_height: u64,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

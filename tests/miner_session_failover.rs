@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{free_port, new_agent, wait_for, Processes};
+use common::{free_port, hex, new_agent, wait_for, Processes};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::{Genesis, Ledger, SignedEnvelope};
@@ -15,10 +15,6 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 
 const TOKEN: u128 = deai_protocol::params::TOKEN;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Stops the miner process when the test ends, however it ends.
 struct MinerProcess(Child);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{get_json, new_agent, wait_for, Processes};
+use common::{get_json, hex, new_agent, wait_for, Processes};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::{Genesis, Ledger, SignedEnvelope};
@@ -15,10 +15,6 @@ use std::sync::{Arc, Mutex};
 
 const CLIENTS: u8 = 4;
 const TOKEN: u128 = deai_protocol::params::TOKEN;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Posts one envelope; `Some(outcome)` if the API answered 200.
 fn post(agent: &ureq::Agent, url: &str, envelope: &SignedEnvelope) -> Option<String> {

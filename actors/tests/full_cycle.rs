@@ -59,6 +59,49 @@ impl Participant {
             envelope: SignedEnvelope::seal(&self.keys.signing, network, self.nonce, &message),
         }
     }
+
+    /// A client's set-up: 100 tokens from the faucet, locked as stake, and a pass.
+    fn staked_client(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<Entry> {
+        let stake = 100 * TOKEN;
+        vec![
+            self.entry(network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: stake })),
+            self.entry(network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake })),
+            self.entry(network, Message::AcquirePass(AcquirePass {})),
+        ]
+    }
+
+    /// A miner's set-up: 100 tokens from the faucet, locked as collateral at registration for
+    /// free text generation, capacity 4.
+    fn registered_miner(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<Entry> {
+        vec![
+            self.entry(network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 100 * TOKEN })),
+            self.entry(
+                network,
+                Message::RegisterMiner(RegisterMiner {
+                    collateral: 100 * TOKEN,
+                    capacity: 4,
+                    endpoint: "http://127.0.0.1:1/miner".into(),
+                    services: vec![ServiceOffer {
+                        service: "text-generation".into(),
+                        price_per_request: 0,
+                        subscription_price: None,
+                    }],
+                }),
+            ),
+        ]
+    }
+
+    /// A free text-generation order with `prompt` inline.
+    fn order(&mut self, network: &deai_protocol::types::NetworkId, prompt: &[u8]) -> Entry {
+        self.entry(
+            network,
+            Message::PutOrder(PutOrder {
+                service: "text-generation".into(),
+                mode: OrderMode::Free,
+                payload: Payload::Inline(prompt.to_vec()),
+            }),
+        )
+    }
 }
 
 struct Node {
@@ -134,42 +177,13 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
     // A client with stake and a pass; a miner with collateral, registered for text generation.
     let mut client = Participant::new("client");
     let mut miner = Participant::new("miner");
-    let stake = 100 * TOKEN;
-    let faucet = |amount| Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount });
-    write(
-        leader,
-        vec![
-            client.entry(&network, faucet(stake)),
-            client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake })),
-            client.entry(&network, Message::AcquirePass(AcquirePass {})),
-            miner.entry(&network, faucet(100 * TOKEN)),
-            miner.entry(
-                &network,
-                Message::RegisterMiner(RegisterMiner {
-                    collateral: 100 * TOKEN,
-                    capacity: 4,
-                    endpoint: "http://127.0.0.1:1/miner".into(),
-                    services: vec![ServiceOffer {
-                        service: "text-generation".into(),
-                        price_per_request: 0,
-                        subscription_price: None,
-                    }],
-                }),
-            ),
-        ],
-    )
-    .await;
+    let mut setup = client.staked_client(&network);
+    setup.extend(miner.registered_miner(&network));
+    write(leader, setup).await;
 
     // The client orders through a follower; the leader's scheduler allocates without being asked.
     let follower = (leader + 1) % 3;
-    let put = client.entry(
-        &network,
-        Message::PutOrder(PutOrder {
-            service: "text-generation".into(),
-            mode: OrderMode::Free,
-            payload: Payload::Inline(b"write a haiku".to_vec()),
-        }),
-    );
+    let put = client.order(&network, b"write a haiku");
     let order: OrderId = Ledger::order_id_of(&put.envelope);
     write(follower, vec![put]).await;
     let assigned = wait_for("the scheduler to allocate the order", || {
@@ -220,14 +234,7 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
         nodes[survivor].node.raft.metrics().borrow().current_leader.filter(|l| *l as usize != leader)
     })
     .await;
-    let put = client.entry(
-        &network,
-        Message::PutOrder(PutOrder {
-            service: "text-generation".into(),
-            mode: OrderMode::Free,
-            payload: Payload::Inline(b"another".to_vec()),
-        }),
-    );
+    let put = client.order(&network, b"another");
     let second: OrderId = Ledger::order_id_of(&put.envelope);
     let written = nodes[survivor].node.write(&[put]).await.expect("write after failover");
     assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
@@ -257,38 +264,13 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     };
     let mut client = Participant::new("client");
     let mut miners = [Participant::new("miner-a"), Participant::new("miner-b")];
-    let stake = 100 * TOKEN;
-    let mut setup = vec![
-        client.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: stake })),
-        client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: stake })),
-        client.entry(&network, Message::AcquirePass(AcquirePass {})),
-    ];
+    let mut setup = client.staked_client(&network);
     for m in miners.iter_mut() {
-        setup.push(m.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 100 * TOKEN })));
-        setup.push(m.entry(
-            &network,
-            Message::RegisterMiner(RegisterMiner {
-                collateral: 100 * TOKEN,
-                capacity: 4,
-                endpoint: "http://127.0.0.1:1/m".into(),
-                services: vec![ServiceOffer {
-                    service: "text-generation".into(),
-                    price_per_request: 0,
-                    subscription_price: None,
-                }],
-            }),
-        ));
+        setup.extend(m.registered_miner(&network));
     }
     write(setup).await;
 
-    let put = client.entry(
-        &network,
-        Message::PutOrder(PutOrder {
-            service: "text-generation".into(),
-            mode: OrderMode::Free,
-            payload: Payload::Inline(b"who serves me".to_vec()),
-        }),
-    );
+    let put = client.order(&network, b"who serves me");
     let order: OrderId = Ledger::order_id_of(&put.envelope);
     write(vec![put]).await;
     let first = wait_for("the first allocation", || node.ledger().read().order(&order).and_then(|o| o.miner)).await;
@@ -350,26 +332,8 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     let follower = (leader + 1) % 3;
     let mut client = Participant::new("session-client");
     let mut miner = Participant::new("session-miner");
-    let faucet = |amount| Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount });
-    let setup = vec![
-        client.entry(&network, faucet(100 * TOKEN)),
-        client.entry(&network, Message::LockStake(LockStake { asset: AssetId::NATIVE, amount: 100 * TOKEN })),
-        client.entry(&network, Message::AcquirePass(AcquirePass {})),
-        miner.entry(&network, faucet(100 * TOKEN)),
-        miner.entry(
-            &network,
-            Message::RegisterMiner(RegisterMiner {
-                collateral: 100 * TOKEN,
-                capacity: 4,
-                endpoint: "http://127.0.0.1:1/miner".into(),
-                services: vec![ServiceOffer {
-                    service: "text-generation".into(),
-                    price_per_request: 0,
-                    subscription_price: None,
-                }],
-            }),
-        ),
-    ];
+    let mut setup = client.staked_client(&network);
+    setup.extend(miner.registered_miner(&network));
     let written = nodes[leader].node.write(&setup).await.expect("setup");
     assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
 
@@ -389,14 +353,7 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     assert!(matches!(event, Some(SessionEvent::Heartbeat { .. })), "{event:?}");
 
     // An order is put; the leader allocates it; the follower's session pushes it.
-    let put = client.entry(
-        &network,
-        Message::PutOrder(PutOrder {
-            service: "text-generation".into(),
-            mode: OrderMode::Free,
-            payload: Payload::Inline(b"pushed".to_vec()),
-        }),
-    );
+    let put = client.order(&network, b"pushed");
     let order: OrderId = Ledger::order_id_of(&put.envelope);
     nodes[follower].node.write(&[put]).await.expect("order");
     let pushed = loop {

@@ -10,6 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Lower-case hex, as the API writes ids and envelopes.
+pub fn hex(bytes: &[u8]) -> String {
+    hex::encode(bytes)
+}
 pub const POLL: Duration = Duration::from_millis(50);
 
 pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
