@@ -110,10 +110,22 @@ impl Coordinators {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
     }
 
+    /// Opens `/v1/miners/{miner}/session` lasting at most `max_ms` on the first coordinator that
+    /// takes it (from the current one on). Returns the coordinator's address and the session's
+    /// lines as JSON, until the stream ends or breaks; a line that is not JSON is skipped.
+    pub fn open_session(&self, miner_hex: &str, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
+        let (coordinator, body) =
+            self.open_stream(&format!("/v1/miners/{miner_hex}/session?max_ms={max_ms}"), max_ms)?;
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(body.into_reader()))
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok());
+        Ok((coordinator, lines))
+    }
+
     /// Opens a long-lived streaming GET of `path` on the first coordinator, from the current one
     /// on, that answers 2xx; the body may take up to `max_ms` to arrive. Returns the
     /// coordinator's address and the body.
-    pub fn open_stream(&self, path: &str, max_ms: u64) -> anyhow::Result<(String, ureq::Body)> {
+    fn open_stream(&self, path: &str, max_ms: u64) -> anyhow::Result<(String, ureq::Body)> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for k in 0..self.bases.len() {

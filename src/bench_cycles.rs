@@ -218,22 +218,19 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         .map(|mut a| {
             let (stop, allocation) = (stop.clone(), allocation.clone());
             std::thread::spawn(move || {
-                let path = format!("/v1/miners/{}/session?max_ms={MINER_SESSION_MS}", a.me.id_hex());
                 let mut claimed = std::collections::HashSet::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let body = match a.me.api.open_stream(&path, MINER_SESSION_MS) {
-                        Ok((_, body)) => body,
+                    let events = match a.me.api.open_session(&a.me.id_hex(), MINER_SESSION_MS) {
+                        Ok((_, events)) => events,
                         Err(_) => {
                             std::thread::sleep(Duration::from_millis(MINER_RETRY_MS));
                             continue;
                         }
                     };
-                    for line in std::io::BufRead::lines(std::io::BufReader::new(body.into_reader())) {
+                    for event in events {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        let Ok(line) = line else { break };
-                        let Ok(event) = serde_json::from_str::<Value>(&line) else { continue };
                         // Claim everything new in one request, as a busy miner would.
                         let mut envelopes = Vec::new();
                         for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {

@@ -258,11 +258,10 @@ impl SessionReader {
     ) -> Self {
         let abandoned = Arc::new(AtomicBool::new(false));
         let done = abandoned.clone();
-        let path = format!("/v1/miners/{}/session?max_ms={SESSION_MS}", me.id_hex());
         let spawned = std::thread::Builder::new().name("deai-miner-session".into()).spawn(move || {
             let over = || done.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
             while !over() {
-                let (coordinator, body) = match me.api.open_stream(&path, SESSION_MS) {
+                let (coordinator, events) = match me.api.open_session(&me.id_hex(), SESSION_MS) {
                     Ok(opened) => opened,
                     Err(e) => {
                         tracing::warn!(error = %e, "no coordinator took the session");
@@ -271,10 +270,8 @@ impl SessionReader {
                     }
                 };
                 tracing::info!(%coordinator, "session open");
-                for line in std::io::BufRead::lines(std::io::BufReader::new(body.into_reader())) {
-                    let Ok(line) = line else { break };
-                    let Ok(value) = serde_json::from_str::<Value>(&line) else { continue };
-                    if over() || lines.send((generation, value)).is_err() {
+                for event in events {
+                    if over() || lines.send((generation, event)).is_err() {
                         return;
                     }
                 }
