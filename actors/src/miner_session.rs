@@ -76,7 +76,15 @@ impl SessionError {
 }
 
 /// The orders allocated to `miner` and not yet claimed, in deadline order.
+///
+/// The ledger keeps the miner's `in_flight` equal to its allocated orders (an invariant its
+/// audit checks), so the scan of the deadline queue stops at the last of them, and costs
+/// nothing for a miner with none: every session looks on each applied entry.
 pub fn assignments_of(ledger: &deai_protocol::Ledger, miner: &ParticipantId, limit: usize) -> Vec<AssignmentInfo> {
+    let held = ledger.miner(miner).map_or(0, |m| m.in_flight as usize);
+    if held == 0 {
+        return Vec::new();
+    }
     ledger
         .deadlines
         .iter()
@@ -95,7 +103,7 @@ pub fn assignments_of(ledger: &deai_protocol::Ledger, miner: &ParticipantId, lim
                 allocated_ms: deadline.saturating_sub(ledger.params.order_timeout_ms),
             })
         })
-        .take(limit)
+        .take(limit.min(held))
         .collect()
 }
 
