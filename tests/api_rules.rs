@@ -133,6 +133,17 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
     assert_eq!(api.submit(0, &unsigned), (200, "bad_signature".into()), "an unsigned entry is rejected in the log");
     let wrong_network = SignedEnvelope::seal(&alice.key, &NetworkId("elsewhere".into()), 1, &faucet);
     assert_eq!(api.submit(0, &wrong_network).1, "wrong_network");
+    // A miner session asked for an impossible length, or for an id that is not a key.
+    let miner = hex(&[9; 32]);
+    for (path, code) in [
+        (format!("/v1/miners/{miner}/session?max_ms=0"), "bad_max_ms"),
+        (format!("/v1/miners/{miner}/session?max_ms=300001"), "bad_max_ms"),
+        ("/v1/miners/not-hex/session".to_string(), "bad_id"),
+    ] {
+        let mut r = api.agent.get(&format!("http://{}{path}", api.nodes[0])).call().unwrap();
+        let body: Value = r.body_mut().read_json().unwrap();
+        assert_eq!((r.status().as_u16(), body["code"].as_str()), (400, Some(code)), "{path}: {body}");
+    }
     assert_eq!(api.head()["root"], before["root"], "rejected entries change nothing");
     assert_eq!(api.head()["height"], before["height"]);
 
