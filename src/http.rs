@@ -439,7 +439,8 @@ struct LongPoll {
 }
 
 /// Runs `read` now and after every change this node applies, until `done` holds for its result
-/// or `wait_ms` passes; returns the last result.
+/// or `wait_ms` passes; returns the last result. `read` runs once per change, so it should be
+/// cheap (the handlers read the little they test, and build their answer once at the end).
 async fn read_until<T>(
     node: &CoordinatorNode,
     limit: &LongPoll,
@@ -448,29 +449,19 @@ async fn read_until<T>(
     read: impl Fn(&deai_protocol::Ledger) -> T,
     done: impl Fn(&T) -> bool,
 ) -> Result<T, ApiError> {
-    let mut changes = node.raft.metrics();
+    let mut changes = node.ledger().changes();
     let deadline =
         tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms.unwrap_or(0).min(limit.max_ms));
     let mut consistency = consistency;
     loop {
-        let applied = changes.borrow_and_update().last_applied;
+        changes.borrow_and_update();
         let value = node.read(consistency, &read).await?;
         if done(&value) || tokio::time::Instant::now() >= deadline {
             return Ok(value);
         }
         // Later rounds read this node's state: the first read already confirmed leadership.
         consistency = Consistency::Stale;
-        // Raft's metrics change several times per batch (appended, committed, replicated);
-        // only a newly applied entry can change what the read returns.
-        let next_apply = async {
-            loop {
-                changes.changed().await?;
-                if changes.borrow_and_update().last_applied != applied {
-                    return Ok::<_, tokio::sync::watch::error::RecvError>(());
-                }
-            }
-        };
-        match tokio::time::timeout_at(deadline, next_apply).await {
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
             _ => return node.read(Consistency::Stale, &read).await.map_err(ApiError::from),
         }
@@ -752,24 +743,25 @@ async fn order(
     wait: web::Query<WaitQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = deai_protocol::types::OrderId(parse_id(&path.id)?.0);
-    let read = |l: &deai_protocol::Ledger| {
-        l.order(&id).map(|o| OrderView {
-            id: hex(&id.0),
-            client: hex(&o.client.0),
-            service: o.service.to_string(),
-            status: o.status.name().to_string(),
-            miner: o.miner.map(|m| hex(&m.0)),
-            miner_endpoint: o.miner.and_then(|m| l.miner(&m)).map(|m| m.endpoint.clone()),
-            deadline_ms: o.deadline_ms,
-            output_hash: o.claim.as_ref().map(|c| hex(&c.output_hash)),
+    let settled = |l: &deai_protocol::Ledger| {
+        l.order(&id).is_none_or(|o| {
+            o.claim.is_some() || matches!(o.status.name(), "expired" | "failed" | "invalidated")
         })
     };
-    let settled = |v: &Option<OrderView>| {
-        v.as_ref().is_none_or(|o| {
-            o.output_hash.is_some() || matches!(o.status.as_str(), "expired" | "failed" | "invalidated")
+    read_until(&node, &long_poll, consistency_of(&query)?, wait.wait_ms, settled, |done| *done).await?;
+    let view = node
+        .read(Consistency::Stale, |l| {
+            l.order(&id).map(|o| OrderView {
+                id: hex(&id.0),
+                client: hex(&o.client.0),
+                service: o.service.to_string(),
+                status: o.status.name().to_string(),
+                miner: o.miner.map(|m| hex(&m.0)),
+                miner_endpoint: o.miner.and_then(|m| l.miner(&m)).map(|m| m.endpoint.clone()),
+                deadline_ms: o.deadline_ms,
+                output_hash: o.claim.as_ref().map(|c| hex(&c.output_hash)),
+            })
         })
-    };
-    let view = read_until(&node, &long_poll, consistency_of(&query)?, wait.wait_ms, read, settled)
         .await?
         .ok_or_else(|| not_found("order"))?;
     Ok(HttpResponse::Ok().json(view))

@@ -125,16 +125,11 @@ impl Actor for Scheduler {
         // Woken by each newly applied entry (an order may have arrived), on top of the timer.
         let (node, scheduler) = (self.duties.outbox.node().clone(), ctx.address());
         self.duties.runtime.spawn(async move {
-            let mut metrics = node.raft.metrics();
-            let mut applied = metrics.borrow_and_update().last_applied;
-            while metrics.changed().await.is_ok() && scheduler.connected() {
-                let now = metrics.borrow_and_update().last_applied;
-                if now != applied {
-                    applied = now;
-                    // A full mailbox already holds a wake-up.
-                    if let Err(actix::dev::SendError::Closed(_)) = scheduler.try_send(Applied) {
-                        return;
-                    }
+            let mut changes = node.ledger().changes();
+            while changes.changed().await.is_ok() && scheduler.connected() {
+                // A full mailbox already holds a wake-up.
+                if let Err(actix::dev::SendError::Closed(_)) = scheduler.try_send(Applied) {
+                    return;
                 }
             }
         });

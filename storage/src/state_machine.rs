@@ -22,14 +22,38 @@ use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 /// A read handle on the replicated ledger, shared with the state machine that writes it.
+///
+/// Besides the ledger it carries one change signal: the ledger's height, published once per
+/// group of entries the state machine applies (and on a snapshot install). Readers waiting for
+/// something to happen (long polls, the scheduler, miner sessions) wait on it instead of on
+/// openraft's metrics, which change several times per log entry (appended, committed,
+/// replicated, applied) and would wake every waiter each time.
 #[derive(Clone)]
-pub struct SharedLedger(Arc<RwLock<Ledger>>);
+pub struct SharedLedger {
+    ledger: Arc<RwLock<Ledger>>,
+    height: Arc<tokio::sync::watch::Sender<u64>>,
+}
 
 impl SharedLedger {
+    fn new(ledger: Ledger) -> Self {
+        let (height, _) = tokio::sync::watch::channel(ledger.height);
+        SharedLedger { ledger: Arc::new(RwLock::new(ledger)), height: Arc::new(height) }
+    }
+
     /// The ledger as of the last applied entry. A writer that panicked mid-apply poisons the
     /// lock; that is a bug, and reading on would serve a half-applied state, so it panics too.
     pub fn read(&self) -> RwLockReadGuard<'_, Ledger> {
-        self.0.read().expect("the state machine panicked while applying")
+        self.ledger.read().expect("the state machine panicked while applying")
+    }
+
+    /// The ledger's height, changed (and waiters woken) when applied entries change the state.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.height.subscribe()
+    }
+
+    fn publish(&self) {
+        let height = self.read().height;
+        self.height.send_if_modified(|published| std::mem::replace(published, height) != height);
     }
 }
 
@@ -111,7 +135,7 @@ impl LedgerStateMachine {
         }
         Ok(LedgerStateMachine {
             db,
-            ledger: SharedLedger(Arc::new(RwLock::new(ledger))),
+            ledger: SharedLedger::new(ledger),
             last_applied,
             membership,
             snapshots_built: 0,
@@ -135,7 +159,7 @@ impl LedgerStateMachine {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Ledger> {
-        self.ledger.0.write().expect("the state machine panicked while applying")
+        self.ledger.ledger.write().expect("the state machine panicked while applying")
     }
 
     fn apply_command(&mut self, log_index: u64, command: &crate::LogCommand) -> Result<CommandOutcome, redb::Error> {
@@ -288,6 +312,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             };
             responses.push(outcome);
         }
+        self.ledger.publish();
         Ok(responses)
     }
 
@@ -329,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.persist(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_err(e)))?;
         *self.write() = ledger;
+        self.ledger.publish();
         self.metrics.snapshots_installed.inc();
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

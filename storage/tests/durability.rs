@@ -83,6 +83,25 @@ async fn replayed_or_malformed_commands_are_rejected_deterministically() {
     assert_eq!(sm.ledger().root, root, "a rejected entry changes nothing");
 }
 
+/// Waiters (long polls, the scheduler) are woken once per applied group that changes the
+/// ledger, and not by entries that change nothing.
+#[tokio::test]
+async fn the_change_signal_follows_accepted_entries_only() {
+    let (entries, _) = history();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut sm) = deai_storage::open(&dir.path().join("ledger.redb"), genesis()).unwrap();
+    let mut changes = sm.shared_ledger().changes();
+    assert_eq!(*changes.borrow_and_update(), 0);
+    sm.apply(vec![normal(1, LogCommand::new(&entries[..2])), normal(2, LogCommand::new(&entries[2..3]))])
+        .await
+        .unwrap();
+    assert!(changes.has_changed().unwrap(), "an accepted group wakes waiters");
+    assert_eq!(*changes.borrow_and_update(), 3, "the published value is the ledger height");
+    let replay = sm.apply(vec![normal(3, LogCommand::new(&entries[..1]))]).await.unwrap();
+    assert!(matches!(&replay[0].outcomes[..], [EntryOutcome::Rejected { .. }]));
+    assert!(!changes.has_changed().unwrap(), "a rejected entry wakes nobody");
+}
+
 #[test]
 fn a_file_that_is_not_a_ledger_database_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
