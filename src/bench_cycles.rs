@@ -38,6 +38,10 @@ const LONG_POLL_MS: u64 = 1_000;
 const CLIENT_POLL_MS: u64 = 2;
 /// How long one simulated miner's session is asked to last, in milliseconds.
 const MINER_SESSION_MS: u64 = 60_000;
+/// Session lines a simulated miner's reader holds for its claimer.
+const MINER_EVENTS_BUFFERED: usize = 1_024;
+/// How often a simulated miner waiting for session lines checks whether the run is over, in ms.
+const MINER_STOP_CHECK_MS: u64 = 100;
 /// Pause before a simulated miner opens its session again after a failure, in milliseconds.
 const MINER_RETRY_MS: u64 = 50;
 /// Time between progress lines, in milliseconds.
@@ -227,26 +231,44 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                             continue;
                         }
                     };
-                    for event in events {
+                    // The session is read on its own thread, so that the lines pushed while a
+                    // claim request is out are taken together, as a busy miner would.
+                    let (lines, received) = std::sync::mpsc::sync_channel(MINER_EVENTS_BUFFERED);
+                    std::thread::spawn(move || {
+                        for event in events {
+                            if lines.send(event).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    loop {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        // Claim everything new in one request, as a busy miner would.
+                        let first = match received.recv_timeout(Duration::from_millis(MINER_STOP_CHECK_MS)) {
+                            Ok(event) => event,
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                        };
+                        let events = std::iter::once(first).chain(std::iter::from_fn(|| received.try_recv().ok()));
+                        // Claim everything new in one request.
                         let mut envelopes = Vec::new();
-                        for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                            let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
-                            if !claimed.insert(order) {
-                                continue;
-                            }
-                            let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
-                            if let (Some(p), Some(al)) = (placed, allocated) {
-                                if let Ok(mut h) = allocation.lock() {
-                                    h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
+                        for event in events {
+                            for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                                let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
+                                if !claimed.insert(order) {
+                                    continue;
                                 }
+                                let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
+                                if let (Some(p), Some(al)) = (placed, allocated) {
+                                    if let Ok(mut h) = allocation.lock() {
+                                        h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
+                                    }
+                                }
+                                a.nonce += 1;
+                                let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
+                                envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
                             }
-                            a.nonce += 1;
-                            let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
-                            envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
                         }
                         if envelopes.is_empty() {
                             continue;

@@ -1,23 +1,24 @@
 //! The leader's scheduler: AVRF allocation in batches (SPEC 5.3, 5.4) and `Tick`s.
 //!
-//! When this node applies a new entry, and at the latest every `allocate_every_ms`, it asks the
-//! ledger for a plan over the pending orders (`Ledger::plan_allocation`: interleaved WRR order,
-//! one VRF evaluation per batch) and proposes it as an `Allocate`. The plan is made on the main
-//! runtime's blocking pool, not on the actor thread, and not again while the ledger stands where
-//! the last plan found nothing to allocate. Only one proposal is in flight at a time: the next
-//! plan is made from a ledger that holds the previous one, so two plans never claim the same
-//! order. Orders queue in
-//! the ledger while a proposal is in flight, so batches grow with the load.
+//! Allocation rides at the head of the leader's write batches: while it runs, the scheduler has
+//! its node's batcher ask `Ledger::plan_allocation` (interleaved WRR order, one VRF evaluation
+//! per batch) each time a batch is formed, and put the `Allocate` first in it (see
+//! `deai_cluster::batcher`). The plan is made from the ledger exactly as the batch finds it, so
+//! it never goes stale, and an order is allocated in the batch after its own. With no writes
+//! coming, the batcher plans again every `allocate_every_ms`. Stopping the scheduler (on losing
+//! leadership) removes the planner.
 //!
 //! A `Tick` carries ledger time forward for time-driven rules (deadlines, expiries, lapsed
 //! reports, closing proposals, pruning). It is proposed only when [`tick_due`] finds work.
 
 use crate::{Duties, StepDown, MAILBOX_CAPACITY};
-use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage, WrapFuture};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
+use deai_cluster::batcher::{HeadInstalled, HeadPlanner};
 use deai_cluster::outbox::Submitted;
 use deai_cluster::ClusterError;
 use deai_protocol::message::{Message, Tick};
 use deai_protocol::Ledger;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Whether a `Tick` at `now_ms` would do anything.
@@ -33,30 +34,14 @@ pub fn tick_due(ledger: &Ledger, now_ms: u64) -> bool {
 /// The leader's allocation and tick duty.
 pub struct Scheduler {
     duties: Duties,
-    in_flight: bool,
-    /// The ledger height at which the last plan came back empty: until the ledger moves, a new
-    /// plan would come back empty too.
-    nothing_to_plan_at: Option<u64>,
+    tick_in_flight: bool,
+    /// The allocation planner installed at the head of the node's batches, while running.
+    allocating: Option<HeadInstalled>,
 }
 
 impl Scheduler {
     pub fn new(duties: Duties) -> Self {
-        Scheduler { duties, in_flight: false, nothing_to_plan_at: None }
-    }
-
-    fn propose(&mut self, message: Message, what: &'static str, ctx: &mut Context<Self>) {
-        self.in_flight = true;
-        let done =
-            self.duties.submit(message).into_actor(self).map(move |result: Result<Submitted, ClusterError>, act, _| {
-                act.in_flight = false;
-                match result {
-                    Ok(s) if s.accepted() => tracing::debug!(what, log_index = s.written.log_index, "proposed"),
-                    // A plan made from a ledger that moved meanwhile: the next round replans.
-                    Ok(s) => tracing::debug!(what, code = ?s.rejection(), "proposal rejected"),
-                    Err(e) => tracing::debug!(what, error = %e, "proposal failed"),
-                }
-            });
-        ctx.spawn(done);
+        Scheduler { duties, tick_in_flight: false, allocating: None }
     }
 
     /// Stops this scheduler if the node no longer leads; true if it stopped.
@@ -68,51 +53,26 @@ impl Scheduler {
         true
     }
 
-    fn allocate(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.deposed(ctx) {
-            return;
-        }
-        let height = {
-            let ledger = self.duties.outbox.node().ledger().read();
-            if ledger.pending.is_empty() {
-                return;
-            }
-            ledger.height
-        };
-        if self.nothing_to_plan_at == Some(height) {
-            return;
-        }
-        // Planning proves a VRF and replays the batch: CPU work, done on the main runtime's
-        // blocking pool so that the actor thread stays free for the client queues.
-        self.in_flight = true;
-        let (node, identity) = (self.duties.outbox.node().clone(), self.duties.identity.clone());
-        let max_orders = self.duties.config.allocation_batch_orders;
-        let planning = self.duties.runtime.spawn_blocking(move || {
-            let ledger = node.ledger().read();
-            (ledger.height, ledger.plan_allocation(&identity.vrf, max_orders))
-        });
-        let planned = async move { planning.await.ok() }.into_actor(self).map(|planned, act, ctx| {
-            act.in_flight = false;
-            match planned {
-                Some((_, Some(plan))) => {
-                    act.nothing_to_plan_at = None;
-                    act.propose(Message::Allocate(plan), "allocate", ctx);
-                }
-                Some((height, None)) => act.nothing_to_plan_at = Some(height),
-                None => tracing::warn!("allocation planning stopped unexpectedly; planning again"),
-            }
-        });
-        ctx.spawn(planned);
-    }
-
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.deposed(ctx) {
+        if self.tick_in_flight || self.deposed(ctx) {
             return;
         }
         let now = deai_cluster::checkpointer::now_ms();
-        if tick_due(&self.duties.outbox.node().ledger().read(), now) {
-            self.propose(Message::Tick(Tick {}), "tick", ctx);
+        if !tick_due(&self.duties.outbox.node().ledger().read(), now) {
+            return;
         }
+        self.tick_in_flight = true;
+        let done = self.duties.submit(Message::Tick(Tick {})).into_actor(self).map(
+            |result: Result<Submitted, ClusterError>, act, _| {
+                act.tick_in_flight = false;
+                match result {
+                    Ok(s) if s.accepted() => tracing::debug!(log_index = s.written.log_index, "tick proposed"),
+                    Ok(s) => tracing::debug!(code = ?s.rejection(), "tick rejected"),
+                    Err(e) => tracing::debug!(error = %e, "tick failed"),
+                }
+            },
+        );
+        ctx.spawn(done);
     }
 }
 
@@ -122,37 +82,17 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.duties.metrics.started("scheduler");
-        // Woken by each newly applied entry (an order may have arrived), on top of the timer.
-        let (node, scheduler) = (self.duties.outbox.node().clone(), ctx.address());
-        self.duties.runtime.spawn(async move {
-            let mut changes = node.ledger().changes();
-            while changes.changed().await.is_ok() && scheduler.connected() {
-                // A full mailbox already holds a wake-up.
-                if let Err(actix::dev::SendError::Closed(_)) = scheduler.try_send(Applied) {
-                    return;
-                }
-            }
-        });
-        let config = &self.duties.config;
-        ctx.run_interval(Duration::from_millis(config.allocate_every_ms), |act, ctx| act.allocate(ctx));
+        let (identity, config) = (self.duties.identity.clone(), &self.duties.config);
+        let max_orders = config.allocation_batch_orders;
+        let planner: HeadPlanner =
+            Arc::new(move |ledger: &Ledger| ledger.plan_allocation(&identity.vrf, max_orders).map(Message::Allocate));
+        self.allocating = Some(self.duties.outbox.lead_batches(planner, config.allocate_every_ms));
         ctx.run_interval(Duration::from_millis(config.tick_check_every_ms), |act, ctx| act.tick(ctx));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.allocating = None;
         self.duties.metrics.stopped("scheduler");
-    }
-}
-
-/// This node applied a new entry.
-#[derive(ActixMessage)]
-#[rtype(result = "()")]
-struct Applied;
-
-impl Handler<Applied> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, _: Applied, ctx: &mut Self::Context) {
-        self.allocate(ctx);
     }
 }
 

@@ -403,6 +403,70 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     }
 }
 
+/// Allocation rides at the head of the leader's batches (SPEC 5.3 batching, issue 5 latency):
+/// orders written concurrently through all three nodes are each allocated by the very first
+/// entry of the batch after their own, planned from exactly the ledger that batch found, so no
+/// plan is ever rejected and no coordinator is ever recorded as misbehaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_allocated_at_the_head_of_the_next_batch() {
+    let (nodes, network, _dir) = start_network(190, "deai-batch-heads", |_| {}).await;
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    wait_for("the leader's scheduler", || (nodes[leader].metrics.running("scheduler") == 1).then_some(())).await;
+    const CLIENTS: usize = 12;
+    let mut clients: Vec<Participant> = (0..CLIENTS).map(|i| Participant::new(&format!("head-client-{i}"))).collect();
+    let mut setup: Vec<Entry> = clients.iter_mut().flat_map(|c| c.staked_client(&network)).collect();
+    // Four miners of capacity 4: room for every order at once.
+    for i in 0..4 {
+        setup.extend(Participant::new(&format!("head-miner-{i}")).registered_miner(&network));
+    }
+    let written = nodes[leader].node.write(&setup).await.expect("setup");
+    assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
+
+    // Three waves of orders, each written concurrently, spread over the three nodes.
+    let mut placed = Vec::new();
+    for wave in 0..3 {
+        let mut writes = Vec::new();
+        for (i, client) in clients.iter_mut().enumerate().filter(|(i, _)| i % 3 == wave) {
+            let put = client.order(&network, b"lead me");
+            let order = Ledger::order_id_of(&put.envelope);
+            let node = nodes[i % 3].node.clone();
+            writes.push(tokio::spawn(async move { (order, node.write(&[put]).await) }));
+        }
+        for w in writes {
+            let (order, written) = w.await.unwrap();
+            let written = written.expect("order written");
+            assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
+            placed.push((order, written.outcome.height));
+        }
+        // Each wave's orders are allocated before the next wave goes in.
+        for (order, _) in &placed {
+            wait_for("the wave allocated", || nodes[leader].node.ledger().read().order(order).and_then(|o| o.miner))
+                .await;
+        }
+    }
+
+    let ledger = nodes[leader].node.ledger().read();
+    for (order, batch_height) in &placed {
+        let allocation = ledger.order(order).and_then(|o| o.allocation.clone()).expect("allocated");
+        assert_eq!(
+            allocation.height,
+            batch_height + 1,
+            "order {order:?} was allocated at height {}, not by the first entry after its batch (last height {batch_height})",
+            allocation.height
+        );
+    }
+    drop(ledger);
+    let heads = &nodes[leader].node.metrics().batch_heads;
+    assert!(heads.with_label_values(&["accepted"]).get() >= 1);
+    assert_eq!(heads.with_label_values(&["rejected"]).get(), 0, "a head planned from its own ledger is never rejected");
+    for n in &nodes {
+        assert_eq!(n.node.metrics().storage.misbehaviour_evidence.get(), 0, "no coordinator recorded as misbehaving");
+    }
+    for mut n in nodes {
+        n.actors.take().unwrap().stop();
+    }
+}
+
 /// A client that sends faster than its batches can be written (issue 5: bounded mailboxes,
 /// overload answered with a clear error, not a hang): its queue takes what fits, refuses the
 /// rest at once with `client_queue_full`, and every batch it took is written and answered.

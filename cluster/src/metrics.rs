@@ -9,7 +9,8 @@ use crate::CoordinatorNode;
 use deai_storage::{NodeId, StorageMetrics, TypeConfig};
 use openraft::{Raft, ServerState};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Round-trip buckets for RPCs between coordinators, in seconds: 100 µs to 5 s.
@@ -33,6 +34,8 @@ pub struct NodeMetrics {
     pub proposals_committed: IntCounter,
     pub proposals_failed: IntCounter,
     pub proposals_pending: IntGauge,
+    /// The leader's own entries planned at the head of a batch, by outcome.
+    pub batch_heads: IntCounterVec,
     /// Round trip of one RPC to a peer, by peer id and RPC kind.
     pub peer_round_trip_seconds: HistogramVec,
     pub ledger_height: IntGauge,
@@ -74,6 +77,15 @@ impl NodeMetrics {
             ),
             proposals_failed: counter("deai_raft_proposals_failed_total", "Batches proposed on this node that failed."),
             proposals_pending: gauge("deai_raft_proposals_pending", "Batches proposed on this node, not yet answered."),
+            batch_heads: IntCounterVec::new(
+                Opts::new(
+                    "deai_raft_batch_heads_total",
+                    "The leader's own entries (allocations) planned at the head of a batch, by outcome: \
+                     accepted, rejected (a bug: the plan is made from the ledger it applies to) or failed.",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             peer_round_trip_seconds: HistogramVec::new(
                 HistogramOpts::new("deai_raft_peer_round_trip_seconds", "Round trip of one RPC to a peer.")
                     .buckets(RTT_BUCKETS_SECONDS.to_vec()),
@@ -107,6 +119,7 @@ impl NodeMetrics {
         r.register(Box::new(self.proposals_committed.clone()))?;
         r.register(Box::new(self.proposals_failed.clone()))?;
         r.register(Box::new(self.proposals_pending.clone()))?;
+        r.register(Box::new(self.batch_heads.clone()))?;
         r.register(Box::new(self.peer_round_trip_seconds.clone()))?;
         r.register(Box::new(self.ledger_height.clone()))?;
         r.register(Box::new(self.checkpoint_lag.clone()))?;

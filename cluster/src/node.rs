@@ -198,7 +198,7 @@ impl CoordinatorNode {
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
-        let batcher = WriteBatcher::start(raft.clone());
+        let batcher = WriteBatcher::start(id, raft.clone(), ledger.clone(), metrics.clone());
         Ok(CoordinatorNode {
             id,
             raft,
@@ -209,6 +209,10 @@ impl CoordinatorNode {
             transferring: Arc::default(),
             forward_network: None,
         })
+    }
+
+    pub(crate) fn batcher(&self) -> &WriteBatcher {
+        &self.batcher
     }
 
     /// The timeouts and limits this node runs with.

@@ -8,9 +8,13 @@
 //! so the next nonce is read from a ledger that already holds the previous one. Coordinator
 //! entries are few (one allocation carries up to 512 orders), so one at a time is not a limit.
 //!
+//! The leader's allocations are sealed elsewhere, at the head of a batch, but under the same
+//! turn (see [`lead_batches`](CoordinatorOutbox::lead_batches)).
+//!
 //! A submission that the ledger rejects is returned as such; deciding whether to try again is
 //! the duty's business (a stale allocation plan is simply replanned).
 
+use crate::batcher::{HeadInstalled, HeadPlanner};
 use crate::{ClusterError, Consistency, CoordinatorNode, Written};
 use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;
@@ -70,6 +74,14 @@ impl CoordinatorOutbox {
 
     pub fn node(&self) -> &Arc<CoordinatorNode> {
         &self.node
+    }
+
+    /// Has `planner` plan an entry of this coordinator's at the head of every batch its node
+    /// proposes as leader, for as long as the returned value lives (see
+    /// [`batcher`](crate::batcher)), and every `retry_ms` while no write arrives. The batcher
+    /// seals it in this outbox's turn, so nonces stay in log order.
+    pub fn lead_batches(&self, planner: HeadPlanner, retry_ms: u64) -> HeadInstalled {
+        self.node.batcher().install_head(planner, retry_ms, self.key.clone(), self.turn.clone())
     }
 
     /// Seals `message` with the next nonce and this node's clock, writes it through the leader,
