@@ -108,6 +108,8 @@ struct Node {
     node: Arc<CoordinatorNode>,
     actors: Option<CoordinatorActors>,
     metrics: ActorMetrics,
+    /// The outbox the node's actors sign with.
+    outbox: CoordinatorOutbox,
 }
 
 /// Three coordinators over loopback TCP, each with its actors, for a network whose genesis
@@ -147,15 +149,16 @@ async fn start_network(
         node.forward_writes_over_tcp(net);
         let node = Arc::new(node);
         tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
+        let outbox = CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone());
         let duties = Duties::new(
-            CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone()),
+            outbox.clone(),
             identities[id as usize].clone(),
             tokio::runtime::Handle::current(),
             ActorsConfig::default(),
         )
         .unwrap();
         let metrics = duties.metrics.clone();
-        nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()), metrics });
+        nodes.push(Node { node, actors: Some(CoordinatorActors::start(duties).unwrap()), metrics, outbox });
     }
     nodes[0].node.raft.initialize(members).await.unwrap();
     (nodes, network, dir)
@@ -406,7 +409,9 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
 /// Allocation rides at the head of the leader's batches (SPEC 5.3 batching, issue 5 latency):
 /// orders written concurrently through all three nodes are each allocated by the very first
 /// entry of the batch after their own, planned from exactly the ledger that batch found, so no
-/// plan is ever rejected and no coordinator is ever recorded as misbehaving.
+/// plan is ever rejected and no coordinator is ever recorded as misbehaving. The leader's
+/// outbox keeps submitting its own entries meanwhile: they take the nonces after the head's,
+/// none is refused, and no head waits for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_allocated_at_the_head_of_the_next_batch() {
     let (nodes, network, _dir) = start_network(190, "deai-batch-heads", |_| {}).await;
@@ -421,6 +426,19 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
     }
     let written = nodes[leader].node.write(&setup).await.expect("setup");
     assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
+
+    // The leader's outbox submits its own entries all along.
+    let outbox_busy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let own_entries = {
+        let (outbox, busy) = (nodes[leader].outbox.clone(), outbox_busy.clone());
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                outcomes.push(outbox.submit(Message::Tick(Tick {})).await.map(|s| s.outcome));
+            }
+            outcomes
+        })
+    };
 
     // Three waves of orders, each written concurrently, spread over the three nodes.
     let mut placed = Vec::new();
@@ -443,6 +461,13 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
             wait_for("the wave allocated", || nodes[leader].node.ledger().read().order(order).and_then(|o| o.miner))
                 .await;
         }
+    }
+
+    outbox_busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    let own = own_entries.await.unwrap();
+    assert!(!own.is_empty());
+    for outcome in &own {
+        assert!(matches!(outcome, Ok(EntryOutcome::Accepted)), "an own entry was refused: {outcome:?}");
     }
 
     let ledger = nodes[leader].node.ledger().read();

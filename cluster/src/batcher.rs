@@ -18,18 +18,24 @@
 //! the leader, so when the log holds nothing unapplied the ledger the planner reads is exactly the
 //! one the head will be applied to: the plan cannot go stale, and an order is allocated in the
 //! batch right after its own, with no separate round for the allocation.
+//!
+//! The leader's other own entries (checkpoint signatures, ticks, epoch closes, payout
+//! signatures) reach the batcher unsealed ([`WriteBatcher::write_own`]) and are sealed when the
+//! batch is formed, after the head, so the coordinator's nonces follow log order without making
+//! the head wait for the outbox.
 
 use crate::node::client_write;
 use crate::{ClusterError, Written};
 use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;
+use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::{Ledger, SignedEnvelope};
 use deai_storage::{CommandOutcome, EntryOutcome, LogCommand, NodeId, SharedLedger, TypeConfig};
 use ed25519_dalek::SigningKey;
 use openraft::Raft;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot, Notify, OwnedMutexGuard, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 /// Writes waiting for a batch; beyond this, callers wait to queue (backpressure).
 pub const MAX_QUEUED_WRITES: usize = 4_096;
@@ -40,23 +46,21 @@ pub const MAX_BATCH_ENTRIES: usize = 4_096;
 /// signature checks. Measured against 2 and 4 in `docs/benchmarks.md`. It is also what makes
 /// a batch head exact: the next batch is formed only once the previous one is applied here.
 pub const MAX_BATCHES_IN_FLIGHT: usize = 1;
+const _: () = assert!(MAX_BATCHES_IN_FLIGHT == 1, "batch heads are planned from a ledger holding every earlier batch");
 /// Longest the batcher waits for openraft's metrics to show its last batch applied, in ms.
 pub const METRICS_CATCH_UP_MS: u64 = 100;
-const _: () = assert!(MAX_BATCHES_IN_FLIGHT == 1, "batch heads are planned from a ledger holding every earlier batch");
+
 /// Plans the leader's own entry for the head of the next batch from the ledger as that batch
 /// will find it; `None` when there is nothing to lead with.
 pub type HeadPlanner = Arc<dyn Fn(&Ledger) -> Option<Message> + Send + Sync>;
 
-/// What the leader puts at the head of its batches, and how it seals it.
+/// What the leader puts at the head of its batches, and the key it signs with.
 struct BatchHead {
     planner: HeadPlanner,
     /// While no write arrives, how often to plan again (a new leader whose log is not yet
     /// applied, orders left from before), in milliseconds.
     retry_ms: u64,
     key: Arc<SigningKey>,
-    /// The coordinator outbox's turn: held from sealing until the batch is applied, so that the
-    /// outbox's next entry reads a nonce above the head's.
-    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Removes its batch head when dropped, unless another has replaced it meanwhile.
@@ -75,10 +79,29 @@ impl Drop for HeadInstalled {
     }
 }
 
+/// What a caller hands the batcher.
+enum Writing {
+    /// Entries their signers sealed.
+    Signed(Vec<Entry>),
+    /// This coordinator's own message, sealed with `key` when its batch is formed.
+    Own { message: Message, key: Arc<SigningKey> },
+}
+
 struct QueuedWrite {
-    entries: Vec<Entry>,
+    writing: Writing,
+    /// Entries the write becomes.
+    count: usize,
+    /// Its size in the log command, at most (an own message is measured with the largest nonce).
     encoded_bytes: usize,
     reply: oneshot::Sender<Result<Written, ClusterError>>,
+}
+
+impl QueuedWrite {
+    /// Whether `signer` sealed one of these entries itself (an own entry from before this
+    /// node led): a head sealed now could take the same nonce.
+    fn sealed_by(&self, signer: &ParticipantId) -> bool {
+        matches!(&self.writing, Writing::Signed(entries) if entries.iter().any(|e| e.envelope.signer == *signer))
+    }
 }
 
 /// The queue in front of a node's Raft.
@@ -88,6 +111,15 @@ pub struct WriteBatcher {
     head: Arc<Mutex<Option<Arc<BatchHead>>>>,
     /// Wakes the batching task when a head is installed, so it plans before the next write.
     head_installed: Arc<Notify>,
+    /// The network own messages are sealed for (to measure them before they are sealed).
+    network: NetworkId,
+}
+
+/// The size of `message` sealed by `key` as an entry in a log command, at most (with the
+/// largest nonce and time).
+fn sealed_size_bytes(key: &SigningKey, network: &NetworkId, message: &Message) -> usize {
+    let measured = Entry { stamped_ms: u64::MAX, envelope: SignedEnvelope::seal(key, network, u64::MAX, message) };
+    deai_protocol::codec::encode_framed(&measured).len()
 }
 
 impl WriteBatcher {
@@ -97,6 +129,7 @@ impl WriteBatcher {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
         let head = Arc::new(Mutex::new(None));
         let head_installed = Arc::new(Notify::new());
+        let network = ledger.read().network_id.clone();
         let sequencer = Sequencer {
             id,
             raft,
@@ -108,29 +141,35 @@ impl WriteBatcher {
             nothing_planned_at: None,
         };
         tokio::spawn(sequencer.run(queued));
-        WriteBatcher { queue, head, head_installed }
+        WriteBatcher { queue, head, head_installed, network }
     }
 
     /// Proposes `entries` in the next batch and waits for its outcome.
     pub async fn write(&self, entries: Vec<Entry>, encoded_bytes: usize) -> Result<Written, ClusterError> {
+        let count = entries.len();
+        self.enqueue(Writing::Signed(entries), count, encoded_bytes).await
+    }
+
+    /// Proposes this coordinator's `message` in the next batch, sealed with `key` and the
+    /// signer's next nonce when the batch is formed, and waits for its outcome.
+    pub async fn write_own(&self, message: Message, key: Arc<SigningKey>) -> Result<Written, ClusterError> {
+        let encoded_bytes = sealed_size_bytes(&key, &self.network, &message);
+        self.enqueue(Writing::Own { message, key }, 1, encoded_bytes).await
+    }
+
+    async fn enqueue(&self, writing: Writing, count: usize, encoded_bytes: usize) -> Result<Written, ClusterError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(QueuedWrite { entries, encoded_bytes, reply })
+            .send(QueuedWrite { writing, count, encoded_bytes, reply })
             .await
             .map_err(|_| ClusterError::Fatal("the write batcher stopped".into()))?;
         answer.await.map_err(|_| ClusterError::Fatal("the write batcher dropped a write".into()))?
     }
 
     /// Has `planner` lead every batch this node proposes while the returned value lives;
-    /// entries are sealed with `key` under the outbox's `turn`.
-    pub(crate) fn install_head(
-        &self,
-        planner: HeadPlanner,
-        retry_ms: u64,
-        key: Arc<SigningKey>,
-        turn: Arc<tokio::sync::Mutex<()>>,
-    ) -> HeadInstalled {
-        let head = Arc::new(BatchHead { planner, retry_ms, key, turn });
+    /// its entries are sealed with `key`.
+    pub(crate) fn install_head(&self, planner: HeadPlanner, retry_ms: u64, key: Arc<SigningKey>) -> HeadInstalled {
+        let head = Arc::new(BatchHead { planner, retry_ms, key });
         if let Ok(mut slot) = self.head.lock() {
             *slot = Some(head.clone());
         }
@@ -139,13 +178,14 @@ impl WriteBatcher {
     }
 }
 
-/// The leader's own entry, sealed for the head of a batch, and the outbox turn it holds.
-struct SealedHead {
-    entry: Entry,
-    _turn: OwnedMutexGuard<()>,
+/// The head the leader planned for the next batch.
+struct PlannedHead {
+    message: Message,
+    key: Arc<SigningKey>,
 }
 
-/// The batching task: forms batches, puts the leader's planned entry at their head, proposes.
+/// The batching task: forms batches, puts the leader's planned entry at their head, seals the
+/// leader's own messages after it, proposes.
 struct Sequencer {
     id: NodeId,
     raft: Raft<TypeConfig>,
@@ -167,7 +207,7 @@ impl Sequencer {
         let mut carried: Option<QueuedWrite> = None;
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            let head = self.seal_head().await;
+            let mut head = self.plan_head().await;
             let first = match (carried.take(), &head) {
                 (Some(write), _) => Some(write),
                 (None, Some(_)) => queued.try_recv().ok(),
@@ -192,29 +232,40 @@ impl Sequencer {
                     _ = self.head_installed.notified() => continue,
                 },
             };
-            let mut bytes = head.as_ref().map_or(0, |h| deai_protocol::codec::encode_framed(&h.entry).len());
-            let mut count = usize::from(head.is_some());
+            let head_bytes = head.as_ref().map_or(0, |h| {
+                let network = self.ledger.read().network_id.clone();
+                sealed_size_bytes(&h.key, &network, &h.message)
+            });
+            let (mut bytes, mut count) = (head_bytes, usize::from(head.is_some()));
             let mut batch = Vec::new();
-            if let Some(first) = first {
-                bytes += first.encoded_bytes;
-                count += first.entries.len();
-                batch.push(first);
-            }
-            while let Ok(next) = queued.try_recv() {
-                if count + next.entries.len() > MAX_BATCH_ENTRIES
-                    || bytes + next.encoded_bytes > deai_storage::MAX_LOG_COMMAND_BYTES
-                {
-                    carried = Some(next);
+            // A write alone always fits (`submit_command` checks); with a head in front it may
+            // not, and then it goes first in the next batch.
+            let mut next = first;
+            while let Some(write) = next.take() {
+                let fits = count + write.count <= MAX_BATCH_ENTRIES
+                    && bytes + write.encoded_bytes <= deai_storage::MAX_LOG_COMMAND_BYTES;
+                let alone = batch.is_empty() && head.is_none();
+                if !fits && !alone {
+                    carried = Some(write);
                     break;
                 }
-                bytes += next.encoded_bytes;
-                count += next.entries.len();
-                batch.push(next);
+                bytes += write.encoded_bytes;
+                count += write.count;
+                batch.push(write);
+                next = queued.try_recv().ok();
             }
+            if let Some(h) = &head {
+                let signer = ParticipantId(h.key.verifying_key().to_bytes());
+                if batch.iter().any(|w| w.sealed_by(&signer)) {
+                    head = None;
+                }
+            }
+            let (entries, replies) = self.seal(head.as_ref(), batch);
             let (raft, metrics, written) = (self.raft.clone(), self.metrics.clone(), self.written.clone());
+            let led = head.is_some();
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Some(index) = propose(&raft, &metrics, head, batch).await {
+                if let Some(index) = propose(&raft, &metrics, led, entries, replies).await {
                     written.fetch_max(index, Ordering::AcqRel);
                 }
             });
@@ -225,10 +276,9 @@ impl Sequencer {
         self.head.lock().ok()?.clone()
     }
 
-    /// Plans and seals the head of the next batch, if a head is installed, this node leads,
-    /// every entry in its log is applied (so the ledger is exactly what the batch will find)
-    /// and the outbox is not mid-submission.
-    async fn seal_head(&mut self) -> Option<SealedHead> {
+    /// Plans the head of the next batch, if a head is installed, this node leads and every
+    /// entry in its log is applied (so the ledger is exactly what the batch will find).
+    async fn plan_head(&mut self) -> Option<PlannedHead> {
         let head = self.installed_head()?;
         // Our last batch is applied (its write returned), but openraft's metrics may not say so
         // yet; let them catch up before reading them.
@@ -244,7 +294,6 @@ impl Sequencer {
                 return None;
             }
         }
-        let turn = head.turn.clone().try_lock_owned().ok()?;
         let ledger = self.ledger.read();
         if self.nothing_planned_at == Some(ledger.height) {
             return None;
@@ -254,10 +303,48 @@ impl Sequencer {
             return None;
         };
         self.nothing_planned_at = None;
-        let signer = deai_protocol::types::ParticipantId(head.key.verifying_key().to_bytes());
-        let envelope = SignedEnvelope::seal(&head.key, &ledger.network_id, ledger.next_nonce(&signer), &message);
+        Some(PlannedHead { message, key: head.key.clone() })
+    }
+
+    /// The batch's entries in log order (the head, then each write's, own messages sealed with
+    /// their signer's next nonces) and the callers' replies with their entry counts.
+    #[allow(clippy::type_complexity)]
+    fn seal(
+        &self,
+        head: Option<&PlannedHead>,
+        batch: Vec<QueuedWrite>,
+    ) -> (Vec<Entry>, Vec<(oneshot::Sender<Result<Written, ClusterError>>, usize)>) {
         let stamped_ms = crate::checkpointer::now_ms();
-        Some(SealedHead { entry: Entry { stamped_ms, envelope }, _turn: turn })
+        let ledger = self.ledger.read();
+        let mut nonces: Vec<(ParticipantId, u64)> = Vec::new();
+        let mut seal_own = |key: &SigningKey, message: &Message| {
+            let signer = ParticipantId(key.verifying_key().to_bytes());
+            let nonce = match nonces.iter_mut().find(|(s, _)| *s == signer) {
+                Some((_, next)) => {
+                    *next += 1;
+                    *next
+                }
+                None => {
+                    let next = ledger.next_nonce(&signer);
+                    nonces.push((signer, next));
+                    next
+                }
+            };
+            Entry { stamped_ms, envelope: SignedEnvelope::seal(key, &ledger.network_id, nonce, message) }
+        };
+        let mut entries = Vec::with_capacity(batch.iter().map(|w| w.count).sum::<usize>() + usize::from(head.is_some()));
+        if let Some(h) = head {
+            entries.push(seal_own(&h.key, &h.message));
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        for write in batch {
+            match write.writing {
+                Writing::Signed(signed) => entries.extend(signed),
+                Writing::Own { message, key } => entries.push(seal_own(&key, &message)),
+            }
+            replies.push((write.reply, write.count));
+        }
+        (entries, replies)
     }
 }
 
@@ -265,26 +352,12 @@ impl Sequencer {
 async fn propose(
     raft: &Raft<TypeConfig>,
     metrics: &crate::NodeMetrics,
-    head: Option<SealedHead>,
-    batch: Vec<QueuedWrite>,
+    led: bool,
+    entries: Vec<Entry>,
+    replies: Vec<(oneshot::Sender<Result<Written, ClusterError>>, usize)>,
 ) -> Option<u64> {
-    let sizes: Vec<usize> = batch.iter().map(|w| w.entries.len()).collect();
-    let led = usize::from(head.is_some());
-    let mut entries = Vec::with_capacity(sizes.iter().sum::<usize>() + led);
-    let (head_entry, turn) = match head {
-        Some(SealedHead { entry, _turn }) => (Some(entry), Some(_turn)),
-        None => (None, None),
-    };
-    entries.extend(head_entry);
-    let mut replies = Vec::with_capacity(batch.len());
-    for write in batch {
-        entries.extend(write.entries);
-        replies.push(write.reply);
-    }
     let result = client_write(raft, LogCommand::new(&entries)).await;
-    // The head is applied (or failed): the outbox may read its next nonce.
-    drop(turn);
-    if led == 1 {
+    if led {
         match result.as_ref().map(|w| w.outcome.outcomes.first()) {
             Ok(Some(EntryOutcome::Accepted)) => metrics.batch_heads.with_label_values(&["accepted"]).inc(),
             Ok(other) => {
@@ -297,8 +370,8 @@ async fn propose(
             }
         }
     }
-    let mut start = led;
-    for (reply, size) in replies.into_iter().zip(sizes) {
+    let mut start = usize::from(led);
+    for (reply, size) in replies {
         let part = match &result {
             Ok(written) => Ok(Written {
                 log_index: written.log_index,

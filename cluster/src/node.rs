@@ -6,7 +6,9 @@ use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 use crate::ClusterError;
 use deai_protocol::ledger::Entry;
+use deai_protocol::message::Message;
 use deai_protocol::Genesis;
+use ed25519_dalek::SigningKey;
 use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
@@ -259,6 +261,31 @@ impl CoordinatorNode {
         let entries = command.entries()?;
         let _pending = Pending::new(&self.metrics.proposals_pending);
         let result = self.batcher.write(entries, command.batch.len()).await;
+        match &result {
+            Ok(_) => self.metrics.proposals_committed.inc(),
+            Err(ClusterError::NotLeader { .. }) => {}
+            Err(_) => self.metrics.proposals_failed.inc(),
+        }
+        result
+    }
+
+    /// Whether this node leads, as far as it knows.
+    pub fn leads(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Writes this coordinator's own `message`, sealed with `key` by the batcher when its batch
+    /// is formed (the caller is the outbox). Only the leader takes it.
+    pub async fn write_own(&self, message: Message, key: Arc<SigningKey>) -> Result<Written, ClusterError> {
+        if self.transferring.load(Ordering::Acquire) {
+            return Err(ClusterError::TransferInProgress);
+        }
+        let leader = self.raft.metrics().borrow().current_leader;
+        if leader != Some(self.id) {
+            return Err(ClusterError::NotLeader { leader });
+        }
+        let _pending = Pending::new(&self.metrics.proposals_pending);
+        let result = self.batcher.write_own(message, key).await;
         match &result {
             Ok(_) => self.metrics.proposals_committed.inc(),
             Err(ClusterError::NotLeader { .. }) => {}

@@ -8,8 +8,9 @@
 //! so the next nonce is read from a ledger that already holds the previous one. Coordinator
 //! entries are few (one allocation carries up to 512 orders), so one at a time is not a limit.
 //!
-//! The leader's allocations are sealed elsewhere, at the head of a batch, but under the same
-//! turn (see [`lead_batches`](CoordinatorOutbox::lead_batches)).
+//! On the leader, the batcher does the sealing, at the batch's formation: the leader's
+//! allocation goes first in a batch (see [`lead_batches`](CoordinatorOutbox::lead_batches)),
+//! and the outbox's messages take the nonces after it.
 //!
 //! A submission that the ledger rejects is returned as such; deciding whether to try again is
 //! the duty's business (a stale allocation plan is simply replanned).
@@ -50,6 +51,10 @@ impl Submitted {
 }
 
 /// Signs and submits this coordinator's entries, in order. Clones share the order.
+///
+/// On the leader, the outbox hands its messages to the write batcher unsealed: the batcher
+/// seals them when it forms their batch, after the allocation it may put at the batch's head,
+/// so nonces follow log order without the allocation waiting for the outbox.
 #[derive(Clone)]
 pub struct CoordinatorOutbox {
     node: Arc<CoordinatorNode>,
@@ -81,19 +86,24 @@ impl CoordinatorOutbox {
     /// [`batcher`](crate::batcher)), and every `retry_ms` while no write arrives. The batcher
     /// seals it in this outbox's turn, so nonces stay in log order.
     pub fn lead_batches(&self, planner: HeadPlanner, retry_ms: u64) -> HeadInstalled {
-        self.node.batcher().install_head(planner, retry_ms, self.key.clone(), self.turn.clone())
+        self.node.batcher().install_head(planner, retry_ms, self.key.clone())
     }
 
     /// Seals `message` with the next nonce and this node's clock, writes it through the leader,
     /// and waits until this node has applied it.
     pub async fn submit(&self, message: Message) -> Result<Submitted, ClusterError> {
         let _turn = self.turn.lock().await;
-        let me = self.id();
-        let (network, nonce) =
-            self.node.read(Consistency::Stale, |l| (l.network_id.clone(), l.next_nonce(&me))).await?;
-        let envelope = SignedEnvelope::seal(&self.key, &network, nonce, &message);
-        let entry = Entry { stamped_ms: crate::checkpointer::now_ms(), envelope };
-        let written = self.node.write(&[entry]).await?;
+        let written = if self.node.leads() {
+            // The leader's batcher seals it at its place in the log, after any allocation.
+            self.node.write_own(message, self.key.clone()).await?
+        } else {
+            let me = self.id();
+            let (network, nonce) =
+                self.node.read(Consistency::Stale, |l| (l.network_id.clone(), l.next_nonce(&me))).await?;
+            let envelope = SignedEnvelope::seal(&self.key, &network, nonce, &message);
+            let entry = Entry { stamped_ms: crate::checkpointer::now_ms(), envelope };
+            self.node.write(&[entry]).await?
+        };
         self.node
             .raft
             .wait(Some(Duration::from_millis(OWN_APPLY_WAIT_MS)))
