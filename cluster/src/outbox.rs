@@ -3,9 +3,9 @@
 //! Several duties sign with the coordinator's key: allocations and ticks (the scheduler), epoch
 //! closes and payout signatures (the reward epoch), checkpoint signatures (the checkpointer).
 //! Nonces must rise in log order (SPEC 3), so two duties sealing concurrently could see one
-//! entry rejected as a replay. The outbox hands out nonces and submits entries one at a time,
-//! in order: each waits for its commit and for this node to apply it before the next is sealed,
-//! so the next nonce is read from a ledger that already holds the previous one. Coordinator
+//! entry rejected as a replay. The outbox submits entries one at a time, in order: each waits
+//! for its commit and for this node to apply it before the next is sealed, so the next nonce is
+//! read from a ledger that already holds the previous one. Coordinator
 //! entries are few (one allocation carries up to 512 orders), so one at a time is not a limit.
 //!
 //! On the leader, the batcher does the sealing, at the batch's formation: the leader's
@@ -84,7 +84,7 @@ impl CoordinatorOutbox {
     /// Has `planner` plan an entry of this coordinator's at the head of every batch its node
     /// proposes as leader, for as long as the returned value lives (see
     /// [`batcher`](crate::batcher)), and every `retry_ms` while no write arrives. The batcher
-    /// seals it in this outbox's turn, so nonces stay in log order.
+    /// seals it first in its batch, and this outbox's messages after it.
     pub fn lead_batches(&self, planner: HeadPlanner, retry_ms: u64) -> HeadInstalled {
         self.node.batcher().install_head(planner, retry_ms, self.key.clone())
     }
