@@ -33,7 +33,7 @@ use deai_protocol::{Ledger, SignedEnvelope};
 use deai_storage::{CommandOutcome, EntryOutcome, LogCommand, NodeId, SharedLedger, TypeConfig};
 use ed25519_dalek::SigningKey;
 use openraft::Raft;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -124,8 +124,15 @@ fn sealed_size_bytes(key: &SigningKey, network: &NetworkId, message: &Message) -
 
 impl WriteBatcher {
     /// Starts the batching task for node `id`'s `raft`, whose state machine is `ledger`; it
-    /// ends when every `WriteBatcher` clone is dropped.
-    pub fn start(id: NodeId, raft: Raft<TypeConfig>, ledger: SharedLedger, metrics: crate::NodeMetrics) -> Self {
+    /// ends when every `WriteBatcher` clone is dropped. While `transferring` is set (a leader
+    /// transfer holds writes back), it plans no heads of its own.
+    pub fn start(
+        id: NodeId,
+        raft: Raft<TypeConfig>,
+        ledger: SharedLedger,
+        metrics: crate::NodeMetrics,
+        transferring: Arc<AtomicBool>,
+    ) -> Self {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
         let head = Arc::new(Mutex::new(None));
         let head_installed = Arc::new(Notify::new());
@@ -138,6 +145,7 @@ impl WriteBatcher {
             head: head.clone(),
             head_installed: head_installed.clone(),
             written: Arc::default(),
+            transferring,
             nothing_planned_at: None,
         };
         tokio::spawn(sequencer.run(queued));
@@ -195,6 +203,8 @@ struct Sequencer {
     head_installed: Arc<Notify>,
     /// The log index of the last batch this node wrote (and so applied).
     written: Arc<AtomicU64>,
+    /// Set while a leader transfer holds writes back.
+    transferring: Arc<AtomicBool>,
     /// The ledger height at which the planner last found nothing: it would find nothing again
     /// until the ledger moves.
     nothing_planned_at: Option<u64>,
@@ -205,9 +215,11 @@ impl Sequencer {
         let slots = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
         let mut changes = self.ledger.changes();
         let mut carried: Option<QueuedWrite> = None;
+        // Set when a write did not fit behind a head: it goes next, without one.
+        let mut carried_past_head = false;
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            let mut head = self.plan_head().await;
+            let mut head = if std::mem::take(&mut carried_past_head) { None } else { self.plan_head().await };
             let first = match (carried.take(), &head) {
                 (Some(write), _) => Some(write),
                 (None, Some(_)) => queued.try_recv().ok(),
@@ -246,6 +258,7 @@ impl Sequencer {
                     && bytes + write.encoded_bytes <= deai_storage::MAX_LOG_COMMAND_BYTES;
                 let alone = batch.is_empty() && head.is_none();
                 if !fits && !alone {
+                    carried_past_head = batch.is_empty();
                     carried = Some(write);
                     break;
                 }
@@ -280,6 +293,9 @@ impl Sequencer {
     /// entry in its log is applied (so the ledger is exactly what the batch will find).
     async fn plan_head(&mut self) -> Option<PlannedHead> {
         let head = self.installed_head()?;
+        if self.transferring.load(Ordering::Acquire) {
+            return None;
+        }
         // Our last batch is applied (its write returned), but openraft's metrics may not say so
         // yet; let them catch up before reading them.
         let written = self.written.load(Ordering::Acquire);

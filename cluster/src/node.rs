@@ -200,7 +200,8 @@ impl CoordinatorNode {
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
-        let batcher = WriteBatcher::start(id, raft.clone(), ledger.clone(), metrics.clone());
+        let transferring = Arc::<AtomicBool>::default();
+        let batcher = WriteBatcher::start(id, raft.clone(), ledger.clone(), metrics.clone(), transferring.clone());
         Ok(CoordinatorNode {
             id,
             raft,
@@ -208,7 +209,7 @@ impl CoordinatorNode {
             metrics,
             batcher,
             config: config.clone(),
-            transferring: Arc::default(),
+            transferring,
             forward_network: None,
         })
     }
