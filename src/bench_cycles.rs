@@ -76,6 +76,30 @@ pub struct CyclesReport {
     pub miners: usize,
     pub rate_cap: Option<u64>,
     pub nodes: u64,
+    /// CPU time of the whole process (coordinators and simulated participants, user and
+    /// system) over the measured window, per completed cycle; `None` where it cannot be read.
+    pub cpu_ms_per_cycle: Option<f64>,
+    /// The same CPU time over the window's length: how many cores were busy on average.
+    pub cores_busy: Option<f64>,
+}
+
+/// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux ABI).
+const PROC_STAT_TICKS_PER_S: f64 = 100.0;
+
+/// This process's CPU time so far (user and system, all threads) in seconds, from
+/// `/proc/self/stat`; `None` off Linux.
+fn process_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    Some(cpu_ticks_of(&stat)? as f64 / PROC_STAT_TICKS_PER_S)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line, in clock ticks.
+fn cpu_ticks_of(stat: &str) -> Option<u64> {
+    // The command name is in parentheses and may hold spaces and parentheses: skip to the last.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, so 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 fn key(tag: u8, i: usize) -> SigningKey {
@@ -290,6 +314,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
 
     let per_client_interval = settings.rate.map(|r| Duration::from_secs_f64(settings.clients as f64 / r.max(1) as f64));
     let bench_started = Instant::now();
+    let cpu_started = process_cpu_s();
     let deadline = bench_started + Duration::from_secs(settings.duration_s);
     let client_threads: Vec<_> = clients
         .into_iter()
@@ -340,6 +365,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         }
     }
     let elapsed = bench_started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s().zip(cpu_started).map(|(end, start)| end - start);
     stop.store(true, Ordering::Relaxed);
     progress_stop.store(true, Ordering::Relaxed);
     for t in miner_threads {
@@ -362,6 +388,8 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         miners: settings.miners,
         rate_cap: settings.rate,
         nodes: 3,
+        cpu_ms_per_cycle: cpu_s.filter(|_| !cycles.is_empty()).map(|c| c * 1_000.0 / cycles.len() as f64),
+        cores_busy: cpu_s.map(|c| c / elapsed),
     })
 }
 
@@ -396,4 +424,20 @@ pub fn print(r: &CyclesReport) {
     println!("  {} cycles in {:.1} s: {:.0} cycles/s, {} failed", r.cycles, r.duration_s, r.cycles_per_s, r.failed);
     println!("  cycle latency: p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms", r.p50_ms, r.p99_ms, r.p999_ms);
     println!("  order to allocation: p50 {:.2} ms  p99 {:.2} ms", r.allocation_p50_ms, r.allocation_p99_ms);
+    if let (Some(per_cycle), Some(cores)) = (r.cpu_ms_per_cycle, r.cores_busy) {
+        println!("  CPU, whole process: {cores:.2} cores busy, {per_cycle:.3} ms per cycle");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_from_the_utime_and_stime_fields() {
+        let line = "4242 (deai (bench) x) S 1 4242 4242 0 -1 4194560 1520 0 3 0 731 269 0 0 20 0 9 0 1234 5678";
+        assert_eq!(cpu_ticks_of(line), Some(731 + 269));
+        assert_eq!(cpu_ticks_of("4242 (deai) S 1"), None, "a cut line is no figure");
+        assert!(process_cpu_s().is_some(), "this process's own stat line reads");
+    }
 }
