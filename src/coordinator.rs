@@ -12,7 +12,7 @@ use deai_actors::{CoordinatorActors, Duties};
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::outbox::CoordinatorOutbox;
-use deai_cluster::{checkpointer, CoordinatorNode, NodeMetrics};
+use deai_cluster::{CoordinatorNode, NodeMetrics};
 use deai_protocol::Genesis;
 use openraft::BasicNode;
 use std::collections::BTreeMap;
@@ -110,27 +110,17 @@ pub async fn run_until(
 
     let outbox = CoordinatorOutbox::new(node.clone(), identity.signing.clone());
     let identity = Arc::new(identity);
-    // Only a genesis coordinator can sign allocations, epoch closes and payouts.
+    // Only a genesis coordinator can sign allocations, epoch closes, payouts and checkpoints.
     let actors = if is_coordinator {
-        let duties =
-            Duties::new(outbox.clone(), identity.clone(), tokio::runtime::Handle::current(), config.actors.clone())
-                .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+        let actors_config =
+            deai_actors::ActorsConfig { sign_checkpoints: config.sign_checkpoints, ..config.actors.clone() };
+        let duties = Duties::new(outbox.clone(), identity.clone(), tokio::runtime::Handle::current(), actors_config)
+            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
         Some(CoordinatorActors::start(duties).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?)
     } else {
         tracing::warn!("this node's key is not a genesis coordinator's: it will not schedule, close epochs or sign");
         None
     };
-    let (stop_signing, stopped) = tokio::sync::watch::channel(false);
-    let signer = config.sign_checkpoints.then(|| {
-        let outbox = outbox.clone();
-        tokio::spawn(async move {
-            let result = checkpointer::run(outbox, stopped).await;
-            if let Err(e) = &result {
-                tracing::error!(code = e.code(), error = %e, "checkpoint signing stopped; this node no longer signs");
-            }
-            result
-        })
-    });
 
     let handles = crate::http::ActorHandles {
         client_queues: actors.as_ref().map(CoordinatorActors::client_queues),
@@ -157,7 +147,7 @@ pub async fn run_until(
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");
 
     let signal = stop.await;
-    tracing::info!(signal, "stopping: HTTP first, then checkpoint signing, then Raft");
+    tracing::info!(signal, "stopping: HTTP first, then the actors (checkpoint signing included), then Raft");
     // Miner sessions are streams without an end of their own: end them, so that the graceful
     // stop waits only for requests that finish.
     if let Some(actors) = &actors {
@@ -168,14 +158,6 @@ pub async fn run_until(
     if let Some(actors) = actors {
         // The actor thread joins here; proposals it started finish on this runtime.
         tokio::task::block_in_place(|| actors.stop());
-    }
-    let _ = stop_signing.send(true);
-    if let Some(signer) = signer {
-        match signer.await {
-            Ok(Ok(heights)) => tracing::info!(signed = heights.len(), "checkpoint signer stopped"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint signer stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "checkpoint signer panicked"),
-        }
     }
     raft_server.abort();
     node.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft did not stop cleanly: {e}"))?;

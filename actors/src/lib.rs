@@ -11,6 +11,8 @@
 //!   every replica recomputes (SPEC 5.7).
 //! - [`PayoutSigner`] (every node) signs each closed epoch's payout root, as the checkpointer
 //!   signs checkpoints, so that a quorum certifies the payouts for L2 (SPEC 6).
+//! - [`Checkpointer`] (every node, unless `sign_checkpoints` is off) signs each checkpoint its
+//!   own replica reaches, for the quorum certificates of SPEC 6.3.
 //! - [`ClientQueue`] (every node, one per active client) takes the client's submissions in
 //!   order, with a bounded queue, and answers a frozen client at once (SPEC 5.2).
 //! - [`MinerSession`] (every node, one per connected miner) pushes the miner's assignments as
@@ -36,6 +38,7 @@
 // openraft's errors inside `ClusterError` are large; errors are the cold path.
 #![allow(clippy::result_large_err)]
 
+mod checkpointer;
 mod client_queue;
 mod leadership;
 mod miner_session;
@@ -43,6 +46,7 @@ mod payouts;
 mod reward_epoch;
 mod scheduler;
 
+pub use checkpointer::Checkpointer;
 pub use client_queue::{ClientQueue, ClientQueues, QueueError, CLIENT_QUEUE_CAPACITY, MAX_CLIENT_QUEUES};
 pub use leadership::Leadership;
 pub use miner_session::{
@@ -86,6 +90,10 @@ pub struct ActorsConfig {
     pub miner_heartbeat_ms: u64,
     /// Longest a miner session lasts, whatever the miner asks (at most `MAX_SESSION_MS`).
     pub miner_session_max_ms: u64,
+    /// Whether this node signs checkpoints (the [`Checkpointer`]). Not read from the `[actors]`
+    /// table: the node's own `sign_checkpoints` setting decides it.
+    #[serde(skip)]
+    pub sign_checkpoints: bool,
 }
 
 impl Default for ActorsConfig {
@@ -101,6 +109,7 @@ impl Default for ActorsConfig {
             miner_session_poll_ms: 2,
             miner_heartbeat_ms: 1_000,
             miner_session_max_ms: MAX_SESSION_MS,
+            sign_checkpoints: true,
         }
     }
 }
@@ -241,7 +250,8 @@ impl ActorsError {
 }
 
 impl CoordinatorActors {
-    /// Starts [`Leadership`] and [`PayoutSigner`] on a new actix system thread.
+    /// Starts [`Leadership`], [`PayoutSigner`] and (unless `sign_checkpoints` is off)
+    /// [`Checkpointer`] on a new actix system thread.
     pub fn start(duties: Duties) -> Result<Self, ActorsError> {
         let (started, system) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new().name("deai-actors".into()).spawn(move || {
@@ -250,6 +260,9 @@ impl CoordinatorActors {
                 use actix::Actor;
                 Leadership::new(duties.clone()).start();
                 PayoutSigner::new(duties.clone()).start();
+                if duties.config.sign_checkpoints {
+                    Checkpointer::new(duties.clone()).start();
+                }
                 let queues = ClientQueues::new(duties.clone(), actix::Arbiter::current());
                 let sessions = MinerSessions::new(duties, actix::Arbiter::current());
                 let _ = started.send((actix::System::current(), queues, sessions));

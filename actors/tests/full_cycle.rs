@@ -313,6 +313,7 @@ async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
     for n in 0..3 {
         assert_eq!(running(n, "leadership"), 1);
         assert_eq!(running(n, "payout_signer"), 1);
+        assert_eq!(running(n, "checkpointer"), 1);
     }
 
     let to = (leader + 1) % 3;
@@ -402,6 +403,39 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
     wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
     for n in nodes.iter_mut() {
+        n.actors.take().unwrap().stop();
+    }
+}
+
+/// Every coordinator's `Checkpointer` signs the checkpoints its own replica reaches (SPEC 6.3):
+/// with a checkpoint every 8 entries, the first checkpoints are certified by a quorum on every
+/// node, with signatures only from genesis coordinators over the root each node computed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpointers_sign_checkpoints_into_quorum_certificates() {
+    let (nodes, network, _dir) = start_network(210, "deai-checkpoints", |g| g.params.checkpoint_every = 8).await;
+    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let mut client = Participant::new("checkpoint-client");
+    // Twenty entries pass heights 8 and 16 (the signatures add entries of their own).
+    for _ in 0..20 {
+        let faucet = client.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: TOKEN }));
+        let written = nodes[leader].node.write(&[faucet]).await.expect("faucet");
+        assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
+    }
+    for height in [8u64, 16] {
+        wait_for("the checkpoint certified on every node", || {
+            nodes.iter().all(|n| n.node.ledger().read().checkpoints.get(&height).is_some_and(|c| c.certified)).then_some(())
+        })
+        .await;
+    }
+    let roots: Vec<_> = nodes.iter().map(|n| n.node.ledger().read().checkpoints[&8].root).collect();
+    assert!(roots.iter().all(|r| *r == roots[0]), "every replica computed the same root");
+    let ledger = nodes[leader].node.ledger().read();
+    let signers = &ledger.checkpoints[&8].signatures;
+    assert!(signers.len() >= 2, "a quorum of 2 of 3 signed: {}", signers.len());
+    assert!(signers.keys().all(|s| ledger.is_coordinator(s)));
+    drop(ledger);
+    for mut n in nodes {
+        assert_eq!(n.metrics.running("checkpointer"), 1);
         n.actors.take().unwrap().stop();
     }
 }
