@@ -83,8 +83,8 @@ pub struct ActorsConfig {
     /// Longest a client queue waits for one write before answering `write_timeout` (outcome
     /// unknown) and taking the client's next batch.
     pub client_write_timeout_ms: u64,
-    /// How often a miner session looks for new assignments (a look costs a height compare
-    /// unless the ledger moved).
+    /// How often a miner session looks for new assignments on its own. Sessions are woken by
+    /// each change of this node's ledger and push at once; this is only a fallback.
     pub miner_session_poll_ms: u64,
     /// Longest a miner session stays silent: a heartbeat goes out when nothing else did.
     pub miner_heartbeat_ms: u64,
@@ -106,7 +106,7 @@ impl Default for ActorsConfig {
             payout_check_every_ms: 200,
             client_idle_ms: 30_000,
             client_write_timeout_ms: 10_000,
-            miner_session_poll_ms: 2,
+            miner_session_poll_ms: 1_000,
             miner_heartbeat_ms: 1_000,
             miner_session_max_ms: MAX_SESSION_MS,
             sign_checkpoints: true,

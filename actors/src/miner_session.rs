@@ -1,7 +1,9 @@
 //! One actor per connected miner: its persistent session with this node (SPEC 5.3, 5.4, 5.10).
 //!
 //! A miner opens a session with any coordinator and keeps it; the coordinator pushes each order
-//! allocated to the miner as soon as this node applies the allocation, and a heartbeat every
+//! allocated to the miner as soon as this node applies the allocation (one task of the registry
+//! wakes every open session on each change of the ledger, so an idle node's sessions cost
+//! nothing but their heartbeats), and a heartbeat every
 //! `miner_heartbeat_ms` so that the miner notices a dead or stuck coordinator and moves its
 //! session to another. The session never decides anything: what it pushes is what the ledger
 //! says the miner was allocated, and the miner's claims are ordinary signed entries (its
@@ -26,6 +28,8 @@ use tokio::sync::mpsc;
 
 /// Events one session may have waiting for the miner to read.
 pub const SESSION_OUTBOX_EVENTS: usize = 64;
+/// How many times per `miner_heartbeat_ms` a session checks whether a heartbeat is due.
+pub const HEARTBEAT_CHECKS_PER_PERIOD: u64 = 4;
 /// Sessions one node holds at once.
 pub const MAX_MINER_SESSIONS: usize = 10_000;
 /// Longest one session may last, in milliseconds.
@@ -154,13 +158,34 @@ impl MinerSession {
         ctx.stop();
     }
 
-    /// Pushes the miner's new assignments if the ledger moved; a heartbeat when one is due.
-    fn look(&mut self, ctx: &mut Context<Self>) {
+    /// Ends the session when its time is up or its miner left; true if it ended.
+    fn ended(&mut self, ctx: &mut Context<Self>) -> bool {
         if Instant::now() >= self.ends_at {
-            return self.end("max_ms", ctx);
+            self.end("max_ms", ctx);
+            return true;
         }
         if self.outbox.is_closed() {
-            return ctx.stop();
+            ctx.stop();
+            return true;
+        }
+        false
+    }
+
+    /// A heartbeat when the session has been silent for `miner_heartbeat_ms`.
+    fn beat(&mut self, ctx: &mut Context<Self>) {
+        if self.ended(ctx) {
+            return;
+        }
+        if self.last_sent.elapsed() >= Duration::from_millis(self.duties.config.miner_heartbeat_ms) {
+            let height = self.duties.outbox.node().ledger().read().height;
+            self.send(SessionEvent::Heartbeat { height, at_ms: deai_cluster::checkpointer::now_ms() }, ctx);
+        }
+    }
+
+    /// Pushes the miner's new assignments if the ledger moved.
+    fn look(&mut self, ctx: &mut Context<Self>) {
+        if self.ended(ctx) {
+            return;
         }
         let ledger = self.duties.outbox.node().ledger().read();
         let height = ledger.height;
@@ -175,13 +200,7 @@ impl MinerSession {
                 if self.send(SessionEvent::Assignments(new), ctx) {
                     self.pushed.extend(orders);
                 }
-                return;
             }
-        } else {
-            drop(ledger);
-        }
-        if self.last_sent.elapsed() >= Duration::from_millis(self.duties.config.miner_heartbeat_ms) {
-            self.send(SessionEvent::Heartbeat { height, at_ms: deai_cluster::checkpointer::now_ms() }, ctx);
         }
     }
 }
@@ -194,12 +213,28 @@ impl Actor for MinerSession {
         // The first look sends everything the miner holds now, so a miner that moved its
         // session from another node misses nothing.
         self.look(ctx);
-        ctx.run_interval(Duration::from_millis(self.duties.config.miner_session_poll_ms), |act, ctx| act.look(ctx));
+        let config = &self.duties.config;
+        ctx.run_interval(Duration::from_millis(config.miner_session_poll_ms), |act, ctx| act.look(ctx));
+        let beat_every = (config.miner_heartbeat_ms / HEARTBEAT_CHECKS_PER_PERIOD).max(1);
+        ctx.run_interval(Duration::from_millis(beat_every), |act, ctx| act.beat(ctx));
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         self.registry.forget(&self.miner, ctx.address());
         self.duties.metrics.stopped("miner_session");
+    }
+}
+
+/// This node's ledger changed: there may be new assignments to push.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Look;
+
+impl Handler<Look> for MinerSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Look, ctx: &mut Self::Context) {
+        self.look(ctx);
     }
 }
 
@@ -223,8 +258,23 @@ pub struct MinerSessions {
 }
 
 impl MinerSessions {
+    /// The registry, and the task that wakes every open session when this node's ledger
+    /// changes (it ends once the registry is closed).
     pub(crate) fn new(duties: Duties, arbiter: actix::ArbiterHandle) -> Self {
-        MinerSessions { inner: Arc::new(Mutex::new(Some(HashMap::new()))), duties, arbiter }
+        let inner: Arc<Mutex<Option<OpenSessions>>> = Arc::new(Mutex::new(Some(HashMap::new())));
+        let (sessions, node) = (inner.clone(), duties.outbox.node().clone());
+        duties.runtime.spawn(async move {
+            let mut changes = node.ledger().changes();
+            while changes.changed().await.is_ok() {
+                let Ok(guard) = sessions.lock() else { return };
+                let Some(open) = guard.as_ref() else { return };
+                for session in open.values() {
+                    // A full mailbox already holds a look.
+                    let _ = session.try_send(Look);
+                }
+            }
+        });
+        MinerSessions { inner, duties, arbiter }
     }
 
     fn forget(&self, miner: &ParticipantId, addr: Addr<MinerSession>) {

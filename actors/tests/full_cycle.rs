@@ -154,7 +154,8 @@ async fn start_network(
             outbox.clone(),
             identities[id as usize].clone(),
             tokio::runtime::Handle::current(),
-            ActorsConfig::default(),
+            // Sessions must push on ledger changes: their own fallback look is out of the tests' reach.
+            ActorsConfig { miner_session_poll_ms: 60_000, ..ActorsConfig::default() },
         )
         .unwrap();
         let metrics = duties.metrics.clone();
