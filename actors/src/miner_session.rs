@@ -217,6 +217,10 @@ impl Actor for MinerSession {
         ctx.run_interval(Duration::from_millis(config.miner_session_poll_ms), |act, ctx| act.look(ctx));
         let beat_every = (config.miner_heartbeat_ms / HEARTBEAT_CHECKS_PER_PERIOD).max(1);
         ctx.run_interval(Duration::from_millis(beat_every), |act, ctx| act.beat(ctx));
+        // The session ends at `max_ms` sharp, not at the next heartbeat check.
+        ctx.run_later(self.ends_at.saturating_duration_since(Instant::now()), |act, ctx| {
+            act.ended(ctx);
+        });
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {

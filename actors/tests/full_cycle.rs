@@ -119,6 +119,18 @@ async fn start_network(
     name: &str,
     tweak: impl FnOnce(&mut Genesis),
 ) -> (Vec<Node>, deai_protocol::types::NetworkId, tempfile::TempDir) {
+    // Sessions must push on ledger changes: their own fallback look is out of the tests' reach.
+    let actors = ActorsConfig { miner_session_poll_ms: 60_000, ..ActorsConfig::default() };
+    start_network_with(seed, name, tweak, actors).await
+}
+
+/// [`start_network`] with the actors' timers of `actors`.
+async fn start_network_with(
+    seed: u8,
+    name: &str,
+    tweak: impl FnOnce(&mut Genesis),
+    actors: ActorsConfig,
+) -> (Vec<Node>, deai_protocol::types::NetworkId, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let identities: Vec<Arc<CoordinatorIdentity>> =
         (0..3u8).map(|i| Arc::new(CoordinatorIdentity::from_seed([i + seed; 32]))).collect();
@@ -154,8 +166,7 @@ async fn start_network(
             outbox.clone(),
             identities[id as usize].clone(),
             tokio::runtime::Handle::current(),
-            // Sessions must push on ledger changes: their own fallback look is out of the tests' reach.
-            ActorsConfig { miner_session_poll_ms: 60_000, ..ActorsConfig::default() },
+            actors.clone(),
         )
         .unwrap();
         let metrics = duties.metrics.clone();
@@ -403,6 +414,23 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     }
     assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
     wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
+    for n in nodes.iter_mut() {
+        n.actors.take().unwrap().stop();
+    }
+}
+
+/// A session ends at its `max_ms` sharp, with an `end` line, whatever its timers: here the
+/// heartbeat checks and the fallback look are minutes apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_session_ends_at_its_max_ms() {
+    let slow_timers =
+        ActorsConfig { miner_session_poll_ms: 600_000, miner_heartbeat_ms: 600_000, ..ActorsConfig::default() };
+    let (mut nodes, _network, _dir) = start_network_with(230, "deai-session-end", |_| {}, slow_timers).await;
+    let sessions = nodes[0].actors.as_ref().unwrap().miner_sessions();
+    let miner = Participant::new("short-session-miner");
+    let mut events = sessions.open(miner.keys.id, 50).expect("a session opens");
+    let event = tokio::time::timeout(WAIT, events.recv()).await.expect("the session ends in time");
+    assert_eq!(event, Some(SessionEvent::End { reason: "max_ms" }));
     for n in nodes.iter_mut() {
         n.actors.take().unwrap().stop();
     }
