@@ -744,9 +744,8 @@ async fn order(
 ) -> Result<HttpResponse, ApiError> {
     let id = deai_protocol::types::OrderId(parse_id(&path.id)?.0);
     let settled = |l: &deai_protocol::Ledger| {
-        l.order(&id).is_none_or(|o| {
-            o.claim.is_some() || matches!(o.status.name(), "expired" | "failed" | "invalidated")
-        })
+        l.order(&id)
+            .is_none_or(|o| o.claim.is_some() || matches!(o.status.name(), "expired" | "failed" | "invalidated"))
     };
     read_until(&node, &long_poll, consistency_of(&query)?, wait.wait_ms, settled, |done| *done).await?;
     let view = node

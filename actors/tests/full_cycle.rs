@@ -452,7 +452,10 @@ async fn checkpointers_sign_checkpoints_into_quorum_certificates() {
     }
     for height in [8u64, 16] {
         wait_for("the checkpoint certified on every node", || {
-            nodes.iter().all(|n| n.node.ledger().read().checkpoints.get(&height).is_some_and(|c| c.certified)).then_some(())
+            nodes
+                .iter()
+                .all(|n| n.node.ledger().read().checkpoints.get(&height).is_some_and(|c| c.certified))
+                .then_some(())
         })
         .await;
     }

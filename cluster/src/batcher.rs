@@ -349,7 +349,8 @@ impl Sequencer {
             };
             Entry { stamped_ms, envelope: SignedEnvelope::seal(key, &ledger.network_id, nonce, message) }
         };
-        let mut entries = Vec::with_capacity(batch.iter().map(|w| w.count).sum::<usize>() + usize::from(head.is_some()));
+        let mut entries =
+            Vec::with_capacity(batch.iter().map(|w| w.count).sum::<usize>() + usize::from(head.is_some()));
         if let Some(h) = head {
             entries.push(seal_own(&h.key, &h.message));
         }

@@ -9,8 +9,7 @@ use crate::CoordinatorNode;
 use deai_storage::{NodeId, StorageMetrics, TypeConfig};
 use openraft::{Raft, ServerState};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Round-trip buckets for RPCs between coordinators, in seconds: 100 µs to 5 s.
