@@ -245,9 +245,7 @@ impl CoordinatorNode {
     }
 
     pub(crate) async fn submit_command(&self, command: &LogCommand) -> Result<Written, ClusterError> {
-        if self.transferring.load(Ordering::Acquire) {
-            return Err(ClusterError::TransferInProgress);
-        }
+        self.refuse_while_transferring()?;
         if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
             return Err(ClusterError::TooLarge {
                 size_bytes: command.batch.len(),
@@ -260,14 +258,7 @@ impl CoordinatorNode {
             return Err(ClusterError::NotLeader { leader });
         }
         let entries = command.entries()?;
-        let _pending = Pending::new(&self.metrics.proposals_pending);
-        let result = self.batcher.write(entries, command.batch.len()).await;
-        match &result {
-            Ok(_) => self.metrics.proposals_committed.inc(),
-            Err(ClusterError::NotLeader { .. }) => {}
-            Err(_) => self.metrics.proposals_failed.inc(),
-        }
-        result
+        self.counted(self.batcher.write(entries, command.batch.len())).await
     }
 
     /// Whether this node leads, as far as it knows.
@@ -278,15 +269,29 @@ impl CoordinatorNode {
     /// Writes this coordinator's own `message`, sealed with `key` by the batcher when its batch
     /// is formed (the caller is the outbox). Only the leader takes it.
     pub async fn write_own(&self, message: Message, key: Arc<SigningKey>) -> Result<Written, ClusterError> {
-        if self.transferring.load(Ordering::Acquire) {
-            return Err(ClusterError::TransferInProgress);
-        }
+        self.refuse_while_transferring()?;
         let leader = self.raft.metrics().borrow().current_leader;
         if leader != Some(self.id) {
             return Err(ClusterError::NotLeader { leader });
         }
+        self.counted(self.batcher.write_own(message, key)).await
+    }
+
+    fn refuse_while_transferring(&self) -> Result<(), ClusterError> {
+        match self.transferring.load(Ordering::Acquire) {
+            true => Err(ClusterError::TransferInProgress),
+            false => Ok(()),
+        }
+    }
+
+    /// Runs a proposal through the batcher, counted as pending while it lives and as committed
+    /// or failed when answered.
+    async fn counted(
+        &self,
+        proposal: impl std::future::Future<Output = Result<Written, ClusterError>>,
+    ) -> Result<Written, ClusterError> {
         let _pending = Pending::new(&self.metrics.proposals_pending);
-        let result = self.batcher.write_own(message, key).await;
+        let result = proposal.await;
         match &result {
             Ok(_) => self.metrics.proposals_committed.inc(),
             Err(ClusterError::NotLeader { .. }) => {}
