@@ -117,10 +117,17 @@ pub struct WriteBatcher {
 }
 
 /// The size of `message` sealed by `key` as an entry in a log command, at most (with the
-/// largest nonce and time).
+/// largest nonce and time). Measured unsigned: a signature has the same size whatever it signs.
 fn sealed_size_bytes(key: &SigningKey, network: &NetworkId, message: &Message) -> usize {
-    let measured = Entry { stamped_ms: u64::MAX, envelope: SignedEnvelope::seal(key, network, u64::MAX, message) };
-    deai_protocol::codec::encode_framed(&measured).len()
+    let envelope = SignedEnvelope {
+        kind: message.kind(),
+        body: message.body_bytes(),
+        signer: ParticipantId(key.verifying_key().to_bytes()),
+        nonce: u64::MAX,
+        network_id: network.clone(),
+        signature: [0; 64],
+    };
+    deai_protocol::codec::encode_framed(&Entry { stamped_ms: u64::MAX, envelope }).len()
 }
 
 impl WriteBatcher {
@@ -145,6 +152,7 @@ impl WriteBatcher {
             metrics,
             head: head.clone(),
             head_installed: head_installed.clone(),
+            network: network.clone(),
             written: Arc::default(),
             transferring,
             nothing_planned_at: None,
@@ -202,6 +210,8 @@ struct Sequencer {
     metrics: crate::NodeMetrics,
     head: Arc<Mutex<Option<Arc<BatchHead>>>>,
     head_installed: Arc<Notify>,
+    /// The ledger's network, which never changes.
+    network: NetworkId,
     /// The log index of the last batch this node wrote (and so applied).
     written: Arc<AtomicU64>,
     /// Set while a leader transfer holds writes back.
@@ -221,12 +231,12 @@ impl Sequencer {
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else { return };
             let mut head = if std::mem::take(&mut carried_past_head) { None } else { self.plan_head().await };
-            let first = match (carried.take(), &head) {
-                (Some(write), _) => Some(write),
-                (None, Some(_)) => queued.try_recv().ok(),
-                (None, None) if self.installed_head().is_some() => {
+            let installed_retry_ms = self.installed_head().map(|h| h.retry_ms);
+            let first = match (carried.take(), &head, installed_retry_ms) {
+                (Some(write), _, _) => Some(write),
+                (None, Some(_), _) => queued.try_recv().ok(),
+                (None, None, Some(retry_ms)) => {
                     changes.borrow_and_update();
-                    let retry_ms = self.installed_head().map_or(0, |h| h.retry_ms);
                     let retry = std::time::Duration::from_millis(retry_ms.max(1));
                     tokio::select! {
                         write = queued.recv() => match write {
@@ -237,7 +247,7 @@ impl Sequencer {
                         _ = tokio::time::sleep(retry) => continue,
                     }
                 }
-                (None, None) => tokio::select! {
+                (None, None, None) => tokio::select! {
                     write = queued.recv() => match write {
                         Some(write) => Some(write),
                         None => return,
@@ -245,10 +255,7 @@ impl Sequencer {
                     _ = self.head_installed.notified() => continue,
                 },
             };
-            let head_bytes = head.as_ref().map_or(0, |h| {
-                let network = self.ledger.read().network_id.clone();
-                sealed_size_bytes(&h.key, &network, &h.message)
-            });
+            let head_bytes = head.as_ref().map_or(0, |h| sealed_size_bytes(&h.key, &self.network, &h.message));
             let (mut bytes, mut count) = (head_bytes, usize::from(head.is_some()));
             let mut batch = Vec::new();
             // A write alone always fits (`submit_command` checks); with a head in front it may
@@ -406,4 +413,23 @@ async fn propose(
         let _ = reply.send(part);
     }
     result.ok().map(|w| w.log_index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deai_protocol::message::Tick;
+
+    /// An own message is measured unsigned before its batch is formed; the measure must bound
+    /// what the sealed entry takes in the log command.
+    #[test]
+    fn an_own_message_is_measured_as_large_as_it_will_be_sealed() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let network = NetworkId("deai-measure".into());
+        let message = Message::Tick(Tick {});
+        let sealed = Entry { stamped_ms: u64::MAX, envelope: SignedEnvelope::seal(&key, &network, u64::MAX, &message) };
+        assert_eq!(sealed_size_bytes(&key, &network, &message), deai_protocol::codec::encode_framed(&sealed).len());
+        let small = Entry { stamped_ms: 1, envelope: SignedEnvelope::seal(&key, &network, 1, &message) };
+        assert!(sealed_size_bytes(&key, &network, &message) >= deai_protocol::codec::encode_framed(&small).len());
+    }
 }
