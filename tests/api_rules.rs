@@ -4,24 +4,15 @@
 
 mod common;
 
-use common::{free_port_run, hex, new_agent, wait_for};
+use common::{free_port_run, hex, new_agent, wait_for, KilledOnDrop};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::SignedEnvelope;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const TOKEN: u128 = deai_protocol::params::TOKEN;
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Api {
     agent: ureq::Agent,
@@ -85,15 +76,17 @@ fn order(prompt: &str) -> Message {
 
 /// Starts `deai dev` on free ports and waits for its three miners; returns the process (killed
 /// on drop), the API and the registered miners' ids.
-fn start_dev() -> (Dev, Api, Vec<String>) {
+fn start_dev() -> (KilledOnDrop, Api, Vec<String>) {
     let (raft, http, miners) = (free_port_run(), free_port_run(), free_port_run());
-    let dev = Dev(Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
-        .args(["--miner-port-base", &miners.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let dev = KilledOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_deai"))
+            .args(["dev", "--raft-port-base", &raft.to_string(), "--http-port-base", &http.to_string()])
+            .args(["--miner-port-base", &miners.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let nodes: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", http + i)).collect();
     let agent = new_agent();
     let miner_ids: Vec<String> = wait_for("three registered miners", || {

@@ -5,11 +5,11 @@
 
 use deai_protocol::message::{DevFaucet, Message};
 use deai_protocol::types::{AssetId, NetworkId};
-use deai_protocol::{Genesis, SignedEnvelope};
+use deai_protocol::SignedEnvelope;
 use ed25519_dalek::SigningKey;
 mod common;
 
-use common::{get_json, hex, new_agent, wait_for, Processes};
+use common::{get_json, get_text, hex, new_agent, wait_for, Processes};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,9 +63,7 @@ struct WriterLog {
 fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-proc", "--checkpoint-every", "20"]);
-    let genesis: Genesis =
-        deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
-    let network = genesis.network_id.clone();
+    let network = cluster.network_id();
     cluster.start_all();
     let agent = new_agent();
     let ready = |cluster: &Processes, i: usize| cluster.wait_ready(i);
@@ -114,10 +112,7 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
         get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
     }) as usize;
     // The leader's metrics show it leading and writing durably.
-    let metrics = wait_for("leader metrics", || {
-        let mut r = agent.get(&cluster.url(leader, "/metrics")).call().ok()?;
-        r.body_mut().read_to_string().ok()
-    });
+    let metrics = wait_for("leader metrics", || get_text(&agent, &cluster.url(leader, "/metrics")));
     let value = |name: &str| -> f64 {
         metrics
             .lines()
@@ -244,8 +239,7 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     });
     let is_leader = format!("deai_raft_is_leader{{node=\"{leader}\"}} 1");
     let text = wait_for("the restarted node's metrics to show it leads", || {
-        let mut r = agent.get(&cluster.url(leader, "/metrics")).call().ok()?;
-        let text = r.body_mut().read_to_string().ok()?;
+        let text = get_text(&agent, &cluster.url(leader, "/metrics"))?;
         text.lines().any(|l| l == is_leader).then_some(text)
     });
     assert!(text.lines().any(|l| l.starts_with("deai_bft_certificates_formed_total") && !l.ends_with(" 0")));

@@ -6,30 +6,19 @@
 
 mod common;
 
-use common::{free_port, hex, new_agent, wait_for, Processes};
+use common::{free_port, get_text, hex, new_agent, wait_for, KilledOnDrop, Processes};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
-use deai_protocol::types::{AssetId, NetworkId};
-use deai_protocol::{Genesis, Ledger, SignedEnvelope};
+use deai_protocol::types::AssetId;
+use deai_protocol::{Ledger, SignedEnvelope};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const TOKEN: u128 = deai_protocol::params::TOKEN;
 
-/// Stops the miner process when the test ends, however it ends.
-struct MinerProcess(Child);
-
-impl Drop for MinerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Sessions node `i` holds now, from its metrics.
 fn sessions_on(agent: &ureq::Agent, cluster: &Processes, i: usize) -> Option<i64> {
-    let mut r = agent.get(&cluster.url(i, "/metrics")).call().ok()?;
-    let text = r.body_mut().read_to_string().ok()?;
+    let text = get_text(agent, &cluster.url(i, "/metrics"))?;
     let line = text.lines().find(|l| l.starts_with("deai_actors_running{actor=\"miner_session\""))?;
     line.rsplit(' ').next()?.parse().ok()
 }
@@ -38,9 +27,7 @@ fn sessions_on(agent: &ureq::Agent, cluster: &Processes, i: usize) -> Option<i64
 fn a_miner_keeps_serving_when_its_sessions_coordinator_dies() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-session-failover"]);
-    let genesis: Genesis =
-        deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
-    let network: NetworkId = genesis.network_id.clone();
+    let network = cluster.network_id();
     cluster.start_all();
     let agent = new_agent();
     wait_for("a leader", || {
@@ -53,7 +40,7 @@ fn a_miner_keeps_serving_when_its_sessions_coordinator_dies() {
     std::fs::write(&key_file, hex(&[42u8; 32])).unwrap();
     let coordinators: Vec<String> = cluster.nodes.iter().map(|n| n.http.clone()).collect();
     let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
-    let _miner = MinerProcess(
+    let _miner = KilledOnDrop(
         Command::new(env!("CARGO_BIN_EXE_deai"))
             .args(["miner", "--coordinator", &coordinators.join(","), "--faucet", "--services", "text-generation"])
             .arg("--key")

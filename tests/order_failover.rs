@@ -6,8 +6,8 @@ mod common;
 
 use common::{get_json, hex, new_agent, wait_for, Processes};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
-use deai_protocol::types::{AssetId, NetworkId};
-use deai_protocol::{Genesis, Ledger, SignedEnvelope};
+use deai_protocol::types::AssetId;
+use deai_protocol::{Ledger, SignedEnvelope};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,9 +31,7 @@ fn post(agent: &ureq::Agent, url: &str, envelope: &SignedEnvelope) -> Option<Str
 fn no_accepted_order_is_lost_when_the_leader_dies_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-failover"]);
-    let genesis: Genesis =
-        deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
-    let network: NetworkId = genesis.network_id.clone();
+    let network = cluster.network_id();
     cluster.start_all();
     let agent = new_agent();
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i, "/v1/entries")).collect();

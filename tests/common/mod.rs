@@ -59,6 +59,25 @@ pub fn free_port_run() -> u16 {
     panic!("no three consecutive free ports");
 }
 
+/// A child process killed when the test ends, however it ends.
+pub struct KilledOnDrop(pub Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The text of a GET, whatever its status; `None` if the request failed.
+pub fn get_text(agent: &ureq::Agent, url: &str) -> Option<String> {
+    agent.get(url).call().ok()?.body_mut().read_to_string().ok()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -83,8 +102,7 @@ impl Drop for Processes {
     fn drop(&mut self) {
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
+                stop(&mut child);
             }
         }
     }
@@ -116,6 +134,13 @@ impl Processes {
             .spawn()
             .expect("deai coordinator starts");
         self.nodes[i].child = Some(child);
+    }
+
+    /// The network id of the genesis `deai genesis` wrote.
+    pub fn network_id(&self) -> deai_protocol::types::NetworkId {
+        let bytes = std::fs::read(self.dir.join("genesis.bin")).expect("genesis.bin");
+        let genesis: deai_protocol::Genesis = deai_protocol::codec::decode_framed(&bytes).expect("a genesis");
+        genesis.network_id
     }
 
     pub fn url(&self, i: usize, path: &str) -> String {
