@@ -112,6 +112,20 @@ struct Node {
     outbox: CoordinatorOutbox,
 }
 
+/// The node id of the leader, once there is one.
+async fn leader_of(nodes: &[Node]) -> usize {
+    wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize
+}
+
+/// Stops every node's actors (their threads join).
+fn stop_actors(nodes: &mut [Node]) {
+    for n in nodes.iter_mut() {
+        if let Some(actors) = n.actors.take() {
+            actors.stop();
+        }
+    }
+}
+
 /// Three coordinators over loopback TCP, each with its actors, for a network whose genesis
 /// `tweak` adjusts (start time is now). Returns the nodes, the network id and the data dir.
 async fn start_network(
@@ -179,7 +193,7 @@ async fn start_network_with(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
     let (mut nodes, network, _dir) = start_network(10, "deai-actors", |g| g.params.epoch_ms = EPOCH_MS).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let leader = leader_of(&nodes).await;
     let write = |i: usize, entries: Vec<Entry>| {
         let node = nodes[i].node.clone();
         async move {
@@ -257,9 +271,7 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
         nodes[survivor].node.ledger().read().order(&second).and_then(|o| o.miner)
     })
     .await;
-    for mut n in nodes {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// A miner that goes away mid-order (issue 5): its order passes its deadline, the leader's
@@ -267,8 +279,8 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
 /// scheduler allocates it to the other miner, which serves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
-    let (nodes, network, _dir) = start_network(30, "deai-requeue", |g| g.params.order_timeout_ms = 1_000).await;
-    wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await;
+    let (mut nodes, network, _dir) = start_network(30, "deai-requeue", |g| g.params.order_timeout_ms = 1_000).await;
+    leader_of(&nodes).await;
     let node = nodes[0].node.clone();
     let write = |entries: Vec<Entry>| {
         let node = node.clone();
@@ -304,9 +316,7 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     );
     write(vec![claim]).await;
     assert_eq!(node.ledger().read().order(&order).unwrap().status, OrderStatus::Completed);
-    for mut n in nodes {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// Leadership moves (issue 5: actors start and stop with leadership changes): the deposed
@@ -315,8 +325,8 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
 /// deposed leader's scheduler went on planning on the actor thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
-    let (nodes, _network, _dir) = start_network(150, "deai-step-down", |_| {}).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let (mut nodes, _network, _dir) = start_network(150, "deai-step-down", |_| {}).await;
+    let leader = leader_of(&nodes).await;
     let running = |i: usize, actor: &str| nodes[i].metrics.running(actor);
     let only = |i: usize| {
         (0..3).all(|n| running(n, "scheduler") == i64::from(n == i) && running(n, "reward_epoch") == i64::from(n == i))
@@ -332,9 +342,7 @@ async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
     nodes[leader].node.admin(AdminCommand::TransferLeader { to: to as u64 }).await.expect("transfer");
     wait_for("the new leader's duties, and only its", || only(to).then_some(())).await;
     assert_eq!(nodes[leader].node.raft.metrics().borrow().current_leader, Some(to as u64));
-    for mut n in nodes {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// A miner's session (issue 5: `MinerSession`): opened on a follower, it pushes the miner's
@@ -344,7 +352,7 @@ async fn a_deposed_leader_stops_its_scheduler_and_reward_epoch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_session_pushes_assignments_and_heartbeats() {
     let (mut nodes, network, _dir) = start_network(170, "deai-sessions", |_| {}).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let leader = leader_of(&nodes).await;
     let follower = (leader + 1) % 3;
     let mut client = Participant::new("session-client");
     let mut miner = Participant::new("session-miner");
@@ -414,9 +422,7 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     }
     assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
     wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
-    for n in nodes.iter_mut() {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// A session ends at its `max_ms` sharp, with an `end` line, whatever its timers: here the
@@ -431,9 +437,7 @@ async fn a_miner_session_ends_at_its_max_ms() {
     let mut events = sessions.open(miner.keys.id, 50).expect("a session opens");
     let event = tokio::time::timeout(WAIT, events.recv()).await.expect("the session ends in time");
     assert_eq!(event, Some(SessionEvent::End { reason: "max_ms" }));
-    for n in nodes.iter_mut() {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// Every coordinator's `Checkpointer` signs the checkpoints its own replica reaches (SPEC 6.3):
@@ -441,8 +445,8 @@ async fn a_miner_session_ends_at_its_max_ms() {
 /// node, with signatures only from genesis coordinators over the root each node computed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpointers_sign_checkpoints_into_quorum_certificates() {
-    let (nodes, network, _dir) = start_network(210, "deai-checkpoints", |g| g.params.checkpoint_every = 8).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let (mut nodes, network, _dir) = start_network(210, "deai-checkpoints", |g| g.params.checkpoint_every = 8).await;
+    let leader = leader_of(&nodes).await;
     let mut client = Participant::new("checkpoint-client");
     // Twenty entries pass heights 8 and 16 (the signatures add entries of their own).
     for _ in 0..20 {
@@ -466,10 +470,10 @@ async fn checkpointers_sign_checkpoints_into_quorum_certificates() {
     assert!(signers.len() >= 2, "a quorum of 2 of 3 signed: {}", signers.len());
     assert!(signers.keys().all(|s| ledger.is_coordinator(s)));
     drop(ledger);
-    for mut n in nodes {
+    for n in &nodes {
         assert_eq!(n.metrics.running("checkpointer"), 1);
-        n.actors.take().unwrap().stop();
     }
+    stop_actors(&mut nodes);
 }
 
 /// Allocation rides at the head of the leader's batches (SPEC 5.3 batching, issue 5 latency):
@@ -480,8 +484,8 @@ async fn checkpointers_sign_checkpoints_into_quorum_certificates() {
 /// none is refused, and no head waits for them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_are_allocated_at_the_head_of_the_next_batch() {
-    let (nodes, network, _dir) = start_network(190, "deai-batch-heads", |_| {}).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let (mut nodes, network, _dir) = start_network(250, "deai-batch-heads", |_| {}).await;
+    let leader = leader_of(&nodes).await;
     wait_for("the leader's scheduler", || (nodes[leader].metrics.running("scheduler") == 1).then_some(())).await;
     const CLIENTS: usize = 12;
     let mut clients: Vec<Participant> = (0..CLIENTS).map(|i| Participant::new(&format!("head-client-{i}"))).collect();
@@ -553,9 +557,7 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
     for n in &nodes {
         assert_eq!(n.node.metrics().storage.misbehaviour_evidence.get(), 0, "no coordinator recorded as misbehaving");
     }
-    for mut n in nodes {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
 
 /// A client that sends faster than its batches can be written (issue 5: bounded mailboxes,
@@ -564,7 +566,7 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_queue_refuses_what_does_not_fit_and_writes_the_rest() {
     let (mut nodes, network, _dir) = start_network(190, "deai-queue-full", |_| {}).await;
-    let leader = wait_for("a leader", || nodes[0].node.raft.metrics().borrow().current_leader).await as usize;
+    let leader = leader_of(&nodes).await;
     let mut client = Participant::new("eager-client");
     let queues = nodes[leader].actors.as_ref().unwrap().client_queues();
     const SENT: usize = 4 * CLIENT_QUEUE_CAPACITY;
@@ -586,7 +588,5 @@ async fn a_client_queue_refuses_what_does_not_fit_and_writes_the_rest() {
     assert!(full > 0, "nothing refused of {SENT} sent at once");
     assert!(written >= CLIENT_QUEUE_CAPACITY, "{written} written of {SENT}");
     assert_eq!(nodes[leader].metrics.refusals("client_queue", "client_queue_full"), full as u64);
-    for n in nodes.iter_mut() {
-        n.actors.take().unwrap().stop();
-    }
+    stop_actors(&mut nodes);
 }
