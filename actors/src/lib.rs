@@ -5,8 +5,9 @@
 //!
 //! - [`Leadership`] (every node) watches Raft and starts the leader's duties when this node
 //!   becomes leader, and stops them when it no longer is.
-//! - [`Scheduler`] (leader) allocates pending orders in AVRF batches (SPEC 5.3, 5.4) and sends a
-//!   `Tick` when time-driven work is due (deadlines, expiries, pruning).
+//! - [`Scheduler`] (leader) has the leader's write batcher allocate pending orders in AVRF
+//!   batches at the head of each batch (SPEC 5.3, 5.4), and sends a `Tick` when time-driven
+//!   work is due (deadlines, expiries, pruning).
 //! - [`RewardEpoch`] (leader, one per epoch) closes its epoch at its boundary with the payouts
 //!   every replica recomputes (SPEC 5.7).
 //! - [`PayoutSigner`] (every node) signs each closed epoch's payout root, as the checkpointer
@@ -70,7 +71,8 @@ pub const MAILBOX_CAPACITY: usize = 64;
 pub struct ActorsConfig {
     /// How often a node checks whether it leads.
     pub leadership_poll_ms: u64,
-    /// How often the scheduler looks for pending orders.
+    /// With no writes arriving, how often the leader's batcher plans an allocation for orders
+    /// left pending (with writes, every batch is planned for).
     pub allocate_every_ms: u64,
     /// Most orders in one `Allocate` (at most the protocol's `MAX_ALLOCATION_BATCH`).
     pub allocation_batch_orders: usize,
