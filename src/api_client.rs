@@ -14,7 +14,13 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Longest one API request may take, in milliseconds.
+/// Longest each phase of one API request may take, in milliseconds: connecting, sending the
+/// request, waiting for the answer's head, and reading its body are each bounded by it.
+///
+/// Per phase and not for the whole request, because ureq honours a whole-request timeout
+/// during the address lookup by running the lookup on a thread of its own, one new thread per
+/// request, even for an IP address. The lookup is bounded by the system resolver's own
+/// timeouts instead (`resolv.conf`).
 pub const API_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
 /// Lower-case hex, as every id and byte string in the API is written.
@@ -31,6 +37,21 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
+}
+
+/// An agent whose every request phase but the address lookup is bounded by `phase_ms` (see
+/// [`API_REQUEST_TIMEOUT_MS`]); answers of any status are returned, not turned into errors.
+fn agent_with_phase_timeouts(phase_ms: u64) -> ureq::Agent {
+    let phase = Some(Duration::from_millis(phase_ms));
+    ureq::Agent::config_builder()
+        .timeout_connect(phase)
+        .timeout_send_request(phase)
+        .timeout_send_body(phase)
+        .timeout_recv_response(phase)
+        .timeout_recv_body(phase)
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// The coordinators one participant talks to.
@@ -61,12 +82,11 @@ impl Coordinators {
         if bases.is_empty() {
             bail!("no coordinator address given");
         }
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(API_REQUEST_TIMEOUT_MS)))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        Ok(Coordinators { bases, current: AtomicUsize::new(0), agent })
+        Ok(Coordinators {
+            bases,
+            current: AtomicUsize::new(0),
+            agent: agent_with_phase_timeouts(API_REQUEST_TIMEOUT_MS),
+        })
     }
 
     pub fn agent(&self) -> &ureq::Agent {
@@ -134,7 +154,7 @@ impl Coordinators {
                 .agent
                 .get(&format!("{}{path}", self.bases[i]))
                 .config()
-                .timeout_global(Some(Duration::from_millis(max_ms.saturating_add(API_REQUEST_TIMEOUT_MS))))
+                .timeout_recv_body(Some(Duration::from_millis(max_ms.saturating_add(API_REQUEST_TIMEOUT_MS))))
                 .build();
             match request.call() {
                 Ok(response) if response.status().is_success() => {
@@ -252,4 +272,60 @@ pub fn output_request_bytes(network: &NetworkId, order: &[u8; 32], time_ms: u64)
     bytes.extend_from_slice(order);
     bytes.extend_from_slice(&time_ms.to_le_bytes());
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    const PHASE_MS: u64 = 200;
+    /// How long a test waits for a bounded request to give up; far above `PHASE_MS`.
+    const GIVE_UP_WITHIN_MS: u64 = 5_000;
+
+    /// Serves one connection: reads the request, then writes `answer` and holds the
+    /// connection open without writing anything more.
+    fn stalling_server(answer: &'static [u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            let mut request = [0u8; 4_096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(answer);
+            std::thread::sleep(Duration::from_millis(GIVE_UP_WITHIN_MS * 2));
+        });
+        format!("http://{address}/")
+    }
+
+    /// Runs a GET of `url` through an agent bounded per phase; `Some(failed)` if it ended in
+    /// time, `None` if it was still waiting after `GIVE_UP_WITHIN_MS`.
+    fn get_with_phase_timeouts(url: String) -> Option<bool> {
+        let (done, ended) = mpsc::channel();
+        std::thread::spawn(move || {
+            let agent = agent_with_phase_timeouts(PHASE_MS);
+            let result = agent.get(&url).call().and_then(|mut r| r.body_mut().read_to_string());
+            let _ = done.send(result.is_err());
+        });
+        ended.recv_timeout(Duration::from_millis(GIVE_UP_WITHIN_MS)).ok()
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_given_up_on() {
+        assert_eq!(get_with_phase_timeouts(stalling_server(b"")), Some(true));
+    }
+
+    #[test]
+    fn an_answer_whose_body_stalls_is_given_up_on() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial";
+        assert_eq!(get_with_phase_timeouts(stalling_server(head)), Some(true));
+    }
+
+    #[test]
+    fn a_complete_answer_is_read() {
+        let whole = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        assert_eq!(get_with_phase_timeouts(stalling_server(whole)), Some(false));
+    }
 }
