@@ -187,8 +187,9 @@ impl Coordinators {
         serde_json::from_value(value).with_context(|| format!("unexpected answer to GET {path}"))
     }
 
-    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        self.call(|base| self.agent.post(&format!("{base}{path}")).send_json(body))
+    /// POSTs `body` as `application/octet-stream`; the answer is JSON.
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+        self.call(|base| self.agent.post(&format!("{base}{path}")).content_type("application/octet-stream").send(body))
     }
 }
 
@@ -245,12 +246,23 @@ impl Participant {
     }
 
     pub fn submit_envelope(&self, envelope: &SignedEnvelope) -> anyhow::Result<Outcome> {
-        let body = serde_json::json!({ "envelopes": [hex(&envelope.to_wire())] });
-        let answer = self.api.post_json("/v1/entries", &body)?;
-        Ok(Outcome {
-            log_index: answer["log_index"].as_u64().unwrap_or(0),
-            outcome: answer["outcomes"][0].as_str().unwrap_or("unknown").to_string(),
-        })
+        let (log_index, mut outcomes) = self.submit_envelopes(std::slice::from_ref(envelope))?;
+        Ok(Outcome { log_index, outcome: outcomes.pop().unwrap_or_else(|| "unknown".to_string()) })
+    }
+
+    /// Submits envelopes in one write, in their binary form (`POST /v1/ledger/entries`, no hex
+    /// or JSON to encode and parse). Returns the write's log index and one outcome per envelope,
+    /// in order: `accepted` or the rejection code.
+    pub fn submit_envelopes(&self, envelopes: &[SignedEnvelope]) -> anyhow::Result<(u64, Vec<String>)> {
+        let answer = self.api.post_bytes("/v1/ledger/entries", &deai_protocol::codec::encode_framed(envelopes))?;
+        let outcomes: Vec<String> = answer["outcomes"]
+            .as_array()
+            .map(|list| list.iter().map(|o| o.as_str().unwrap_or("unknown").to_string()).collect())
+            .unwrap_or_default();
+        if outcomes.len() != envelopes.len() {
+            bail!("the coordinator answered {} outcomes for {} envelopes", outcomes.len(), envelopes.len());
+        }
+        Ok((answer["log_index"].as_u64().unwrap_or(0), outcomes))
     }
 
     /// Like [`submit`](Self::submit), but an entry the ledger rejects is an error.
