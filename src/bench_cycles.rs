@@ -10,6 +10,12 @@
 //!   claims all new assignments in one request (no service runs: the benchmark measures the
 //!   coordinators, not a model).
 //!
+//! Participants write through the binary route (`POST /v1/ledger/entries`). Clients sign their
+//! orders and ratings before the clock starts, as `deai bench ledger` signs its entries, since
+//! in a real network that work is done on the clients' machines, not the coordinators'; the
+//! coordinators still verify every signature. Miners sign their claims during the run (a claim
+//! names an order only known once allocated). `--sign-live` signs everything during the run.
+//!
 //! Reported: completed cycles per second, cycle latency (put to rating accepted) percentiles,
 //! and order-to-allocation latency percentiles, taken from ledger time (the allocation's
 //! deadline minus `order_timeout_ms`, against the order's `placed_ms`), so the miners' polling
@@ -21,7 +27,7 @@ use crate::genesis::NewCluster;
 use anyhow::bail;
 use deai_protocol::message::*;
 use deai_protocol::types::{AssetId, OrderId, Rating};
-use deai_protocol::Ledger;
+use deai_protocol::{Ledger, SignedEnvelope};
 use ed25519_dalek::SigningKey;
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -51,6 +57,11 @@ const PROGRESS_EVERY_MS: u64 = 1_000;
 const MAX_REMEMBERED_CLAIMS: usize = 1_000_000;
 /// Longest one cycle may take before the client gives it up, in milliseconds.
 const CYCLE_TIMEOUT_MS: u64 = 30_000;
+/// Cycles per second of the run that clients sign ahead of the clock when no `--rate` is given:
+/// above the 5,000/s goal, so an unthrottled run signs nothing live.
+const PRESIGNED_CYCLES_PER_S: u64 = 6_000;
+/// Pre-signed cycles one client holds at most (each is two envelopes, about 0.5 KiB).
+const MAX_PRESIGNED_CYCLES_PER_CLIENT: u64 = 100_000;
 
 #[derive(Clone, Debug)]
 pub struct CyclesBench {
@@ -59,6 +70,8 @@ pub struct CyclesBench {
     pub duration_s: u64,
     /// Cap on cycles started per second, all clients together (none if `None`).
     pub rate: Option<u64>,
+    /// Sign every client entry during the run instead of ahead of it.
+    pub sign_live: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +89,9 @@ pub struct CyclesReport {
     pub miners: usize,
     pub rate_cap: Option<u64>,
     pub nodes: u64,
+    /// Cycles whose order and rating were signed during the measured window (the others were
+    /// signed before it; miners' claims are always signed during it).
+    pub cycles_signed_live: u64,
     /// CPU time of the whole process (coordinators and simulated participants, user and
     /// system) over the measured window, per completed cycle; `None` where it cannot be read.
     pub cpu_ms_per_cycle: Option<f64>,
@@ -116,25 +132,74 @@ fn histogram() -> Histogram<u64> {
 struct Actor {
     me: Participant,
     nonce: u64,
+    /// Cycles whose order and rating were signed before the clock started, next first.
+    presigned: std::collections::VecDeque<PresignedCycle>,
+}
+
+/// A client's order and the rating of that order, sealed ahead with consecutive nonces. The
+/// rating can be sealed before the order is sent because an order's id is the hash of its
+/// signed envelope.
+struct PresignedCycle {
+    order: SignedEnvelope,
+    order_id: OrderId,
+    rate: SignedEnvelope,
 }
 
 impl Actor {
     fn new(key: SigningKey, nodes: &str) -> anyhow::Result<Self> {
         let me = Participant::connect(key, Coordinators::new(nodes)?)?;
         let nonce = me.next_nonce()? - 1;
-        Ok(Actor { me, nonce })
+        Ok(Actor { me, nonce, presigned: Default::default() })
     }
 
-    fn submit(&mut self, message: Message) -> anyhow::Result<(String, OrderId)> {
+    fn seal_next(&mut self, message: &Message) -> SignedEnvelope {
         self.nonce += 1;
-        let envelope = self.me.seal(self.nonce, &message);
-        let id = Ledger::order_id_of(&envelope);
-        let outcome = self.me.submit_envelope(&envelope)?;
-        if outcome.outcome != "accepted" {
-            bail!("{} rejected: {}", message.kind().name(), outcome.outcome);
-        }
-        Ok((outcome.outcome, id))
+        self.me.seal(self.nonce, message)
     }
+
+    fn submit(&mut self, message: Message) -> anyhow::Result<OrderId> {
+        let envelope = self.seal_next(&message);
+        self.send(&envelope)
+    }
+
+    /// Sends one sealed envelope; anything but `accepted` is an error. On an error the nonce is
+    /// read back from the ledger and the pre-signed cycles, whose nonces may no longer fit,
+    /// are dropped.
+    fn send(&mut self, envelope: &SignedEnvelope) -> anyhow::Result<OrderId> {
+        let outcome = self.me.submit_envelope(envelope).map(|o| o.outcome);
+        match outcome {
+            Ok(o) if o == "accepted" => Ok(Ledger::order_id_of(envelope)),
+            failed => {
+                self.presigned.clear();
+                if let Ok(next) = self.me.next_nonce() {
+                    self.nonce = next - 1;
+                }
+                match failed {
+                    Ok(code) => bail!("{} rejected: {code}", envelope.kind.name()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Seals `cycles` orders and their ratings ahead, with the nonces they will be sent with.
+    fn presign(&mut self, cycles: usize) {
+        for _ in 0..cycles {
+            let order = self.seal_next(&bench_order());
+            let order_id = Ledger::order_id_of(&order);
+            let rate = self.seal_next(&Message::Rate(Rate { order: order_id, rating: Rating::Good }));
+            self.presigned.push_back(PresignedCycle { order, order_id, rate });
+        }
+    }
+}
+
+/// What every simulated client orders.
+fn bench_order() -> Message {
+    Message::PutOrder(PutOrder {
+        service: "text-generation".into(),
+        mode: OrderMode::Free,
+        payload: Payload::Inline(b"bench".to_vec()),
+    })
 }
 
 fn three_free_ports() -> anyhow::Result<u16> {
@@ -235,9 +300,22 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         a.submit(Message::AcquirePass(AcquirePass {}))?;
         clients.push(a);
     }
+    if !settings.sign_live {
+        let per_s = settings.rate.unwrap_or(PRESIGNED_CYCLES_PER_S);
+        let per_client = (per_s.saturating_mul(settings.duration_s)).div_ceil(settings.clients as u64);
+        let per_client = per_client.min(MAX_PRESIGNED_CYCLES_PER_CLIENT) as usize;
+        eprintln!("signing {} orders and ratings ahead ...", per_client * settings.clients);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::thread::scope(|scope| {
+            for chunk in clients.chunks_mut(settings.clients.div_ceil(threads)) {
+                scope.spawn(move || chunk.iter_mut().for_each(|a| a.presign(per_client)));
+            }
+        });
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
+    let signed_live = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let allocation = Arc::new(Mutex::new(histogram()));
     let claim_output = deai_protocol::ledger::output_hash(b"bench output");
@@ -276,7 +354,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                         };
                         let events = std::iter::once(first).chain(std::iter::from_fn(|| received.try_recv().ok()));
                         // Claim everything new in one request.
-                        let mut envelopes = Vec::new();
+                        let mut envelopes: Vec<SignedEnvelope> = Vec::new();
                         for event in events {
                             for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {
                                 let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
@@ -289,15 +367,14 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                                         h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
                                     }
                                 }
-                                a.nonce += 1;
                                 let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
-                                envelopes.push(hex(&a.me.seal(a.nonce, &claim).to_wire()));
+                                envelopes.push(a.seal_next(&claim));
                             }
                         }
                         if envelopes.is_empty() {
                             continue;
                         }
-                        if a.me.api.post_json("/v1/entries", &serde_json::json!({ "envelopes": envelopes })).is_err() {
+                        if a.me.submit_envelopes(&envelopes).is_err() {
                             // Unknown outcome: resynchronise the nonce from the ledger.
                             if let Ok(next) = a.me.next_nonce() {
                                 a.nonce = next - 1;
@@ -319,7 +396,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
     let client_threads: Vec<_> = clients
         .into_iter()
         .map(|mut a| {
-            let (done, failed) = (done.clone(), failed.clone());
+            let (done, failed, signed_live) = (done.clone(), failed.clone(), signed_live.clone());
             std::thread::spawn(move || {
                 let mut latencies = histogram();
                 let mut next_start = Instant::now();
@@ -332,7 +409,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                         next_start += interval;
                     }
                     let t = Instant::now();
-                    match cycle(&mut a) {
+                    match cycle(&mut a, &signed_live) {
                         Ok(()) => {
                             latencies.saturating_record(t.elapsed().as_micros() as u64);
                             done.fetch_add(1, Ordering::Relaxed);
@@ -388,18 +465,25 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
         miners: settings.miners,
         rate_cap: settings.rate,
         nodes: 3,
+        cycles_signed_live: signed_live.load(Ordering::Relaxed),
         cpu_ms_per_cycle: cpu_s.filter(|_| !cycles.is_empty()).map(|c| c * 1_000.0 / cycles.len() as f64),
         cores_busy: cpu_s.map(|c| c / elapsed),
     })
 }
 
-/// One task cycle: put, wait for the claim, rate.
-fn cycle(a: &mut Actor) -> anyhow::Result<()> {
-    let (_, order) = a.submit(Message::PutOrder(PutOrder {
-        service: "text-generation".into(),
-        mode: OrderMode::Free,
-        payload: Payload::Inline(b"bench".to_vec()),
-    }))?;
+/// One task cycle: put, wait for the claim, rate. Uses the next pre-signed cycle if there is
+/// one, and signs the two entries now otherwise.
+fn cycle(a: &mut Actor, signed_live: &AtomicU64) -> anyhow::Result<()> {
+    let (order, rate) = match a.presigned.pop_front() {
+        Some(ahead) => {
+            a.send(&ahead.order)?;
+            (ahead.order_id, Some(ahead.rate))
+        }
+        None => {
+            signed_live.fetch_add(1, Ordering::Relaxed);
+            (a.submit(bench_order())?, None)
+        }
+    };
     let path = format!("/v1/orders/{}?consistency=stale&wait_ms={LONG_POLL_MS}", hex(&order.0));
     let started = Instant::now();
     loop {
@@ -412,7 +496,10 @@ fn cycle(a: &mut Actor) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(CLIENT_POLL_MS));
     }
-    a.submit(Message::Rate(Rate { order, rating: Rating::Good }))?;
+    match rate {
+        Some(rate) => a.send(&rate)?,
+        None => a.submit(Message::Rate(Rate { order, rating: Rating::Good }))?,
+    };
     Ok(())
 }
 
@@ -424,6 +511,10 @@ pub fn print(r: &CyclesReport) {
     println!("  {} cycles in {:.1} s: {:.0} cycles/s, {} failed", r.cycles, r.duration_s, r.cycles_per_s, r.failed);
     println!("  cycle latency: p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms", r.p50_ms, r.p99_ms, r.p999_ms);
     println!("  order to allocation: p50 {:.2} ms  p99 {:.2} ms", r.allocation_p50_ms, r.allocation_p99_ms);
+    println!(
+        "  signing: {} cycles' orders and ratings signed during the run, the rest ahead; every claim during it",
+        r.cycles_signed_live
+    );
     if let (Some(per_cycle), Some(cores)) = (r.cpu_ms_per_cycle, r.cores_busy) {
         println!("  CPU, whole process: {cores:.2} cores busy, {per_cycle:.3} ms per cycle");
     }

@@ -169,6 +169,10 @@ enum Bench {
         /// Cap on cycles started per second (all clients), to measure latency below saturation.
         #[arg(long)]
         rate: Option<u64>,
+        /// Clients sign their orders and ratings during the run, on the same cores as the
+        /// coordinators, instead of ahead of it (miners always sign their claims during it).
+        #[arg(long)]
+        sign_live: bool,
         #[arg(long)]
         json: bool,
     },
@@ -317,9 +321,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { bench: Bench::Cycles { clients, miners, duration_s, rate, json } } => {
+        Command::Bench { bench: Bench::Cycles { clients, miners, duration_s, rate, sign_live, json } } => {
             init_logs(false, "warn,openraft=off,actix_server=error");
-            let report = bench_cycles::run(&bench_cycles::CyclesBench { clients, miners, duration_s, rate })?;
+            let report =
+                bench_cycles::run(&bench_cycles::CyclesBench { clients, miners, duration_s, rate, sign_live })?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
