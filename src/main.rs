@@ -25,11 +25,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-/// A coordinator allocates and frees on every request, entry and Raft message, from many
-/// threads; glibc's allocator took about a tenth of a loaded node's CPU (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "deai", version, about = "deai coordinator cluster")]
 struct Cli {
