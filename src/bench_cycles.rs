@@ -157,7 +157,7 @@ impl Actor {
         self.me.seal(self.nonce, message)
     }
 
-    fn submit(&mut self, message: Message) -> anyhow::Result<OrderId> {
+    fn submit(&mut self, message: Message) -> anyhow::Result<()> {
         let envelope = self.seal_next(&message);
         self.send(&envelope)
     }
@@ -165,20 +165,25 @@ impl Actor {
     /// Sends one sealed envelope; anything but `accepted` is an error. On an error the nonce is
     /// read back from the ledger and the pre-signed cycles, whose nonces may no longer fit,
     /// are dropped.
-    fn send(&mut self, envelope: &SignedEnvelope) -> anyhow::Result<OrderId> {
+    fn send(&mut self, envelope: &SignedEnvelope) -> anyhow::Result<()> {
         let outcome = self.me.submit_envelope(envelope).map(|o| o.outcome);
         match outcome {
-            Ok(o) if o == "accepted" => Ok(Ledger::order_id_of(envelope)),
+            Ok(o) if o == "accepted" => Ok(()),
             failed => {
                 self.presigned.clear();
-                if let Ok(next) = self.me.next_nonce() {
-                    self.nonce = next - 1;
-                }
+                self.resync_nonce();
                 match failed {
                     Ok(code) => bail!("{} rejected: {code}", envelope.kind.name()),
                     Err(e) => Err(e),
                 }
             }
+        }
+    }
+
+    /// After a write whose outcome is unknown: takes the nonce back from the ledger.
+    fn resync_nonce(&mut self) {
+        if let Ok(next) = self.me.next_nonce() {
+            self.nonce = next - 1;
         }
     }
 
@@ -375,10 +380,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                             continue;
                         }
                         if a.me.submit_envelopes(&envelopes).is_err() {
-                            // Unknown outcome: resynchronise the nonce from the ledger.
-                            if let Ok(next) = a.me.next_nonce() {
-                                a.nonce = next - 1;
-                            }
+                            a.resync_nonce();
                         }
                         if claimed.len() > MAX_REMEMBERED_CLAIMS {
                             claimed.clear();
@@ -471,20 +473,18 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
     })
 }
 
-/// One task cycle: put, wait for the claim, rate. Uses the next pre-signed cycle if there is
-/// one, and signs the two entries now otherwise.
+/// One task cycle: put, wait for the claim, rate. Uses the next pre-signed cycle, and signs one
+/// now if none is left.
 fn cycle(a: &mut Actor, signed_live: &AtomicU64) -> anyhow::Result<()> {
-    let (order, rate) = match a.presigned.pop_front() {
-        Some(ahead) => {
-            a.send(&ahead.order)?;
-            (ahead.order_id, Some(ahead.rate))
-        }
-        None => {
-            signed_live.fetch_add(1, Ordering::Relaxed);
-            (a.submit(bench_order())?, None)
-        }
+    if a.presigned.is_empty() {
+        signed_live.fetch_add(1, Ordering::Relaxed);
+        a.presign(1);
+    }
+    let Some(PresignedCycle { order, order_id, rate }) = a.presigned.pop_front() else {
+        bail!("no cycle to send");
     };
-    let path = format!("/v1/orders/{}?consistency=stale&wait_ms={LONG_POLL_MS}", hex(&order.0));
+    a.send(&order)?;
+    let path = format!("/v1/orders/{}?consistency=stale&wait_ms={LONG_POLL_MS}", hex(&order_id.0));
     let started = Instant::now();
     loop {
         let view: Value = a.me.api.get(&path)?;
@@ -496,10 +496,7 @@ fn cycle(a: &mut Actor, signed_live: &AtomicU64) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(CLIENT_POLL_MS));
     }
-    match rate {
-        Some(rate) => a.send(&rate)?,
-        None => a.submit(Message::Rate(Rate { order, rating: Rating::Good }))?,
-    };
+    a.send(&rate)?;
     Ok(())
 }
 
