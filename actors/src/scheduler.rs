@@ -9,7 +9,8 @@
 //! leadership) removes the planner.
 //!
 //! A `Tick` carries ledger time forward for time-driven rules (deadlines, expiries, lapsed
-//! reports, closing proposals, pruning). It is proposed only when [`tick_due`] finds work.
+//! reports, closing proposals, pruning), and keeps an idle ledger's time within half a step of
+//! the leader's clock. It is proposed only when [`tick_due`] finds work.
 
 use crate::{Duties, StepDown, MAILBOX_CAPACITY};
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
@@ -21,10 +22,13 @@ use deai_protocol::Ledger;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Whether a `Tick` at `now_ms` would do anything.
+/// Whether a `Tick` at `now_ms` would do anything: a deadline has passed, or ledger time trails
+/// the clock by more than half of the furthest one entry may move it, so that an idle ledger
+/// keeps up and the next order's deadlines are not measured from a stale time.
 pub fn tick_due(ledger: &Ledger, now_ms: u64) -> bool {
     let due = |first: Option<u64>| first.is_some_and(|t| t <= now_ms);
-    due(ledger.deadlines.first().map(|d| d.0))
+    now_ms.saturating_sub(ledger.now_ms) > ledger.params.max_ledger_step_ms / 2
+        || due(ledger.deadlines.first().map(|d| d.0))
         || due(ledger.pending_deadlines.first().map(|d| d.0))
         || due(ledger.report_deadlines.first().map(|d| d.0))
         || due(ledger.proposal_deadlines.first().map(|d| d.0))

@@ -41,6 +41,10 @@ pub struct Params {
     /// Finished orders (completed, rated, expired, invalidated) are pruned this long after they
     /// finished, unless a non-delivery report is still open.
     pub order_retention_ms: u64,
+    /// Furthest one entry may move ledger time forward, in ms: ledger time after an entry is
+    /// `max(previous, min(stamped, previous + max_ledger_step_ms))`, so no stamp, however
+    /// wrong, moves time far (`docs/decisions.md`, "Ledger time").
+    pub max_ledger_step_ms: u64,
 }
 
 impl Default for Params {
@@ -69,9 +73,14 @@ impl Default for Params {
             max_inline_payload_bytes: 16 * 1024,
             subscription_period_ms: 30 * 24 * 3_600_000,
             order_retention_ms: 7 * 24 * 3_600_000,
+            max_ledger_step_ms: DEFAULT_MAX_LEDGER_STEP_MS,
         }
     }
 }
+
+/// The default of [`Params::max_ledger_step_ms`]: one minute. An honest leader stamps its own
+/// clock and ticks while idle, so ledger time never trails it by more than half of this.
+pub const DEFAULT_MAX_LEDGER_STEP_MS: u64 = 60_000;
 
 /// A parameter a proposal can change, with its new value.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -97,6 +106,7 @@ pub enum ParamChange {
     PassThresholdPpm(u32),
     AssetPricePpm(AssetId, u64),
     OrderRetentionMs(u64),
+    MaxLedgerStepMs(u64),
 }
 
 /// Upper bound on windows, so that no per-client history grows past it.
@@ -112,7 +122,7 @@ impl ParamChange {
                 Err("ratio above 1_000_000 ppm")
             }
             EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0)
-            | OrderRetentionMs(0) => Err("duration must be positive"),
+            | OrderRetentionMs(0) | MaxLedgerStepMs(0) => Err("duration must be positive"),
             StakeUnit(0) => Err("stake unit must be positive"),
             AbuseWindow(v) if v == 0 || v > MAX_ABUSE_WINDOW => Err("abuse window out of range"),
             MinReputationMilli(v) if v > 100_000 => Err("reputation above 100_000 milli-points"),
@@ -145,6 +155,7 @@ impl ParamChange {
             QuorumPpm(v) => p.quorum_ppm = v,
             PassThresholdPpm(v) => p.pass_threshold_ppm = v,
             OrderRetentionMs(v) => p.order_retention_ms = v,
+            MaxLedgerStepMs(v) => p.max_ledger_step_ms = v,
             AssetPricePpm(..) => {} // prices live in the asset table, see the ledger
         }
     }

@@ -61,10 +61,15 @@ pub struct TestNet {
 }
 
 /// The genesis of a [`TestNet`] with `n` coordinators: dev network `deai-test`, default
-/// parameters. Replicas started from it accept the entries a `TestNet` seals.
+/// parameters but one: ledger time may move any distance in one entry, so that a scenario can
+/// jump a week with one stamp instead of the catch-up ticks a leader would send. The time rule
+/// itself is tested with the default step (`tests/ledger_time.rs`). Replicas started from it
+/// accept the entries a `TestNet` seals.
 pub fn test_genesis(n: usize) -> Genesis {
     let infos = (0..n).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect();
-    Genesis::dev("deai-test", infos)
+    let mut genesis = Genesis::dev("deai-test", infos);
+    genesis.params.max_ledger_step_ms = u64::MAX;
+    genesis
 }
 
 /// The stake a [`TestNet::client`] locks: 10 stake units, so 100 free orders per window.

@@ -1,6 +1,6 @@
 //! What the store keeps across a restart, and how it refuses damaged input.
 
-use deai_protocol::testkit::{CoordinatorKeys, TestNet};
+use deai_protocol::testkit::TestNet;
 use deai_protocol::types::Rating;
 use deai_protocol::Genesis;
 use deai_storage::{EntryOutcome, LogCommand, TypeConfig};
@@ -9,7 +9,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
 use std::io::Cursor;
 
 fn genesis() -> Genesis {
-    Genesis::dev("deai-test", (0..3).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect())
+    deai_protocol::testkit::test_genesis(3)
 }
 
 fn log_id(index: u64) -> LogId<u64> {

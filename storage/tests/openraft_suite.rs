@@ -1,7 +1,6 @@
 //! openraft's own storage test suite, run against the redb store (issue 4: "run openraft's own
 //! storage test suite against the redb store; don't write a weaker one").
 
-use deai_protocol::testkit::CoordinatorKeys;
 use deai_protocol::Genesis;
 use deai_storage::{LedgerStateMachine, RedbLogStore, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};
@@ -9,7 +8,7 @@ use openraft::StorageError;
 use tempfile::TempDir;
 
 fn genesis() -> Genesis {
-    Genesis::dev("deai-test", (0..3).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect())
+    deai_protocol::testkit::test_genesis(3)
 }
 
 /// Each test of the suite gets a fresh database in its own directory.

@@ -65,7 +65,9 @@ pub const MAX_OPEN_PROPOSALS: usize = 64;
 /// One replicated log entry: a signed envelope and the leader's stamp (SPEC 3).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Entry {
-    /// Leader time in ms; the ledger uses `max(previous, stamped)`, so time never goes back.
+    /// Leader time in ms, stamped on the whole batch the entry rides in; the ledger moves to it
+    /// by [`next_ledger_time`], so time never goes back and one entry moves it at most
+    /// `max_ledger_step_ms`.
     pub stamped_ms: TimeMs,
     pub envelope: SignedEnvelope,
 }
@@ -543,7 +545,7 @@ impl Ledger {
         let envelope_digest = env.digest();
         let ctx = Ctx {
             signer,
-            now: self.now_ms.max(entry.stamped_ms),
+            now: next_ledger_time(self.now_ms, entry.stamped_ms, self.params.max_ledger_step_ms),
             envelope: env,
             envelope_digest,
             height: self.height + 1,
@@ -773,6 +775,13 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Ledger time after an entry stamped `stamped_ms`: it never goes back (SPEC 3) and moves at
+/// most `max_step_ms` forward, so a wrong stamp (a leader's clock jump, a forged `u64::MAX`)
+/// costs at most one step per entry.
+pub fn next_ledger_time(previous_ms: TimeMs, stamped_ms: TimeMs, max_step_ms: u64) -> TimeMs {
+    previous_ms.max(stamped_ms.min(previous_ms.saturating_add(max_step_ms)))
 }
 
 /// `H(entry_i)` of the running root: `hash_fixed("entry", stamped_ms LE, envelope digest)`.
