@@ -10,13 +10,13 @@
 
 use anyhow::{bail, Context};
 use deai_cluster::identity::CoordinatorIdentity;
+use deai_cluster::network::peer_auth::{MemberKeys, PeerAuth};
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::{ClusterConfig, CoordinatorNode};
-use deai_protocol::ledger::Entry;
 use deai_protocol::message::{DevFaucet, Message};
 use deai_protocol::types::{AssetId, NetworkId};
 use deai_protocol::{Genesis, SignedEnvelope};
-use deai_storage::{EntryOutcome, LogCommand};
+use deai_storage::{EntryOutcome, UnstampedBatch};
 use ed25519_dalek::SigningKey;
 use hdrhistogram::Histogram;
 use openraft::BasicNode;
@@ -62,13 +62,13 @@ pub struct LedgerBenchReport {
     pub fsync: bool,
 }
 
-fn faucet(key: &SigningKey, network: &str, nonce: u64) -> Entry {
+fn faucet(key: &SigningKey, network: &str, nonce: u64) -> SignedEnvelope {
     let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
-    Entry { stamped_ms: 0, envelope: SignedEnvelope::seal(key, &NetworkId(network.to_string()), nonce, &message) }
+    SignedEnvelope::seal(key, &NetworkId(network.to_string()), nonce, &message)
 }
 
 /// One writer's pre-signed writes.
-fn sign_writes(seed: u64, network: &str, writes: u64, per_write: usize) -> Vec<LogCommand> {
+fn sign_writes(seed: u64, network: &str, writes: u64, per_write: usize) -> Vec<UnstampedBatch> {
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     bytes[8] = 0xbe;
@@ -76,13 +76,13 @@ fn sign_writes(seed: u64, network: &str, writes: u64, per_write: usize) -> Vec<L
     let mut nonce = 0;
     (0..writes)
         .map(|_| {
-            let entries: Vec<Entry> = (0..per_write)
+            let envelopes: Vec<SignedEnvelope> = (0..per_write)
                 .map(|_| {
                     nonce += 1;
                     faucet(&key, network, nonce)
                 })
                 .collect();
-            LogCommand::new(&entries)
+            UnstampedBatch::new(&envelopes)
         })
         .collect()
 }
@@ -106,16 +106,18 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
     };
     let identities: Vec<CoordinatorIdentity> =
         (0..BENCH_NODES).map(|i| CoordinatorIdentity::from_seed([i as u8 + 1; 32])).collect();
-    let genesis = Genesis::dev(network, identities.iter().map(|c| c.info()).collect());
+    let mut genesis = Genesis::dev(network, identities.iter().map(|c| c.info()).collect());
+    genesis.start_ms = deai_cluster::checkpointer::now_ms();
+    let member_keys: MemberKeys = (0..BENCH_NODES).zip(identities.iter().map(|c| c.id())).collect();
 
     // Size a write: whole signed entries until the batch reaches `entry_bytes`.
-    let one = LogCommand::new(&[faucet(&SigningKey::from_bytes(&[9; 32]), network, 1)]).batch.len();
+    let one = UnstampedBatch::new(&[faucet(&SigningKey::from_bytes(&[9; 32]), network, 1)]).stamped_size_bytes(1);
     let per_write = settings.entry_bytes.div_ceil(one).max(1);
     let per_writer = settings.writes / settings.writers as u64;
     eprintln!("signing {} writes of {per_write} entries each ...", per_writer * settings.writers as u64);
-    let batches: Vec<Vec<LogCommand>> =
+    let batches: Vec<Vec<UnstampedBatch>> =
         (0..settings.writers).map(|w| sign_writes(w as u64, network, per_writer, per_write)).collect();
-    let entry_bytes = batches[0][0].batch.len();
+    let entry_bytes = batches[0][0].stamped_size_bytes(per_write);
 
     let config = ClusterConfig::default();
     let mut listeners = Vec::new();
@@ -126,15 +128,22 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
         listeners.push(listener);
     }
     let mut nodes = Vec::new();
+    let mut writer_auth = None;
     for (id, listener) in (0..BENCH_NODES).zip(listeners) {
-        let net = TcpNetwork::new(id, network);
+        let auth = PeerAuth::new(id, &identities[id as usize].signing, member_keys.clone())
+            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+        let net = TcpNetwork::new(network, auth);
         let mut node =
             CoordinatorNode::start(id, &dir.join(format!("node-{id}")), genesis.clone(), net.clone(), &config)
                 .await
                 .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
-        node.forward_writes_over_tcp(net);
+        node.forward_writes_over_tcp(net.clone());
+        if id == 0 {
+            writer_auth = Some(net.auth().clone());
+        }
+        let net_for_listener = net;
         let node = Arc::new(node);
-        tokio::spawn(tcp::serve_node(listener, node.clone(), network.to_string()));
+        tokio::spawn(tcp::serve_node(listener, node.clone(), net_for_listener));
         nodes.push(node);
     }
     nodes[0].raft.initialize(members.clone()).await.map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
@@ -148,7 +157,8 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
         .context("no leader")?;
     let leader_addr = members[&leader].addr.clone();
 
-    let client = TcpNetwork::new(u64::MAX, network);
+    // The writers speak for node 0: only members reach the peer port.
+    let client = TcpNetwork::new(network, writer_auth.context("node 0 started")?);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let progress = {
@@ -172,7 +182,7 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
                 for command in writes {
                     let t = Instant::now();
                     let ok = matches!(
-                        client.write(&addr, command, Duration::from_millis(WRITE_TIMEOUT_MS)).await,
+                        client.write(leader, &addr, command, Duration::from_millis(WRITE_TIMEOUT_MS)).await,
                         Ok(Ok((_, ref outcome))) if outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted)
                     );
                     if ok {

@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context};
 use deai_cluster::ClusterConfig;
+use deai_protocol::types::ParticipantId;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,10 @@ pub struct CoordinatorConfig {
     /// The cluster's first voters, as `id=host:port` separated by commas. Used only with
     /// `bootstrap`.
     pub peers: String,
+    /// Every member's Raft node id and coordinator public key (hex), as `id=key` separated by
+    /// commas. Peers authenticate with these keys (mutual TLS); a connection presenting any
+    /// other key, or a member claiming another's id, is refused. Must list this node.
+    pub member_keys: String,
     /// Initialise the cluster with `peers` when this node's log is empty. Set it on one node.
     pub bootstrap: bool,
     /// Sign checkpoints (SPEC 6.3) with this node's key.
@@ -70,6 +75,7 @@ impl Default for CoordinatorConfig {
             raft_addr: "127.0.0.1:7100".into(),
             http_addr: "127.0.0.1:8100".into(),
             peers: String::new(),
+            member_keys: String::new(),
             bootstrap: false,
             sign_checkpoints: true,
             log_format: "text".into(),
@@ -123,9 +129,20 @@ impl CoordinatorConfig {
     pub fn peer_map(&self) -> anyhow::Result<BTreeMap<u64, String>> {
         parse_peers(&self.peers)
     }
+
+    /// `member_keys` as a map from node id to coordinator key.
+    pub fn member_key_map(&self) -> anyhow::Result<BTreeMap<u64, ParticipantId>> {
+        let mut keys = BTreeMap::new();
+        for (id, hex) in parse_peers(&self.member_keys).context("member_keys")? {
+            let bytes = crate::api_client::unhex32(&hex)
+                .with_context(|| format!("member_keys: node {id}'s key is not 64 hex digits"))?;
+            keys.insert(id, ParticipantId(bytes));
+        }
+        Ok(keys)
+    }
 }
 
-/// Parses `id=host:port,id=host:port`.
+/// Parses `id=value,id=value` (`id=host:port` for peers, `id=key` for member keys).
 pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut peers = BTreeMap::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -139,7 +156,14 @@ pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 }
 
 /// The TOML `deai genesis` writes for one node of a new cluster.
-pub fn node_file(node_id: u64, raft_addr: &str, http_addr: &str, peers: &str, bootstrap: bool) -> String {
+pub fn node_file(
+    node_id: u64,
+    raft_addr: &str,
+    http_addr: &str,
+    peers: &str,
+    member_keys: &str,
+    bootstrap: bool,
+) -> String {
     format!(
         "# deai coordinator {node_id}. Every field can be overridden by a DEAI_* environment variable.\n\
          node_id = {node_id}\n\
@@ -149,6 +173,7 @@ pub fn node_file(node_id: u64, raft_addr: &str, http_addr: &str, peers: &str, bo
          raft_addr = \"{raft_addr}\"\n\
          http_addr = \"{http_addr}\"\n\
          peers = \"{peers}\"\n\
+         member_keys = \"{member_keys}\"\n\
          bootstrap = {bootstrap}\n"
     )
 }
@@ -170,9 +195,10 @@ mod tests {
     fn a_file_is_read_and_its_relative_paths_follow_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("node-1.toml");
-        std::fs::write(&file, node_file(1, "127.0.0.1:7101", "127.0.0.1:8101", "1=127.0.0.1:7101", true)).unwrap();
+        std::fs::write(&file, node_file(1, "127.0.0.1:7101", "127.0.0.1:8101", "1=127.0.0.1:7101", &format!("1={}", "ab".repeat(32)), true)).unwrap();
         let config = CoordinatorConfig::load(Some(&file)).unwrap();
         assert_eq!(config.node_id, 1);
+        assert_eq!(config.member_key_map().unwrap()[&1], ParticipantId([0xab; 32]));
         assert_eq!(config.data_dir, dir.path().join("data/node-1"));
         assert_eq!(config.raft.heartbeat_interval_ms, ClusterConfig::default().heartbeat_interval_ms);
         std::fs::write(&file, "node_id = 1\nnot_a_field = 2\n").unwrap();

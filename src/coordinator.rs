@@ -10,6 +10,7 @@ use crate::config::CoordinatorConfig;
 use anyhow::{bail, Context};
 use deai_actors::{CoordinatorActors, Duties};
 use deai_cluster::identity::CoordinatorIdentity;
+use deai_cluster::network::peer_auth::PeerAuth;
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::{CoordinatorNode, NodeMetrics};
@@ -80,20 +81,35 @@ pub async fn run_until(
     let id = config.node_id;
     tracing::info!(node = id, network = %network_id, data_dir = %config.data_dir.display(), "starting coordinator");
 
+    let member_keys = config.member_key_map()?;
+    if member_keys.is_empty() {
+        bail!(
+            "member_keys is empty: list every member's node id and coordinator key as id=hex \
+             (deai genesis writes it into each node file)"
+        );
+    }
+    for (member, key) in &member_keys {
+        if !genesis.coordinators.iter().any(|c| c.id == *key) {
+            bail!("member_keys: node {member}'s key {key} is not a genesis coordinator of network {network_id:?}");
+        }
+    }
+    let auth = PeerAuth::new(id, &identity.signing, member_keys).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
     let metrics = NodeMetrics::new(id);
     let network =
-        TcpNetwork::new(id, network_id.clone()).with_round_trip_metric(metrics.peer_round_trip_seconds.clone());
+        TcpNetwork::new(network_id.clone(), auth)
+            .with_round_trip_metric(metrics.peer_round_trip_seconds.clone())
+            .with_seed_peer_addrs(config.peer_map()?.into_values().collect());
     let mut node =
         CoordinatorNode::start_with_metrics(id, &config.data_dir, genesis, network.clone(), &config.raft, metrics)
             .await
             .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
-    node.forward_writes_over_tcp(network);
+    node.forward_writes_over_tcp(network.clone());
     let node = Arc::new(node);
 
     let listener = tokio::net::TcpListener::bind(&config.raft_addr)
         .await
         .with_context(|| format!("cannot listen for Raft traffic on {}", config.raft_addr))?;
-    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network_id.clone()));
+    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network));
     tracing::info!(addr = %config.raft_addr, "listening for peers");
 
     if config.bootstrap {

@@ -44,11 +44,14 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut infos = Vec::new();
+    let mut member_keys = Vec::new();
     for i in 0..new.coordinators {
         let identity = CoordinatorIdentity::from_seed(fresh_seed()?);
         identity.save(&out.join(format!("coordinator-{i}.key")))?;
+        member_keys.push(format!("{i}={}", identity.id()));
         infos.push(identity.info());
     }
+    let member_keys = member_keys.join(",");
     let mut genesis = Genesis::dev(&new.network, infos);
     genesis.dev = new.dev;
     // Ledger time and the first epoch start now: a genesis in the past would make the leader
@@ -83,7 +86,8 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     for i in 0..new.coordinators {
         let raft = format!("{}:{}", new.host, port(new.raft_port_base, i)?);
         let http = format!("{}:{}", new.host, port(new.http_port_base, i)?);
-        let file = node_file(i, &raft, &http, &peers, i == 0) + &format!("admin_keys = [\"{admin_key}\"]\n");
+        let file = node_file(i, &raft, &http, &peers, &member_keys, i == 0)
+            + &format!("admin_keys = [\"{admin_key}\"]\n");
         std::fs::write(out.join(format!("node-{i}.toml")), file)?;
     }
     Ok(())

@@ -19,7 +19,6 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
-use deai_protocol::ledger::Entry;
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use serde::{Deserialize, Serialize};
@@ -379,13 +378,10 @@ async fn write_envelopes(
     let signer = envelopes[0].signer;
     let one_participant = envelopes.iter().all(|e| e.signer == signer)
         && envelopes[0].kind.role() == deai_protocol::message::Role::Participant;
-    // Ledger time comes from coordinators' clocks, never from the sender (SPEC 5: the leader
-    // stamps entries).
-    let stamped_ms = deai_cluster::checkpointer::now_ms();
-    let entries: Vec<Entry> = envelopes.into_iter().map(|envelope| Entry { stamped_ms, envelope }).collect();
+    // Ledger time is the leader's: its batcher stamps the batch these envelopes ride in.
     let written = match queues {
-        Some(queues) if one_participant => queues.submit(signer, entries).await.map_err(ApiError::from)?,
-        _ => node.write(&entries).await?,
+        Some(queues) if one_participant => queues.submit(signer, envelopes).await.map_err(ApiError::from)?,
+        _ => node.write(&envelopes).await?,
     };
     let outcomes = written
         .outcome

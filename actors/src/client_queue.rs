@@ -12,7 +12,7 @@
 use crate::Duties;
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use deai_cluster::{ClusterError, Written};
-use deai_protocol::ledger::Entry;
+use deai_protocol::SignedEnvelope;
 use deai_protocol::types::ParticipantId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +59,7 @@ impl QueueError {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Submit {
-    entries: Vec<Entry>,
+    envelopes: Vec<SignedEnvelope>,
     reply: oneshot::Sender<Result<Written, QueueError>>,
     /// Holds the batch's place in its queue until the batch is answered or dropped.
     _place: QueuePlace,
@@ -122,7 +122,7 @@ impl Handler<Submit> for ClientQueue {
             let now = deai_cluster::checkpointer::now_ms().max(ledger.now_ms);
             ledger.account(&self.client).map(|a| a.frozen_until_ms).filter(|until| *until > now)
         };
-        let orders = msg.entries.iter().any(|e| e.envelope.kind == deai_protocol::message::MessageKind::PutOrder);
+        let orders = msg.envelopes.iter().any(|e| e.kind == deai_protocol::message::MessageKind::PutOrder);
         if let (Some(until_ms), true) = (frozen_until, orders) {
             self.duties.metrics.refused("client_queue", "frozen");
             let _ = msg.reply.send(Err(QueueError::Frozen { until_ms }));
@@ -133,7 +133,7 @@ impl Handler<Submit> for ClientQueue {
         // Bounded, so that one write stuck behind a leader without a quorum cannot hold the
         // client's later submissions forever.
         let work = self.duties.runtime.spawn(async move {
-            match tokio::time::timeout(Duration::from_millis(timeout_ms), node.write(&msg.entries)).await {
+            match tokio::time::timeout(Duration::from_millis(timeout_ms), node.write(&msg.envelopes)).await {
                 Ok(written) => written.map_err(QueueError::from),
                 Err(_) => Err(QueueError::Timeout { timeout_ms }),
             }
@@ -204,11 +204,11 @@ impl ClientQueues {
     }
 
     /// Submits one client's batch through its queue and waits for the outcome.
-    pub async fn submit(&self, client: ParticipantId, entries: Vec<Entry>) -> Result<Written, QueueError> {
+    pub async fn submit(&self, client: ParticipantId, envelopes: Vec<SignedEnvelope>) -> Result<Written, QueueError> {
         let (reply, answer) = oneshot::channel();
         let queued = self.queue(client).and_then(|(queue, held)| {
             let place = QueuePlace::take(&held).ok_or(QueueError::Full)?;
-            queue.try_send(Submit { entries, reply, _place: place }).map_err(|e| match e {
+            queue.try_send(Submit { envelopes, reply, _place: place }).map_err(|e| match e {
                 actix::dev::SendError::Full(_) => QueueError::Full,
                 actix::dev::SendError::Closed(_) => QueueError::Stopped,
             })

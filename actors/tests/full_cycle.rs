@@ -9,10 +9,11 @@ use deai_actors::{
 };
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::identity::CoordinatorIdentity;
+use deai_cluster::network::peer_auth::PeerAuth;
 use deai_cluster::network::tcp::{self, TcpNetwork};
 use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::{ClusterConfig, CoordinatorNode};
-use deai_protocol::ledger::{Entry, OrderStatus};
+use deai_protocol::ledger::OrderStatus;
 use deai_protocol::message::*;
 use deai_protocol::testkit::Keys;
 use deai_protocol::types::{AssetId, OrderId, Rating};
@@ -52,16 +53,13 @@ impl Participant {
         Participant { keys: Keys::from_name(name), nonce: 0 }
     }
 
-    fn entry(&mut self, network: &deai_protocol::types::NetworkId, message: Message) -> Entry {
+    fn entry(&mut self, network: &deai_protocol::types::NetworkId, message: Message) -> SignedEnvelope {
         self.nonce += 1;
-        Entry {
-            stamped_ms: now_ms(),
-            envelope: SignedEnvelope::seal(&self.keys.signing, network, self.nonce, &message),
-        }
+        SignedEnvelope::seal(&self.keys.signing, network, self.nonce, &message)
     }
 
     /// A client's set-up: 100 tokens from the faucet, locked as stake, and a pass.
-    fn staked_client(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<Entry> {
+    fn staked_client(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<SignedEnvelope> {
         let stake = 100 * TOKEN;
         vec![
             self.entry(network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: stake })),
@@ -72,7 +70,7 @@ impl Participant {
 
     /// A miner's set-up: 100 tokens from the faucet, locked as collateral at registration for
     /// free text generation, capacity 4.
-    fn registered_miner(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<Entry> {
+    fn registered_miner(&mut self, network: &deai_protocol::types::NetworkId) -> Vec<SignedEnvelope> {
         vec![
             self.entry(network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 100 * TOKEN })),
             self.entry(
@@ -92,7 +90,7 @@ impl Participant {
     }
 
     /// A free text-generation order with `prompt` inline.
-    fn order(&mut self, network: &deai_protocol::types::NetworkId, prompt: &[u8]) -> Entry {
+    fn order(&mut self, network: &deai_protocol::types::NetworkId, prompt: &[u8]) -> SignedEnvelope {
         self.entry(
             network,
             Message::PutOrder(PutOrder {
@@ -167,14 +165,16 @@ async fn start_network_with(
     }
     let mut nodes = Vec::new();
     for (id, listener) in (0..3u64).zip(listeners) {
-        let net = TcpNetwork::new(id, network.0.clone());
+        let member_keys = (0..3u64).zip(identities.iter().map(|c| c.id())).collect();
+        let auth = PeerAuth::new(id, &identities[id as usize].signing, member_keys).unwrap();
+        let net = TcpNetwork::new(network.0.clone(), auth);
         let mut node =
             CoordinatorNode::start(id, &dir.path().join(format!("n{id}")), genesis.clone(), net.clone(), &config)
                 .await
                 .unwrap();
-        node.forward_writes_over_tcp(net);
+        node.forward_writes_over_tcp(net.clone());
         let node = Arc::new(node);
-        tokio::spawn(tcp::serve_node(listener, node.clone(), network.0.clone()));
+        tokio::spawn(tcp::serve_node(listener, node.clone(), net));
         let outbox = CoordinatorOutbox::new(node.clone(), identities[id as usize].signing.clone());
         let duties = Duties::new(
             outbox.clone(),
@@ -194,7 +194,7 @@ async fn start_network_with(
 async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
     let (mut nodes, network, _dir) = start_network(10, "deai-actors", |g| g.params.epoch_ms = EPOCH_MS).await;
     let leader = leader_of(&nodes).await;
-    let write = |i: usize, entries: Vec<Entry>| {
+    let write = |i: usize, entries: Vec<SignedEnvelope>| {
         let node = nodes[i].node.clone();
         async move {
             let written = node.write(&entries).await.expect("write");
@@ -213,7 +213,7 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
     // The client orders through a follower; the leader's scheduler allocates without being asked.
     let follower = (leader + 1) % 3;
     let put = client.order(&network, b"write a haiku");
-    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    let order: OrderId = Ledger::order_id_of(&put);
     write(follower, vec![put]).await;
     let assigned = wait_for("the scheduler to allocate the order", || {
         nodes[follower].node.ledger().read().order(&order).and_then(|o| o.miner)
@@ -264,7 +264,7 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
     })
     .await;
     let put = client.order(&network, b"another");
-    let second: OrderId = Ledger::order_id_of(&put.envelope);
+    let second: OrderId = Ledger::order_id_of(&put);
     let written = nodes[survivor].node.write(&[put]).await.expect("write after failover");
     assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted]);
     wait_for("the new leader's scheduler to allocate", || {
@@ -282,7 +282,7 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     let (mut nodes, network, _dir) = start_network(30, "deai-requeue", |g| g.params.order_timeout_ms = 1_000).await;
     leader_of(&nodes).await;
     let node = nodes[0].node.clone();
-    let write = |entries: Vec<Entry>| {
+    let write = |entries: Vec<SignedEnvelope>| {
         let node = node.clone();
         async move {
             let written = node.write(&entries).await.expect("write");
@@ -298,7 +298,7 @@ async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
     write(setup).await;
 
     let put = client.order(&network, b"who serves me");
-    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    let order: OrderId = Ledger::order_id_of(&put);
     write(vec![put]).await;
     let first = wait_for("the first allocation", || node.ledger().read().order(&order).and_then(|o| o.miner)).await;
     // The assigned miner goes away without a word; the other one is there.
@@ -378,7 +378,7 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
 
     // An order is put; the leader allocates it; the follower's session pushes it.
     let put = client.order(&network, b"pushed");
-    let order: OrderId = Ledger::order_id_of(&put.envelope);
+    let order: OrderId = Ledger::order_id_of(&put);
     nodes[follower].node.write(&[put]).await.expect("order");
     let pushed = loop {
         let (event, rest) = next(&mut events).await;
@@ -489,7 +489,7 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
     wait_for("the leader's scheduler", || (nodes[leader].metrics.running("scheduler") == 1).then_some(())).await;
     const CLIENTS: usize = 12;
     let mut clients: Vec<Participant> = (0..CLIENTS).map(|i| Participant::new(&format!("head-client-{i}"))).collect();
-    let mut setup: Vec<Entry> = clients.iter_mut().flat_map(|c| c.staked_client(&network)).collect();
+    let mut setup: Vec<SignedEnvelope> = clients.iter_mut().flat_map(|c| c.staked_client(&network)).collect();
     // Four miners of capacity 4: room for every order at once.
     for i in 0..4 {
         setup.extend(Participant::new(&format!("head-miner-{i}")).registered_miner(&network));
@@ -516,7 +516,7 @@ async fn orders_are_allocated_at_the_head_of_the_next_batch() {
         let mut writes = Vec::new();
         for (i, client) in clients.iter_mut().enumerate().filter(|(i, _)| i % 3 == wave) {
             let put = client.order(&network, b"lead me");
-            let order = Ledger::order_id_of(&put.envelope);
+            let order = Ledger::order_id_of(&put);
             let node = nodes[i % 3].node.clone();
             writes.push(tokio::spawn(async move { (order, node.write(&[put]).await) }));
         }
@@ -570,7 +570,7 @@ async fn a_client_queue_refuses_what_does_not_fit_and_writes_the_rest() {
     let mut client = Participant::new("eager-client");
     let queues = nodes[leader].actors.as_ref().unwrap().client_queues();
     const SENT: usize = 4 * CLIENT_QUEUE_CAPACITY;
-    let batches: Vec<Vec<Entry>> = (0..SENT)
+    let batches: Vec<Vec<SignedEnvelope>> = (0..SENT)
         .map(|_| vec![client.entry(&network, Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: TOKEN }))])
         .collect();
     // Every submission reaches the queue in one pass, far faster than one batch is written.

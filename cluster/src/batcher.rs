@@ -80,10 +80,11 @@ impl Drop for HeadInstalled {
     }
 }
 
-/// What a caller hands the batcher.
+/// What a caller hands the batcher. Neither carries a time: the batcher stamps every entry of a
+/// batch with this node's clock when it seals the batch.
 enum Writing {
-    /// Entries their signers sealed.
-    Signed(Vec<Entry>),
+    /// Envelopes their signers sealed.
+    Signed(Vec<SignedEnvelope>),
     /// This coordinator's own message, sealed with `key` when its batch is formed.
     Own { message: Message, key: Arc<SigningKey> },
 }
@@ -101,7 +102,7 @@ impl QueuedWrite {
     /// Whether `signer` sealed one of these entries itself (an own entry from before this
     /// node led): a head sealed now could take the same nonce.
     fn sealed_by(&self, signer: &ParticipantId) -> bool {
-        matches!(&self.writing, Writing::Signed(entries) if entries.iter().any(|e| e.envelope.signer == *signer))
+        matches!(&self.writing, Writing::Signed(envelopes) if envelopes.iter().any(|e| e.signer == *signer))
     }
 }
 
@@ -161,10 +162,11 @@ impl WriteBatcher {
         WriteBatcher { queue, head, head_installed, network }
     }
 
-    /// Proposes `entries` in the next batch and waits for its outcome.
-    pub async fn write(&self, entries: Vec<Entry>, encoded_bytes: usize) -> Result<Written, ClusterError> {
-        let count = entries.len();
-        self.enqueue(Writing::Signed(entries), count, encoded_bytes).await
+    /// Proposes `envelopes` in the next batch, stamped when it is sealed, and waits for its
+    /// outcome. `encoded_bytes` is their size once stamped, at most.
+    pub async fn write(&self, envelopes: Vec<SignedEnvelope>, encoded_bytes: usize) -> Result<Written, ClusterError> {
+        let count = envelopes.len();
+        self.enqueue(Writing::Signed(envelopes), count, encoded_bytes).await
     }
 
     /// Proposes this coordinator's `message` in the next batch, sealed with `key` and the
@@ -331,7 +333,8 @@ impl Sequencer {
     }
 
     /// The batch's entries in log order (the head, then each write's, own messages sealed with
-    /// their signer's next nonces) and the callers' replies with their entry counts.
+    /// their signer's next nonces), all stamped with this node's clock now, and the callers'
+    /// replies with their entry counts.
     #[allow(clippy::type_complexity)]
     fn seal(
         &self,
@@ -364,7 +367,9 @@ impl Sequencer {
         let mut replies = Vec::with_capacity(batch.len());
         for write in batch {
             match write.writing {
-                Writing::Signed(signed) => entries.extend(signed),
+                Writing::Signed(signed) => {
+                    entries.extend(signed.into_iter().map(|envelope| Entry { stamped_ms, envelope }))
+                }
                 Writing::Own { message, key } => entries.push(seal_own(&key, &message)),
             }
             replies.push((write.reply, write.count));

@@ -37,6 +37,8 @@ pub struct NodeMetrics {
     pub batch_heads: IntCounterVec,
     /// Round trip of one RPC to a peer, by peer id and RPC kind.
     pub peer_round_trip_seconds: HistogramVec,
+    /// Peer connections and requests refused at the trust boundary, by reason.
+    pub peer_refusals: IntCounterVec,
     pub ledger_height: IntGauge,
     pub checkpoint_lag: IntGauge,
     pub last_certified_height: IntGauge,
@@ -91,6 +93,14 @@ impl NodeMetrics {
                 &["peer", "rpc"],
             )
             .expect("valid histogram options"),
+            peer_refusals: IntCounterVec::new(
+                Opts::new(
+                    "deai_raft_peer_refusals_total",
+                    "Peer connections and requests refused: handshake, not_member, impersonation, busy, budget, request.",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
             ledger_height: gauge("deai_ledger_height", "Accepted entries in the ledger."),
             checkpoint_lag: gauge(
                 "deai_bft_checkpoint_lag_entries",
@@ -120,6 +130,7 @@ impl NodeMetrics {
         r.register(Box::new(self.proposals_pending.clone()))?;
         r.register(Box::new(self.batch_heads.clone()))?;
         r.register(Box::new(self.peer_round_trip_seconds.clone()))?;
+        r.register(Box::new(self.peer_refusals.clone()))?;
         r.register(Box::new(self.ledger_height.clone()))?;
         r.register(Box::new(self.checkpoint_lag.clone()))?;
         r.register(Box::new(self.last_certified_height.clone()))?;

@@ -5,10 +5,10 @@ use crate::batcher::WriteBatcher;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 use crate::ClusterError;
-use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
-use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig};
+use deai_protocol::SignedEnvelope;
+use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig, UnstampedBatch};
 use ed25519_dalek::SigningKey;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
@@ -238,17 +238,18 @@ impl CoordinatorNode {
         &self.ledger
     }
 
-    /// Replicates one batch of signed entries and returns what applying it did. Only the leader
-    /// accepts writes; a follower answers `NotLeader` with the leader's id.
-    pub async fn submit(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        self.submit_command(&LogCommand::new(entries)).await
+    /// Replicates one batch of signed envelopes, stamped with this node's clock by its batcher,
+    /// and returns what applying it did. Only the leader accepts writes; a follower answers
+    /// `NotLeader` with the leader's id.
+    pub async fn submit(&self, envelopes: &[SignedEnvelope]) -> Result<Written, ClusterError> {
+        self.submit_batch(&UnstampedBatch::new(envelopes)).await
     }
 
-    pub(crate) async fn submit_command(&self, command: &LogCommand) -> Result<Written, ClusterError> {
+    pub(crate) async fn submit_batch(&self, batch: &UnstampedBatch) -> Result<Written, ClusterError> {
         self.refuse_while_transferring()?;
-        if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
+        if batch.envelopes.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
             return Err(ClusterError::TooLarge {
-                size_bytes: command.batch.len(),
+                size_bytes: batch.envelopes.len(),
                 limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
             });
         }
@@ -257,8 +258,15 @@ impl CoordinatorNode {
         if leader.is_some_and(|l| l != self.id) {
             return Err(ClusterError::NotLeader { leader });
         }
-        let entries = command.entries()?;
-        self.counted(self.batcher.write(entries, command.batch.len())).await
+        let envelopes = batch.envelopes()?;
+        let stamped_bytes = batch.stamped_size_bytes(envelopes.len());
+        if stamped_bytes > deai_storage::MAX_LOG_COMMAND_BYTES {
+            return Err(ClusterError::TooLarge {
+                size_bytes: stamped_bytes,
+                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
+            });
+        }
+        self.counted(self.batcher.write(envelopes, stamped_bytes)).await
     }
 
     /// Whether this node leads, as far as it knows.
@@ -318,25 +326,25 @@ impl CoordinatorNode {
     }
 
     /// Writes a batch through whichever node leads: locally if this node leads, else forwarded
-    /// once to the leader (when forwarding is on).
-    pub async fn write(&self, entries: &[Entry]) -> Result<Written, ClusterError> {
-        self.write_command(LogCommand::new(entries)).await
+    /// once, unstamped, to the leader (when forwarding is on), whose batcher stamps it.
+    pub async fn write(&self, envelopes: &[SignedEnvelope]) -> Result<Written, ClusterError> {
+        self.write_batch(UnstampedBatch::new(envelopes)).await
     }
 
     /// [`write`](Self::write) for an already framed batch.
-    pub async fn write_command(&self, command: LogCommand) -> Result<Written, ClusterError> {
-        let Some(network) = self.forward_network.as_ref() else { return self.submit_command(&command).await };
-        // Proposing only borrows the command, so the bytes are still here for a forward.
-        let leader = match self.submit_command(&command).await {
+    pub async fn write_batch(&self, batch: UnstampedBatch) -> Result<Written, ClusterError> {
+        let Some(network) = self.forward_network.as_ref() else { return self.submit_batch(&batch).await };
+        // Proposing only borrows the batch, so the bytes are still here for a forward.
+        let leader = match self.submit_batch(&batch).await {
             Err(ClusterError::NotLeader { leader: Some(leader) }) if leader != self.id => leader,
             other => return other,
         };
         let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
-        match network.write(&addr, command, deadline).await {
+        match network.write(leader, &addr, batch, deadline).await {
             Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
             Ok(Err(f)) => Err(remote_error(f)),
-            Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. })) => {
+            Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. } | LinkError::RequestRefused { .. })) => {
                 Err(ClusterError::LeaderUnreachable { leader, reason: e.to_string() })
             }
             Err(e) => Err(ClusterError::Raft(e.to_string())),
@@ -355,7 +363,7 @@ impl CoordinatorNode {
         };
         let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
-        match network.admin(&addr, command, deadline).await {
+        match network.admin(leader, &addr, command, deadline).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(f)) => Err(remote_error(f)),
             Err(e) => Err(ClusterError::Raft(e.to_string())),

@@ -17,7 +17,6 @@
 
 use crate::batcher::{HeadInstalled, HeadPlanner};
 use crate::{ClusterError, Consistency, CoordinatorNode, Written};
-use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;
 use deai_protocol::types::ParticipantId;
 use deai_protocol::SignedEnvelope;
@@ -89,7 +88,7 @@ impl CoordinatorOutbox {
         self.node.batcher().install_head(planner, retry_ms, self.key.clone())
     }
 
-    /// Seals `message` with the next nonce and this node's clock, writes it through the leader,
+    /// Seals `message` with the next nonce, writes it through the leader (whose batcher stamps it),
     /// and waits until this node has applied it.
     pub async fn submit(&self, message: Message) -> Result<Submitted, ClusterError> {
         let _turn = self.turn.lock().await;
@@ -101,8 +100,7 @@ impl CoordinatorOutbox {
             let (network, nonce) =
                 self.node.read(Consistency::Stale, |l| (l.network_id.clone(), l.next_nonce(&me))).await?;
             let envelope = SignedEnvelope::seal(&self.key, &network, nonce, &message);
-            let entry = Entry { stamped_ms: crate::checkpointer::now_ms(), envelope };
-            self.node.write(&[entry]).await?
+            self.node.write(&[envelope]).await?
         };
         self.node
             .raft

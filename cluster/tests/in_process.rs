@@ -103,7 +103,7 @@ async fn a_batch_over_the_log_command_limit_is_refused_before_raft() {
                 mode: OrderMode::Free,
                 payload: Payload::Inline(vec![i as u8; 60_000]),
             };
-            net.entry(&who, Message::PutOrder(put))
+            net.entry(&who, Message::PutOrder(put)).envelope
         })
         .collect();
     let before = cluster.nodes[&leader].raft.metrics().borrow().last_log_index;

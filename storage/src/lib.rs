@@ -33,7 +33,7 @@ pub use metrics::StorageMetrics;
 pub use state_machine::{EvidenceLog, LedgerSnapshotBuilder, LedgerStateMachine, MisbehaviourEvidence, SharedLedger};
 
 use deai_protocol::ledger::Entry;
-use deai_protocol::{codec, CodecError, Genesis};
+use deai_protocol::{codec, CodecError, Genesis, SignedEnvelope};
 use redb::{Database, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
@@ -90,6 +90,36 @@ impl LogCommand {
             return Err(CodecError::TooLarge { size_bytes: self.batch.len(), limit_bytes: MAX_LOG_COMMAND_BYTES });
         }
         codec::decode_framed_large(&self.batch)
+    }
+}
+
+/// Signed envelopes on their way to the leader, not yet stamped: what a follower forwards over
+/// the peer port. Only the leader's batcher stamps time (`docs/decisions.md`, "Ledger time"), so
+/// no sender-chosen time reaches the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnstampedBatch {
+    pub envelopes: Vec<u8>,
+}
+
+/// The most bytes a stamp adds to an envelope in a log command (a varint u64).
+pub const MAX_STAMP_BYTES: usize = 9;
+
+impl UnstampedBatch {
+    pub fn new(envelopes: &[SignedEnvelope]) -> Self {
+        UnstampedBatch { envelopes: codec::encode_framed(envelopes) }
+    }
+
+    /// The envelopes, refused whole if the bytes are over the limit or do not decode.
+    pub fn envelopes(&self) -> Result<Vec<SignedEnvelope>, CodecError> {
+        if self.envelopes.len() > MAX_LOG_COMMAND_BYTES {
+            return Err(CodecError::TooLarge { size_bytes: self.envelopes.len(), limit_bytes: MAX_LOG_COMMAND_BYTES });
+        }
+        codec::decode_framed_large(&self.envelopes)
+    }
+
+    /// The size of these envelopes once stamped into a log command, at most.
+    pub fn stamped_size_bytes(&self, count: usize) -> usize {
+        self.envelopes.len() + count * MAX_STAMP_BYTES
     }
 }
 
@@ -195,4 +225,24 @@ pub fn decode_raft_limited<T: for<'de> Deserialize<'de>, const LIMIT: usize>(byt
         return Err(format!("{} trailing bytes", body.len() - used));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deai_protocol::message::{Message, Tick};
+    use deai_protocol::types::NetworkId;
+
+    #[test]
+    fn a_stamp_adds_at_most_max_stamp_bytes_to_a_batch() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let network = NetworkId("deai-stamp".into());
+        let envelopes: Vec<SignedEnvelope> =
+            (1..=3).map(|n| SignedEnvelope::seal(&key, &network, n, &Message::Tick(Tick {}))).collect();
+        let unstamped = UnstampedBatch::new(&envelopes);
+        assert_eq!(unstamped.envelopes().unwrap(), envelopes);
+        let stamped: Vec<Entry> =
+            envelopes.into_iter().map(|envelope| Entry { stamped_ms: u64::MAX, envelope }).collect();
+        assert!(LogCommand::new(&stamped).batch.len() <= unstamped.stamped_size_bytes(3));
+    }
 }

@@ -1,23 +1,33 @@
-//! Raft traffic, forwarded writes and admin requests between coordinators over TCP.
+//! Raft traffic, forwarded writes and admin requests between coordinators, over mutual TLS.
 //!
-//! Each frame is a u32 little-endian length followed by one record in the storage crate's
-//! openraft record format (bincode behind the codec's version byte). Every connection starts
-//! with a handshake naming the network; a peer from another network is refused with a clear
-//! reason and never reaches Raft.
+//! **Who may speak.** Every connection starts with the TLS 1.3 handshake of
+//! [`peer_auth`](super::peer_auth): both sides authenticate with their coordinator key, and only
+//! members' keys are accepted. Inside the encrypted stream the client then names its wire version,
+//! network and node id; a node id other than the one its key is bound to is refused
+//! (`impersonation`). Every request is then checked against that member: an append, a vote or a
+//! snapshot must be in its own name, a leader-transfer step must come from the leader. Forwarded
+//! writes carry envelopes only; the leader stamps time (see `batcher.rs`).
 //!
-//! Connections are persistent and pipelined: one per peer address, shared by every caller in
-//! the process (Raft replication, votes, forwarded writes, admin). Each request carries an id;
-//! the server handles up to [`MAX_IN_FLIGHT_PER_CONNECTION`] requests of a connection at once and
-//! answers each as it completes, and the client matches answers to callers by id. A caller that
-//! gives up (openraft cancels its own calls at `RPCOption::hard_ttl`) leaves its id behind; a late
-//! answer for it is dropped, never credited to another request.
+//! **What a stranger costs.** A connection that has not authenticated holds a handshake slot for
+//! at most [`HANDSHAKE_TIMEOUT_MS`]. There are at most [`MAX_HANDSHAKES_PER_ADDRESS`] of them per
+//! source address, and at most [`MAX_STRANGER_HANDSHAKES`] in all from addresses that are no
+//! member's host; beyond that a connection is closed at once. Members' hosts (resolved from the
+//! Raft membership every [`MEMBER_HOSTS_REFRESH_MS`]) never draw on the strangers' budget, so
+//! strangers cannot starve them. An authenticated member keeps at most
+//! [`MAX_CONNECTIONS_PER_MEMBER`] connections; a new one closes its oldest.
 //!
-//! Limits: [`MAX_FRAME_BYTES`] per frame, [`MAX_INBOUND_CONNECTIONS`] served at once,
-//! [`MAX_IN_FLIGHT_PER_CONNECTION`] requests per connection, [`CONNECT_TIMEOUT_MS`] to connect and
-//! shake hands, [`IDLE_TIMEOUT_MS`] of silence before a server closes a connection.
+//! **Frames.** This is the only file that knows the peer frame format: a u32 little-endian length
+//! and one record in the storage crate's openraft record format (bincode behind the codec's
+//! version byte), tagged with a request id. Connections are persistent and pipelined: one per
+//! peer, shared by every caller in the process. The server handles up to
+//! [`MAX_IN_FLIGHT_PER_CONNECTION`] requests of a connection at once, holding at most
+//! [`MAX_BYTES_IN_FLIGHT_PER_CONNECTION`] of request bytes per connection and
+//! [`MAX_BYTES_IN_FLIGHT_PER_NODE`] in all; past either it stops reading (TCP backpressure). A
+//! caller that gives up leaves its id behind; a late answer for it is dropped.
 
 use crate::admin::{AdminCommand, ControlFuture, ControlReply, ControlRequest, PeerControl};
-use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, LogCommand, NodeId, TypeConfig};
+use crate::network::peer_auth::PeerAuth;
+use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, NodeId, TypeConfig, UnstampedBatch};
 use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -27,32 +37,51 @@ use openraft::raft::{
 use openraft::BasicNode;
 use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Largest frame read or written, in bytes (snapshots travel in chunks well below this).
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
-/// Inbound connections served at once; more wait in the listen backlog.
-pub const MAX_INBOUND_CONNECTIONS: usize = 64;
+/// Request bytes one connection may hold in requests being handled, in bytes.
+pub const MAX_BYTES_IN_FLIGHT_PER_CONNECTION: usize = 2 * MAX_FRAME_BYTES;
+/// Request bytes all of a node's peer connections may hold at once, in bytes.
+pub const MAX_BYTES_IN_FLIGHT_PER_NODE: usize = 8 * MAX_FRAME_BYTES;
+const _: () = assert!(MAX_FRAME_BYTES <= MAX_BYTES_IN_FLIGHT_PER_CONNECTION);
+const _: () = assert!(MAX_BYTES_IN_FLIGHT_PER_CONNECTION <= MAX_BYTES_IN_FLIGHT_PER_NODE);
+const _: () = assert!(MAX_BYTES_IN_FLIGHT_PER_NODE <= u32::MAX as usize);
 /// Requests of one connection handled at once; further ones wait to be read (TCP backpressure).
 pub const MAX_IN_FLIGHT_PER_CONNECTION: usize = 1_024;
-/// Time to connect and complete the handshake, in milliseconds.
+/// Time a client has to connect, shake hands and be welcomed, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Time an inbound connection has to complete TLS and name itself, in milliseconds; a stranger
+/// holds a handshake slot no longer than this.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 1_000;
+/// Inbound connections from one source address still shaking hands.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 8;
+/// Inbound connections still shaking hands from addresses that are no member's host.
+pub const MAX_STRANGER_HANDSHAKES: usize = 32;
+/// Authenticated connections kept per member; a new one closes the member's oldest.
+pub const MAX_CONNECTIONS_PER_MEMBER: usize = 4;
+/// How often the members' hosts are resolved again from the Raft membership, in milliseconds.
+pub const MEMBER_HOSTS_REFRESH_MS: u64 = 5_000;
+/// Largest snapshot a node receives, in bytes: a chunk reaching past it is refused.
+pub const MAX_SNAPSHOT_RECEIVE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Pause after a failed `accept` (say, out of file descriptors) before the next, in milliseconds.
 pub const ACCEPT_RETRY_DELAY_MS: u64 = 100;
-/// Largest handshake frame accepted from a peer that has not yet said who it is, in bytes.
+/// Largest hello frame accepted, in bytes.
 pub const MAX_HANDSHAKE_BYTES: usize = 4 * 1024;
 /// An inbound connection silent this long is closed (heartbeats keep live ones busy), in ms.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
-/// Version of this frame protocol, checked in the handshake. Version 2 tags requests with ids.
-pub const WIRE_VERSION: u32 = 2;
+/// Version of this frame protocol, checked in the hello. Version 3 runs inside mutual TLS.
+pub const WIRE_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Hello {
@@ -78,13 +107,26 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// A write forwarded by a follower or sent by a client; answered by `client_write` here,
-    /// never forwarded again.
-    Write(LogCommand),
+    /// Envelopes forwarded by a follower, unstamped; answered by this node's batcher (it must
+    /// lead), never forwarded again.
+    Write(UnstampedBatch),
     /// An admin command forwarded to the leader; never forwarded again.
     Admin(AdminCommand),
     /// A step of a leader transfer.
     Control(ControlRequest),
+}
+
+impl Request {
+    fn kind(&self) -> &'static str {
+        match self {
+            Request::Append(_) => "append",
+            Request::Vote(_) => "vote",
+            Request::Snapshot(_) => "snapshot",
+            Request::Write(_) => "write",
+            Request::Admin(_) => "admin",
+            Request::Control(_) => "control",
+        }
+    }
 }
 
 /// Why a forwarded write or admin command failed on the node that received it.
@@ -114,8 +156,8 @@ enum Response {
     Written(Result<(u64, CommandOutcome), RemoteFailure>),
     Admin(Result<String, RemoteFailure>),
     Control(Result<ControlReply, String>),
-    /// The request could not be handled here (the server has no node for admin requests).
-    Unsupported(String),
+    /// The member may not make this request (in another's name, out of its role, too large).
+    Refused(String),
 }
 
 /// What went wrong on a link, as text for openraft's error types.
@@ -129,6 +171,8 @@ pub enum LinkError {
     Io { addr: String, reason: String },
     #[error("a request of {size_bytes} bytes exceeds the frame limit of {limit_bytes} bytes")]
     TooLarge { size_bytes: usize, limit_bytes: usize },
+    #[error("peer {addr} refused the request: {reason}")]
+    RequestRefused { addr: String, reason: String },
 }
 
 async fn write_frame_bytes<W: AsyncWrite + Unpin>(stream: &mut W, bytes: &[u8]) -> std::io::Result<()> {
@@ -145,88 +189,265 @@ async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(stream: &mut W, value:
     stream.flush().await
 }
 
-async fn read_frame_limited<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
-    stream: &mut R,
-    limit: usize,
-) -> std::io::Result<T> {
+async fn read_length<R: AsyncRead + Unpin>(stream: &mut R, limit: usize) -> std::io::Result<usize> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > limit {
         return Err(std::io::Error::other(format!("peer sent a frame of {len} bytes, over the limit of {limit}")));
     }
+    Ok(len)
+}
+
+async fn read_body<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(stream: &mut R, len: usize) -> std::io::Result<T> {
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
     decode_raft_limited::<T, MAX_FRAME_BYTES>(&bytes).map_err(std::io::Error::other)
 }
 
-/// What a server does with the requests that are not Raft RPCs. A bare Raft server (see
-/// [`serve`]) answers them as unsupported; [`serve_node`] runs them on its node.
-type NodeHandle = Option<Arc<crate::CoordinatorNode>>;
-
-/// Serves Raft RPCs for `raft` on `listener` until the task is dropped. Writes are proposed to
-/// `raft` directly; admin requests are refused (use [`serve_node`] for those).
-pub async fn serve(listener: TcpListener, raft: openraft::Raft<TypeConfig>, network: String) {
-    serve_with(listener, raft, None, network).await
+async fn read_frame_limited<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    stream: &mut R,
+    limit: usize,
+) -> std::io::Result<T> {
+    let len = read_length(stream, limit).await?;
+    read_body(stream, len).await
 }
 
-/// Serves everything for `node`: Raft RPCs, writes and admin commands.
-pub async fn serve_node(listener: TcpListener, node: Arc<crate::CoordinatorNode>, network: String) {
-    let raft = node.raft.clone();
-    serve_with(listener, raft, Some(node), network).await
+/// Aborts a task when dropped, so that a helper task ends with the future that owns it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-async fn serve_with(listener: TcpListener, raft: openraft::Raft<TypeConfig>, node: NodeHandle, network: String) {
-    let slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else { return };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "raft listener: accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
-                continue;
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every table behind these locks is changed by single inserts and removes, so a panic while
+    // holding one cannot leave it inconsistent: carry on with it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Handshake slots: who is shaking hands now, by source address.
+#[derive(Default)]
+struct Handshakes {
+    by_address: HashMap<IpAddr, usize>,
+    strangers: usize,
+}
+
+/// A handshake slot, released when dropped.
+struct HandshakeSlot {
+    table: Arc<Mutex<Handshakes>>,
+    address: IpAddr,
+    stranger: bool,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut table = lock(&self.table);
+        if let Some(n) = table.by_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                table.by_address.remove(&self.address);
             }
+        }
+        if self.stranger {
+            table.strangers -= 1;
+        }
+    }
+}
+
+/// A member's authenticated connections, oldest first, each with the signal that closes it.
+type MemberConnections = HashMap<NodeId, VecDeque<(u64, Arc<Notify>)>>;
+
+/// Everything the listener of one node shares between its connections.
+struct PeerServer {
+    node: Arc<crate::CoordinatorNode>,
+    network: TcpNetwork,
+    handshakes: Arc<Mutex<Handshakes>>,
+    member_hosts: RwLock<HashSet<IpAddr>>,
+    connections: Mutex<MemberConnections>,
+    next_connection: AtomicU64,
+    node_bytes: Arc<Semaphore>,
+}
+
+impl PeerServer {
+    fn refuse(&self, reason: &str) {
+        self.node.metrics().peer_refusals.with_label_values(&[reason]).inc();
+    }
+
+    /// A handshake slot for a connection from `address`, or `None` if its budget is spent.
+    fn admit(&self, address: IpAddr) -> Option<HandshakeSlot> {
+        let stranger = !self.member_hosts.read().unwrap_or_else(|p| p.into_inner()).contains(&address);
+        let mut table = lock(&self.handshakes);
+        let from_address = table.by_address.get(&address).copied().unwrap_or(0);
+        if from_address >= MAX_HANDSHAKES_PER_ADDRESS || (stranger && table.strangers >= MAX_STRANGER_HANDSHAKES) {
+            return None;
+        }
+        *table.by_address.entry(address).or_default() += 1;
+        if stranger {
+            table.strangers += 1;
+        }
+        Some(HandshakeSlot { table: self.handshakes.clone(), address, stranger })
+    }
+
+    /// Resolves every member's Raft address to the hosts that never draw on the strangers'
+    /// handshake budget.
+    async fn refresh_member_hosts(&self) {
+        let mut addrs: Vec<String> = {
+            let metrics = self.node.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
         };
-        let (raft, node, network) = (raft.clone(), node.clone(), network.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match serve_connection(stream, raft, node, network).await {
+        addrs.extend(self.network.seed_peer_addrs.iter().cloned());
+        let mut hosts = HashSet::new();
+        for addr in addrs {
+            match tokio::net::lookup_host(&addr).await {
+                Ok(resolved) => hosts.extend(resolved.map(|a| a.ip())),
+                Err(e) => tracing::debug!(%addr, error = %e, "a member's address does not resolve"),
+            }
+        }
+        *self.member_hosts.write().unwrap_or_else(|p| p.into_inner()) = hosts;
+    }
+
+    /// Registers a new authenticated connection of `member`, closing its oldest past the cap;
+    /// returns its id and the signal that closes it.
+    fn register(&self, member: NodeId) -> (u64, Arc<Notify>) {
+        let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let close = Arc::new(Notify::new());
+        let mut connections = lock(&self.connections);
+        let list = connections.entry(member).or_default();
+        list.push_back((id, close.clone()));
+        while list.len() > MAX_CONNECTIONS_PER_MEMBER {
+            if let Some((_, oldest)) = list.pop_front() {
+                oldest.notify_one();
+            }
+        }
+        (id, close)
+    }
+
+    fn unregister(&self, member: NodeId, id: u64) {
+        let mut connections = lock(&self.connections);
+        if let Some(list) = connections.get_mut(&member) {
+            list.retain(|(c, _)| *c != id);
+            if list.is_empty() {
+                connections.remove(&member);
+            }
+        }
+    }
+}
+
+/// Serves everything for `node` on `listener`: Raft RPCs, forwarded writes, admin commands and
+/// leader-transfer steps, to authenticated members only. `network` is the node's own (its
+/// handshake identity and member table). Runs until dropped.
+pub async fn serve_node(listener: TcpListener, node: Arc<crate::CoordinatorNode>, network: TcpNetwork) {
+    let server = Arc::new(PeerServer {
+        node,
+        network,
+        handshakes: Arc::default(),
+        member_hosts: RwLock::default(),
+        connections: Mutex::default(),
+        next_connection: AtomicU64::new(0),
+        node_bytes: Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT_PER_NODE)),
+    });
+    let refresher = server.clone();
+    let _refreshing = AbortOnDrop(tokio::spawn(async move {
+        loop {
+            refresher.refresh_member_hosts().await;
+            tokio::time::sleep(Duration::from_millis(MEMBER_HOSTS_REFRESH_MS)).await;
+        }
+    }));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer listener: accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_RETRY_DELAY_MS)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections, so the set holds only live ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let Some(slot) = server.admit(peer.ip()) else {
+            server.refuse("busy");
+            tracing::debug!(%peer, "peer listener: handshake budget spent; connection closed");
+            continue;
+        };
+        let server = server.clone();
+        connections.spawn(async move {
+            match serve_connection(&server, stream, slot).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    tracing::debug!(%peer, "raft connection closed by peer")
+                    tracing::debug!(%peer, "peer connection closed by peer")
                 }
-                Err(e) => tracing::warn!(%peer, error = %e, "raft connection failed"),
+                Err(e) => tracing::debug!(%peer, error = %e, "peer connection ended"),
             }
         });
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
-    raft: openraft::Raft<TypeConfig>,
-    node: NodeHandle,
-    network: String,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
-    let hello = tokio::time::timeout(
-        Duration::from_millis(CONNECT_TIMEOUT_MS),
-        read_frame_limited::<_, Hello>(&mut stream, MAX_HANDSHAKE_BYTES),
-    )
-    .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake in time"))??;
-    if hello.wire_version != WIRE_VERSION {
-        let reason = format!("wire version {}, this node speaks {WIRE_VERSION}", hello.wire_version);
-        return write_frame(&mut stream, &HelloReply::Refused(reason)).await;
+/// Authenticates an inbound connection: TLS with a member's key, then a hello whose node id is
+/// that member's. Returns the encrypted stream and the member.
+async fn authenticate(
+    server: &PeerServer,
+    stream: TcpStream,
+) -> std::io::Result<(tokio_rustls::server::TlsStream<TcpStream>, NodeId)> {
+    let (mut tls, member) = match server.network.auth.accept(stream).await {
+        Ok(accepted) => accepted,
+        Err(e) => {
+            server.refuse(if e.kind() == std::io::ErrorKind::PermissionDenied { "not_member" } else { "handshake" });
+            return Err(e);
+        }
+    };
+    let hello = read_frame_limited::<_, Hello>(&mut tls, MAX_HANDSHAKE_BYTES).await?;
+    let network = server.network.network();
+    let refusal = if hello.wire_version != WIRE_VERSION {
+        Some(("handshake", format!("wire version {}, this node speaks {WIRE_VERSION}", hello.wire_version)))
+    } else if hello.network != network {
+        Some(("handshake", format!("peer is on network {:?}, this node is on network {network:?}", hello.network)))
+    } else if hello.from != member {
+        Some(("impersonation", format!("authenticated as node {member}, but claims to be node {}", hello.from)))
+    } else {
+        None
+    };
+    if let Some((reason, text)) = refusal {
+        server.refuse(reason);
+        tracing::warn!(member, %text, "refused a peer connection");
+        write_frame(&mut tls, &HelloReply::Refused(text.clone())).await?;
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, text));
     }
-    if hello.network != network {
-        let reason = format!("peer is on network {:?}, this node is on network {network:?}", hello.network);
-        tracing::warn!(peer = ?stream.peer_addr().ok(), %reason, "refused a raft connection");
-        return write_frame(&mut stream, &HelloReply::Refused(reason)).await;
-    }
-    write_frame(&mut stream, &HelloReply::Welcome).await?;
+    write_frame(&mut tls, &HelloReply::Welcome).await?;
+    Ok((tls, member))
+}
 
-    let (mut reader, writer) = stream.into_split();
+async fn serve_connection(server: &Arc<PeerServer>, stream: TcpStream, slot: HandshakeSlot) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let handshake = tokio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), authenticate(server, stream));
+    let (tls, member) = match handshake.await {
+        Ok(authenticated) => authenticated?,
+        Err(_) => {
+            server.refuse("handshake");
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no handshake in time"));
+        }
+    };
+    drop(slot);
+    let (connection, close) = server.register(member);
+    let result = serve_member(server, tls, member, &close).await;
+    server.unregister(member, connection);
+    result
+}
+
+/// The request loop of one authenticated connection.
+async fn serve_member(
+    server: &Arc<PeerServer>,
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    member: NodeId,
+    close: &Notify,
+) -> std::io::Result<()> {
+    let (mut reader, writer) = tokio::io::split(tls);
     let (answers, mut outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
     let writing = tokio::spawn(async move {
         let mut writer = BufWriter::new(writer);
@@ -240,21 +461,30 @@ async fn serve_connection(
         writer.shutdown().await
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_CONNECTION));
+    let connection_bytes = Arc::new(Semaphore::new(MAX_BYTES_IN_FLIGHT_PER_CONNECTION));
     let idle = Duration::from_millis(IDLE_TIMEOUT_MS);
     let result = loop {
         let Ok(slot) = in_flight.clone().acquire_owned().await else { break Ok(()) };
-        let request =
-            match tokio::time::timeout(idle, read_frame_limited::<_, Tagged<Request>>(&mut reader, MAX_FRAME_BYTES))
-                .await
-            {
+        let next = read_request(&mut reader, &connection_bytes, &server.node_bytes);
+        let (request, held) = tokio::select! {
+            read = tokio::time::timeout(idle, next) => match read {
                 Ok(Ok(request)) => request,
                 Ok(Err(e)) => break Err(e),
                 Err(_) => break Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "idle connection closed")),
-            };
-        let (raft, node, answers) = (raft.clone(), node.clone(), answers.clone());
+            },
+            _ = close.notified() => break Ok(()),
+        };
+        let (server, answers) = (server.clone(), answers.clone());
         tokio::spawn(async move {
-            let _slot = slot;
-            let body = handle(request.body, &raft, node.as_deref()).await;
+            let _held = (slot, held);
+            let body = match authorize(&request.body, member, &server.node) {
+                Ok(()) => handle(request.body, &server.node).await,
+                Err(why) => {
+                    server.refuse("request");
+                    tracing::warn!(member, kind = request.body.kind(), %why, "refused a peer request");
+                    Response::Refused(why)
+                }
+            };
             // The connection may be gone; then the answer has nowhere to go.
             let _ = answers.send(encode_raft(&Tagged { id: request.id, body })).await;
         });
@@ -264,26 +494,67 @@ async fn serve_connection(
     result
 }
 
-async fn handle(
-    request: Request,
-    raft: &openraft::Raft<TypeConfig>,
-    node: Option<&crate::CoordinatorNode>,
-) -> Response {
+/// Reads one request, first taking its size from the connection's and the node's byte budgets
+/// (waiting while they are spent); the permits are released when the request is answered.
+async fn read_request<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    connection_bytes: &Arc<Semaphore>,
+    node_bytes: &Arc<Semaphore>,
+) -> std::io::Result<(Tagged<Request>, (OwnedSemaphorePermit, OwnedSemaphorePermit))> {
+    let len = read_length(reader, MAX_FRAME_BYTES).await?;
+    let closed = |_| std::io::Error::other("byte budget closed");
+    // `len` fits in u32: it came from a u32 and is at most MAX_FRAME_BYTES.
+    let connection = connection_bytes.clone().acquire_many_owned(len as u32).await.map_err(closed)?;
+    let node = node_bytes.clone().acquire_many_owned(len as u32).await.map_err(closed)?;
+    let request = read_body(reader, len).await?;
+    Ok((request, (connection, node)))
+}
+
+/// Whether authenticated `member` may make `request`: Raft messages only in its own name, a
+/// leader-transfer step only from the leader, a snapshot chunk only within the receive cap.
+fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -> Result<(), String> {
+    let own_name = |claimed: Option<NodeId>, what: &str| match claimed {
+        Some(claimed) if claimed == member => Ok(()),
+        claimed => Err(format!("node {member} sent a {what} in the name of node {claimed:?}")),
+    };
+    match request {
+        Request::Append(rpc) => own_name(rpc.vote.leader_id().voted_for(), "append"),
+        Request::Vote(rpc) => own_name(rpc.vote.leader_id().voted_for(), "vote request"),
+        Request::Snapshot(rpc) => {
+            own_name(rpc.vote.leader_id().voted_for(), "snapshot")?;
+            let end = rpc.offset.saturating_add(rpc.data.len() as u64);
+            if end > MAX_SNAPSHOT_RECEIVE_BYTES {
+                return Err(format!("a snapshot chunk reaching byte {end} is past the {MAX_SNAPSHOT_RECEIVE_BYTES}-byte cap"));
+            }
+            Ok(())
+        }
+        Request::Control(_) => {
+            let leader = node.raft.metrics().borrow().current_leader;
+            if leader == Some(member) {
+                Ok(())
+            } else {
+                Err(format!("node {member} sent a leader-transfer step, but the leader is {leader:?}"))
+            }
+        }
+        Request::Write(_) | Request::Admin(_) => Ok(()),
+    }
+}
+
+async fn handle(request: Request, node: &crate::CoordinatorNode) -> Response {
+    let raft = &node.raft;
     match request {
         Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
         Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
         Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
-        Request::Write(command) => Response::Written(
-            match node {
-                Some(node) => node.submit_command(&command).await.map(|w| (w.log_index, w.outcome)),
-                None => crate::node::client_write(raft, command).await.map(|w| (w.log_index, w.outcome)),
-            }
-            .map_err(|e| RemoteFailure::from_cluster(&e)),
+        Request::Write(batch) => Response::Written(
+            node.submit_batch(&batch)
+                .await
+                .map(|w| (w.log_index, w.outcome))
+                .map_err(|e| RemoteFailure::from_cluster(&e)),
         ),
-        Request::Admin(command) => match node {
-            Some(node) => Response::Admin(node.admin_here(command).await.map_err(|e| RemoteFailure::from_cluster(&e))),
-            None => Response::Unsupported("this endpoint serves Raft only".into()),
-        },
+        Request::Admin(command) => {
+            Response::Admin(node.admin_here(command).await.map_err(|e| RemoteFailure::from_cluster(&e)))
+        }
         Request::Control(request) => Response::Control(crate::admin::handle_control(raft, request).await),
     }
 }
@@ -309,24 +580,23 @@ impl Drop for Waiting<'_> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the table inconsistent (single inserts and
-    // removes), so carry on with it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 impl Link {
-    async fn open(addr: &str, network: &str, from: NodeId) -> Result<Link, LinkError> {
+    /// Connects to node `to` at `addr`: TCP, mutual TLS as `auth`'s member, then the hello.
+    async fn open(addr: &str, to: NodeId, network: &str, auth: &PeerAuth) -> Result<Link, LinkError> {
         let connect = async {
             let io = |e: std::io::Error| LinkError::Io { addr: addr.to_string(), reason: e.to_string() };
-            let mut stream = TcpStream::connect(addr)
+            let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| LinkError::Connect { addr: addr.to_string(), reason: e.to_string() })?;
             stream.set_nodelay(true).map_err(io)?;
-            let hello = Hello { wire_version: WIRE_VERSION, network: network.to_string(), from };
-            write_frame(&mut stream, &hello).await.map_err(io)?;
-            match read_frame_limited::<_, HelloReply>(&mut stream, MAX_HANDSHAKE_BYTES).await.map_err(io)? {
-                HelloReply::Welcome => Ok(stream),
+            let mut tls = auth.connect(stream, to).await.map_err(|e| match e.kind() {
+                std::io::ErrorKind::PermissionDenied => LinkError::Refused { addr: addr.to_string(), reason: e.to_string() },
+                _ => LinkError::Connect { addr: addr.to_string(), reason: format!("TLS handshake: {e}") },
+            })?;
+            let hello = Hello { wire_version: WIRE_VERSION, network: network.to_string(), from: auth.me() };
+            write_frame(&mut tls, &hello).await.map_err(io)?;
+            match read_frame_limited::<_, HelloReply>(&mut tls, MAX_HANDSHAKE_BYTES).await.map_err(io)? {
+                HelloReply::Welcome => Ok(tls),
                 HelloReply::Refused(reason) => Err(LinkError::Refused { addr: addr.to_string(), reason }),
             }
         };
@@ -337,7 +607,7 @@ impl Link {
                     reason: format!("no handshake within {CONNECT_TIMEOUT_MS} ms"),
                 })
             })?;
-        let (mut reader, writer) = stream.into_split();
+        let (mut reader, writer) = tokio::io::split(stream);
         let (outbox, mut queued) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT_PER_CONNECTION);
         let waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>> = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
@@ -409,27 +679,43 @@ impl Link {
     }
 }
 
-/// The TCP side of one node, or of a client of the cluster: its network id and its pipelined
-/// links to peers. Clones share the links.
+/// The peer side of one node: its handshake identity, its network id and its pipelined links
+/// to peers. Clones share the links.
 #[derive(Clone)]
 pub struct TcpNetwork {
-    from: NodeId,
+    auth: PeerAuth,
     network: String,
-    links: Arc<tokio::sync::Mutex<HashMap<String, Arc<Link>>>>,
+    /// One slot per peer, each behind its own lock: connecting to one peer never holds up
+    /// callers of another.
+    links: Arc<Mutex<HashMap<(NodeId, String), LinkSlot>>>,
     links_opened: Arc<AtomicU64>,
     round_trips: Option<HistogramVec>,
+    /// Peer addresses known before the Raft membership is (the bootstrap peers): their hosts
+    /// never draw on the strangers' handshake budget.
+    seed_peer_addrs: Arc<Vec<String>>,
 }
 
+type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<Link>>>>;
+
 impl TcpNetwork {
-    /// `network` must equal every peer's network id, or they refuse the connection.
-    pub fn new(from: NodeId, network: impl Into<String>) -> Self {
+    /// `network` must equal every peer's network id, or they refuse the connection; `auth` is
+    /// this node's key and the members it trusts.
+    pub fn new(network: impl Into<String>, auth: PeerAuth) -> Self {
         TcpNetwork {
-            from,
+            auth,
             network: network.into(),
             links: Arc::default(),
             links_opened: Arc::default(),
             round_trips: None,
+            seed_peer_addrs: Arc::default(),
         }
+    }
+
+    /// Treats the hosts of `addrs` as members' hosts from the start, before a membership is
+    /// known (a new cluster's bootstrap peers).
+    pub fn with_seed_peer_addrs(mut self, addrs: Vec<String>) -> Self {
+        self.seed_peer_addrs = Arc::new(addrs);
+        self
     }
 
     /// Records every RPC's round trip in `histogram` (labels: peer, rpc).
@@ -448,63 +734,64 @@ impl TcpNetwork {
         &self.network
     }
 
-    async fn link(&self, addr: &str) -> Result<Arc<Link>, LinkError> {
-        let mut links = self.links.lock().await;
-        if let Some(link) = links.get(addr) {
+    /// This side's handshake identity and member table.
+    pub fn auth(&self) -> &PeerAuth {
+        &self.auth
+    }
+
+    async fn link(&self, to: NodeId, addr: &str) -> Result<Arc<Link>, LinkError> {
+        let slot = lock(&self.links).entry((to, addr.to_string())).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref() {
             if !link.is_closed() {
                 return Ok(link.clone());
             }
         }
-        let link = Arc::new(Link::open(addr, &self.network, self.from).await?);
+        let link = Arc::new(Link::open(addr, to, &self.network, &self.auth).await?);
         self.links_opened.fetch_add(1, Ordering::Relaxed);
-        links.insert(addr.to_string(), link.clone());
+        *slot = Some(link.clone());
         Ok(link)
     }
 
-    async fn call(&self, peer: &str, addr: &str, request: Request, deadline: Duration) -> Result<Response, LinkError> {
+    async fn call(&self, to: NodeId, addr: &str, request: Request, deadline: Duration) -> Result<Response, LinkError> {
         let started = Instant::now();
-        let kind = match &request {
-            Request::Append(_) => "append",
-            Request::Vote(_) => "vote",
-            Request::Snapshot(_) => "snapshot",
-            Request::Write(_) => "write",
-            Request::Admin(_) => "admin",
-            Request::Control(_) => "control",
+        let kind = request.kind();
+        let link = self.link(to, addr).await?;
+        let result = match link.call(&request, deadline).await? {
+            Response::Refused(reason) => Err(LinkError::RequestRefused { addr: addr.to_string(), reason }),
+            response => Ok(response),
         };
-        let link = self.link(addr).await?;
-        let result = link.call(&request, deadline).await;
         if let (Ok(_), Some(h)) = (&result, &self.round_trips) {
-            h.with_label_values(&[peer, kind]).observe(started.elapsed().as_secs_f64());
+            h.with_label_values(&[&to.to_string(), kind]).observe(started.elapsed().as_secs_f64());
         }
         result
     }
 
-    /// Proposes `command` on the node at `addr`, which must lead (it answers `not_leader`
-    /// otherwise), and returns its log index and outcome.
+    /// Proposes `batch` on node `to` at `addr`, which must lead (it answers `not_leader`
+    /// otherwise) and stamps it, and returns its log index and outcome.
     pub async fn write(
         &self,
+        to: NodeId,
         addr: &str,
-        command: LogCommand,
+        batch: UnstampedBatch,
         deadline: Duration,
     ) -> Result<Result<(u64, CommandOutcome), RemoteFailure>, LinkError> {
-        match self.call("client", addr, Request::Write(command), deadline).await? {
+        match self.call(to, addr, Request::Write(batch), deadline).await? {
             Response::Written(r) => Ok(r),
             _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
         }
     }
 
-    /// Runs an admin command on the node at `addr` (the leader, for commands that need one).
+    /// Runs an admin command on node `to` at `addr` (the leader, for commands that need one).
     pub async fn admin(
         &self,
+        to: NodeId,
         addr: &str,
         command: AdminCommand,
         deadline: Duration,
     ) -> Result<Result<String, RemoteFailure>, LinkError> {
-        match self.call("admin", addr, Request::Admin(command), deadline).await? {
+        match self.call(to, addr, Request::Admin(command), deadline).await? {
             Response::Admin(r) => Ok(r),
-            Response::Unsupported(reason) => {
-                Ok(Err(RemoteFailure { code: "unsupported".into(), message: reason, leader: None }))
-            }
             _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
         }
     }
@@ -521,7 +808,7 @@ impl PeerControl for TcpNetwork {
         };
         let deadline = Duration::from_millis(CONTROL_TIMEOUT_MS + wait_ms);
         let fut: Pin<Box<dyn Future<Output = _> + Send + 'a>> = Box::pin(async move {
-            match self.call(&peer.to_string(), addr, Request::Control(request), deadline).await {
+            match self.call(peer, addr, Request::Control(request), deadline).await {
                 Ok(Response::Control(r)) => r,
                 Ok(_) => Err(format!("peer {peer} answered a control request with the wrong kind")),
                 Err(e) => Err(e.to_string()),
@@ -535,14 +822,13 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = TcpConnection;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        TcpConnection { target, label: target.to_string(), addr: node.addr.clone(), network: self.clone() }
+        TcpConnection { target, addr: node.addr.clone(), network: self.clone() }
     }
 }
 
 /// openraft's handle on one peer: calls go over the shared pipelined link to its address.
 pub struct TcpConnection {
     target: NodeId,
-    label: String,
     addr: String,
     network: TcpNetwork,
 }
@@ -565,7 +851,7 @@ impl RaftNetwork<TypeConfig> for TcpConnection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let entries = rpc.entries.len() as u64;
-        let response = match self.network.call(&self.label, &self.addr, Request::Append(rpc), option.hard_ttl()).await {
+        let response = match self.network.call(self.target, &self.addr, Request::Append(rpc), option.hard_ttl()).await {
             // Too many entries for one frame: openraft retries with fewer.
             Err(LinkError::TooLarge { .. }) => {
                 return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2).max(1))))
@@ -588,7 +874,7 @@ impl RaftNetwork<TypeConfig> for TcpConnection {
     {
         match self
             .network
-            .call(&self.label, &self.addr, Request::Snapshot(rpc), option.hard_ttl())
+            .call(self.target, &self.addr, Request::Snapshot(rpc), option.hard_ttl())
             .await
             .map_err(link_error)?
         {
@@ -606,7 +892,7 @@ impl RaftNetwork<TypeConfig> for TcpConnection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         match self
             .network
-            .call(&self.label, &self.addr, Request::Vote(rpc), option.hard_ttl())
+            .call(self.target, &self.addr, Request::Vote(rpc), option.hard_ttl())
             .await
             .map_err(link_error)?
         {
