@@ -47,6 +47,9 @@ pub struct CoordinatorConfig {
     pub max_body_bytes: usize,
     /// Time in-flight HTTP requests get to finish at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// How long a node whose critical task died keeps answering (`/readyz` 503) before it
+    /// stops and exits non-zero, in milliseconds.
+    pub critical_failure_hold_ms: u64,
     /// Longest a long poll (`wait_ms` on orders and assignments) may wait, in milliseconds.
     pub max_long_poll_ms: u64,
     /// Public keys (hex) whose signature the mutating admin routes require. Empty: the routes
@@ -81,6 +84,7 @@ impl Default for CoordinatorConfig {
             log_format: "text".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace_ms: 5_000,
+            critical_failure_hold_ms: 1_000,
             max_long_poll_ms: crate::http::MAX_LONG_POLL_MS,
             admin_keys: Vec::new(),
             raft: RaftSettings::default(),
@@ -195,7 +199,18 @@ mod tests {
     fn a_file_is_read_and_its_relative_paths_follow_it() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("node-1.toml");
-        std::fs::write(&file, node_file(1, "127.0.0.1:7101", "127.0.0.1:8101", "1=127.0.0.1:7101", &format!("1={}", "ab".repeat(32)), true)).unwrap();
+        std::fs::write(
+            &file,
+            node_file(
+                1,
+                "127.0.0.1:7101",
+                "127.0.0.1:8101",
+                "1=127.0.0.1:7101",
+                &format!("1={}", "ab".repeat(32)),
+                true,
+            ),
+        )
+        .unwrap();
         let config = CoordinatorConfig::load(Some(&file)).unwrap();
         assert_eq!(config.node_id, 1);
         assert_eq!(config.member_key_map().unwrap()[&1], ParticipantId([0xab; 32]));

@@ -4,7 +4,10 @@
 //! bootstrap the cluster if asked to and the log is empty, start the actors (scheduler and
 //! reward epochs while leading, payout signing), sign checkpoints, serve HTTP. On SIGINT or
 //! SIGTERM the reverse: stop HTTP (in-flight requests get `shutdown_grace_ms`), stop the actors
-//! and signing, stop Raft; the database is left consistent and the exit code is 0.
+//! and signing, stop Raft; the database is left consistent and the exit code is 0. When a
+//! critical task dies (the write batcher, the peer listener, the HTTP server), `/readyz` turns
+//! 503 at once; after `critical_failure_hold_ms` the node stops the same way and exits non-zero,
+//! so that its orchestrator restarts it.
 
 use crate::config::CoordinatorConfig;
 use anyhow::{bail, Context};
@@ -95,10 +98,9 @@ pub async fn run_until(
     }
     let auth = PeerAuth::new(id, &identity.signing, member_keys).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
     let metrics = NodeMetrics::new(id);
-    let network =
-        TcpNetwork::new(network_id.clone(), auth)
-            .with_round_trip_metric(metrics.peer_round_trip_seconds.clone())
-            .with_seed_peer_addrs(config.peer_map()?.into_values().collect());
+    let network = TcpNetwork::new(network_id.clone(), auth)
+        .with_round_trip_metric(metrics.peer_round_trip_seconds.clone())
+        .with_seed_peer_addrs(config.peer_map()?.into_values().collect());
     let mut node =
         CoordinatorNode::start_with_metrics(id, &config.data_dir, genesis, network.clone(), &config.raft, metrics)
             .await
@@ -109,7 +111,7 @@ pub async fn run_until(
     let listener = tokio::net::TcpListener::bind(&config.raft_addr)
         .await
         .with_context(|| format!("cannot listen for Raft traffic on {}", config.raft_addr))?;
-    let raft_server = tokio::spawn(tcp::serve_node(listener, node.clone(), network));
+    let raft_server = node.critical_tasks().spawn("peer listener", tcp::serve_node(listener, node.clone(), network));
     tracing::info!(addr = %config.raft_addr, "listening for peers");
 
     if config.bootstrap {
@@ -159,24 +161,50 @@ pub async fn run_until(
     )
     .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
     let http_handle = http.handle();
-    let http_task = tokio::spawn(http);
+    let mut http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");
 
-    let signal = stop.await;
-    tracing::info!(signal, "stopping: HTTP first, then the actors (checkpoint signing included), then Raft");
+    let critical = node.critical_tasks().clone();
+    let mut http_ended = false;
+    let failure = tokio::select! {
+        signal = stop => {
+            tracing::info!(signal, "stopping: HTTP first, then the actors (checkpoint signing included), then Raft");
+            None
+        }
+        why = critical.failed() => Some(why),
+        ended = &mut http_task => {
+            http_ended = true;
+            let why = format!("ended: {ended:?}");
+            critical.report("HTTP server", &why);
+            Some(format!("HTTP server {why}"))
+        }
+    };
+    if let Some(why) = &failure {
+        // Readiness already fails; keep answering a moment so that probes and load balancers
+        // see it before the process goes.
+        tracing::error!(%why, hold_ms = config.critical_failure_hold_ms, "a critical task died: stopping the node");
+        tokio::time::sleep(std::time::Duration::from_millis(config.critical_failure_hold_ms)).await;
+    }
     // Miner sessions are streams without an end of their own: end them, so that the graceful
     // stop waits only for requests that finish.
     if let Some(actors) = &actors {
         actors.miner_sessions().close();
     }
     http_handle.stop(true).await;
-    let _ = http_task.await;
+    if !http_ended {
+        let _ = http_task.await;
+    }
     if let Some(actors) = actors {
         // The actor thread joins here; proposals it started finish on this runtime.
         tokio::task::block_in_place(|| actors.stop());
     }
     raft_server.abort();
     node.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft did not stop cleanly: {e}"))?;
-    tracing::info!("stopped");
-    Ok(())
+    match failure {
+        Some(why) => bail!("the node stopped because a critical task died: {why}"),
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+    }
 }

@@ -86,8 +86,8 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     for i in 0..new.coordinators {
         let raft = format!("{}:{}", new.host, port(new.raft_port_base, i)?);
         let http = format!("{}:{}", new.host, port(new.http_port_base, i)?);
-        let file = node_file(i, &raft, &http, &peers, &member_keys, i == 0)
-            + &format!("admin_keys = [\"{admin_key}\"]\n");
+        let file =
+            node_file(i, &raft, &http, &peers, &member_keys, i == 0) + &format!("admin_keys = [\"{admin_key}\"]\n");
         std::fs::write(out.join(format!("node-{i}.toml")), file)?;
     }
     Ok(())

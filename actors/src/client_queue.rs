@@ -12,8 +12,8 @@
 use crate::Duties;
 use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
 use deai_cluster::{ClusterError, Written};
-use deai_protocol::SignedEnvelope;
 use deai_protocol::types::ParticipantId;
+use deai_protocol::SignedEnvelope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

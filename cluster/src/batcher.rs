@@ -135,12 +135,16 @@ impl WriteBatcher {
     /// Starts the batching task for node `id`'s `raft`, whose state machine is `ledger`; it
     /// ends when every `WriteBatcher` clone is dropped. While `transferring` is set (a leader
     /// transfer holds writes back), it plans no heads of its own.
+    /// The task is critical (`supervision`): if it dies the node is not ready. With
+    /// `panic_after_batches` (fault injection) it panics after proposing that many batches.
     pub fn start(
         id: NodeId,
         raft: Raft<TypeConfig>,
         ledger: SharedLedger,
         metrics: crate::NodeMetrics,
         transferring: Arc<AtomicBool>,
+        critical: &crate::supervision::CriticalTasks,
+        panic_after_batches: Option<u64>,
     ) -> Self {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
         let head = Arc::new(Mutex::new(None));
@@ -157,8 +161,9 @@ impl WriteBatcher {
             written: Arc::default(),
             transferring,
             nothing_planned_at: None,
+            panic_after_batches,
         };
-        tokio::spawn(sequencer.run(queued));
+        critical.spawn("write batcher", sequencer.run(queued));
         WriteBatcher { queue, head, head_installed, network }
     }
 
@@ -221,6 +226,8 @@ struct Sequencer {
     /// The ledger height at which the planner last found nothing: it would find nothing again
     /// until the ledger moves.
     nothing_planned_at: Option<u64>,
+    /// Fault injection: batches left to propose before this task panics.
+    panic_after_batches: Option<u64>,
 }
 
 impl Sequencer {
@@ -282,6 +289,10 @@ impl Sequencer {
                 if batch.iter().any(|w| w.sealed_by(&signer)) {
                     head = None;
                 }
+            }
+            if let Some(left) = self.panic_after_batches.as_mut() {
+                assert!(*left > 0, "fault injection: the write batcher panics (faults.batcher_panic_after_batches)");
+                *left -= 1;
             }
             let (entries, replies) = self.seal(head.as_ref(), batch);
             let (raft, metrics, written) = (self.raft.clone(), self.metrics.clone(), self.written.clone());

@@ -6,6 +6,7 @@
 //! ## Layout
 //! - [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit batches
 //!   of signed entries, read the ledger, shut down.
+//! - [`supervision`]: the node's critical tasks; one that dies fails readiness and stops it.
 //! - [`checkpointer`]: signs every checkpoint this node's ledger reaches (SPEC 6.3).
 //! - [`network::tcp`]: Raft traffic and forwarded writes over TCP, with a network handshake.
 //! - [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process, with
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod outbox;
+pub mod supervision;
 
 pub use metrics::NodeMetrics;
 pub use node::{ClusterConfig, Consistency, CoordinatorNode, Written};

@@ -192,6 +192,9 @@ pub async fn watch_raft(raft: Raft<TypeConfig>, metrics: NodeMetrics) {
 /// Why a node is not ready to serve, or `Ok` when it is: it is a member of the cluster, knows a
 /// leader, and has applied what it knows to be committed (within [`READY_MAX_APPLY_LAG_ENTRIES`]).
 pub fn readiness(node: &CoordinatorNode) -> Result<(), String> {
+    if let Some(failure) = node.critical_tasks().failure() {
+        return Err(format!("a critical task died: {failure}"));
+    }
     let metrics = node.raft.metrics();
     let m = metrics.borrow();
     if m.membership_config.membership().get_node(&node.id).is_none() {

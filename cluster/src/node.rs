@@ -4,6 +4,7 @@ use crate::admin::{AdminCommand, PeerControl};
 use crate::batcher::WriteBatcher;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
+use crate::supervision::CriticalTasks;
 use crate::ClusterError;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
@@ -30,6 +31,17 @@ pub struct ClusterConfig {
     pub snapshot_every_entries: u64,
     /// Keep this many applied entries in the log after a snapshot, for lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
+    /// Faults to inject, for fault tests; none by default.
+    pub faults: FaultInjection,
+}
+
+/// Faults a node injects into itself on purpose, so that tests (and chaos runs) can check what
+/// the node does when a part of it dies. Never set in production.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultInjection {
+    /// The write batcher's task panics once it has proposed this many batches.
+    pub batcher_panic_after_batches: Option<u64>,
 }
 
 impl Default for ClusterConfig {
@@ -41,6 +53,7 @@ impl Default for ClusterConfig {
             max_payload_entries: 300,
             snapshot_every_entries: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
+            faults: FaultInjection::default(),
         }
     }
 }
@@ -114,6 +127,7 @@ pub struct CoordinatorNode {
     /// Set when writes and admin commands reaching this node as a follower are forwarded to the
     /// leader over TCP.
     forward_network: Option<TcpNetwork>,
+    critical: CriticalTasks,
 }
 
 /// Counts a proposal as pending while it lives, even if its caller gives up.
@@ -201,7 +215,16 @@ impl CoordinatorNode {
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
         let transferring = Arc::<AtomicBool>::default();
-        let batcher = WriteBatcher::start(id, raft.clone(), ledger.clone(), metrics.clone(), transferring.clone());
+        let critical = CriticalTasks::default();
+        let batcher = WriteBatcher::start(
+            id,
+            raft.clone(),
+            ledger.clone(),
+            metrics.clone(),
+            transferring.clone(),
+            &critical,
+            config.faults.batcher_panic_after_batches,
+        );
         Ok(CoordinatorNode {
             id,
             raft,
@@ -211,7 +234,13 @@ impl CoordinatorNode {
             config: config.clone(),
             transferring,
             forward_network: None,
+            critical,
         })
+    }
+
+    /// The tasks this node cannot run without; readiness fails once one has died.
+    pub fn critical_tasks(&self) -> &CriticalTasks {
+        &self.critical
     }
 
     pub(crate) fn batcher(&self) -> &WriteBatcher {

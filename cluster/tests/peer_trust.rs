@@ -5,8 +5,7 @@
 mod common;
 
 use common::{
-    auth_as, bind_listeners, faucet_batch, member_keys, start_tcp_cluster, start_tcp_nodes, tcp_leader, NETWORK,
-    WAIT,
+    auth_as, bind_listeners, faucet_batch, member_keys, start_tcp_cluster, start_tcp_nodes, tcp_leader, NETWORK, WAIT,
 };
 use deai_cluster::network::peer_auth::PeerAuth;
 use deai_cluster::network::tcp::TcpNetwork;

@@ -138,7 +138,10 @@ async fn an_oversized_handshake_is_dropped() {
     let mut buf = [0u8; 16];
     let read = tokio::time::timeout(WAIT, raw.read(&mut buf)).await.expect("the node answers promptly");
     // The bytes are no TLS record: the node answers with at most a TLS alert, then closes.
-    assert!(matches!(read, Ok(0) | Err(_)) || buf[0] == 0x15, "only an alert, or nothing, comes back: {read:?} {buf:?}");
+    assert!(
+        matches!(read, Ok(0) | Err(_)) || buf[0] == 0x15,
+        "only an alert, or nothing, comes back: {read:?} {buf:?}"
+    );
 }
 
 /// Many writes reaching a follower at once are forwarded over one pipelined connection to the

@@ -16,7 +16,9 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::AlwaysResolvesClientRawPublicKeys;
 use rustls::crypto::{verify_tls13_signature_with_raw_key, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::AlwaysResolvesServerRawPublicKeys;
 use rustls::sign::CertifiedKey;
@@ -183,7 +185,8 @@ struct MemberVerifier {
 
 impl MemberVerifier {
     fn check_member(&self, presented: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let key = ed25519_key_of(presented.as_ref()).ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let key = ed25519_key_of(presented.as_ref())
+            .ok_or(rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let members = self.members.read().unwrap_or_else(|p| p.into_inner());
         if members.values().any(|k| *k == key) {
             Ok(())
@@ -198,7 +201,12 @@ impl MemberVerifier {
         presented: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature_with_raw_key(message, &SubjectPublicKeyInfoDer::from(presented.as_ref()), dss, &self.algorithms)
+        verify_tls13_signature_with_raw_key(
+            message,
+            &SubjectPublicKeyInfoDer::from(presented.as_ref()),
+            dss,
+            &self.algorithms,
+        )
     }
 }
 

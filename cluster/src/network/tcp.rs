@@ -199,7 +199,10 @@ async fn read_length<R: AsyncRead + Unpin>(stream: &mut R, limit: usize) -> std:
     Ok(len)
 }
 
-async fn read_body<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(stream: &mut R, len: usize) -> std::io::Result<T> {
+async fn read_body<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    stream: &mut R,
+    len: usize,
+) -> std::io::Result<T> {
     let mut bytes = vec![0u8; len];
     stream.read_exact(&mut bytes).await?;
     decode_raft_limited::<T, MAX_FRAME_BYTES>(&bytes).map_err(std::io::Error::other)
@@ -524,7 +527,9 @@ fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -
             own_name(rpc.vote.leader_id().voted_for(), "snapshot")?;
             let end = rpc.offset.saturating_add(rpc.data.len() as u64);
             if end > MAX_SNAPSHOT_RECEIVE_BYTES {
-                return Err(format!("a snapshot chunk reaching byte {end} is past the {MAX_SNAPSHOT_RECEIVE_BYTES}-byte cap"));
+                return Err(format!(
+                    "a snapshot chunk reaching byte {end} is past the {MAX_SNAPSHOT_RECEIVE_BYTES}-byte cap"
+                ));
             }
             Ok(())
         }
@@ -590,7 +595,9 @@ impl Link {
                 .map_err(|e| LinkError::Connect { addr: addr.to_string(), reason: e.to_string() })?;
             stream.set_nodelay(true).map_err(io)?;
             let mut tls = auth.connect(stream, to).await.map_err(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => LinkError::Refused { addr: addr.to_string(), reason: e.to_string() },
+                std::io::ErrorKind::PermissionDenied => {
+                    LinkError::Refused { addr: addr.to_string(), reason: e.to_string() }
+                }
                 _ => LinkError::Connect { addr: addr.to_string(), reason: format!("TLS handshake: {e}") },
             })?;
             let hello = Hello { wire_version: WIRE_VERSION, network: network.to_string(), from: auth.me() };

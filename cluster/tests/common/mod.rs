@@ -14,8 +14,8 @@ use openraft::BasicNode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 /// Longest a test waits for the cluster to reach a state.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -158,10 +158,15 @@ pub async fn start_tcp_nodes(
     let mut nodes = Vec::new();
     for (id, listener) in (0..n).zip(listeners) {
         let network = TcpNetwork::new(NETWORK, auth_as(id, n)).with_seed_peer_addrs(seeds.clone());
-        let mut node =
-            CoordinatorNode::start(id, &dir.join(format!("node-{id}")), genesis.clone(), network.clone(), &tcp_config())
-                .await
-                .unwrap();
+        let mut node = CoordinatorNode::start(
+            id,
+            &dir.join(format!("node-{id}")),
+            genesis.clone(),
+            network.clone(),
+            &tcp_config(),
+        )
+        .await
+        .unwrap();
         node.forward_writes_over_tcp(network.clone());
         let node = Arc::new(node);
         tokio::spawn(tcp::serve_node(listener, node.clone(), network));

@@ -1,0 +1,210 @@
+//! The trust boundary of real `deai coordinator` processes, attacked from outside: strangers on
+//! the peer port (an old plaintext hello, a TLS client with a key of its own, a crowd of silent
+//! connections while the leader is killed and restarted), and a node whose write batcher dies.
+//! Every wait polls a condition against a deadline.
+
+mod common;
+
+use common::{get_text, new_agent, wait_for, Processes};
+use deai_cluster::network::peer_auth::{MemberKeys, PeerAuth};
+use deai_cluster::network::tcp::TcpNetwork;
+use deai_protocol::message::{DevFaucet, Message};
+use deai_protocol::types::{AssetId, NetworkId, ParticipantId};
+use deai_protocol::SignedEnvelope;
+use ed25519_dalek::SigningKey;
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::VoteRequest;
+use openraft::{BasicNode, Vote};
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn faucet_body(key: &SigningKey, network: &NetworkId, nonce: u64) -> Vec<u8> {
+    let message = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 });
+    deai_protocol::codec::encode_framed(&[SignedEnvelope::seal(key, network, nonce, &message)][..])
+}
+
+/// Posts one faucet write to node `i`; true if it was accepted.
+fn write(cluster: &Processes, i: usize, key: &SigningKey, network: &NetworkId, nonce: u64) -> bool {
+    let agent = new_agent();
+    let Ok(mut response) = agent
+        .post(&cluster.url(i, "/v1/ledger/entries"))
+        .header("content-type", "application/octet-stream")
+        .send(&faucet_body(key, network, nonce)[..])
+    else {
+        return false;
+    };
+    let ok = response.status().is_success();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    ok && body.contains("\"accepted\"")
+}
+
+/// The value of the counter `name{reason="..."}` in node `i`'s `/metrics`, or 0.
+fn counter(cluster: &Processes, i: usize, name: &str, reason: &str) -> u64 {
+    let text = get_text(&new_agent(), &cluster.url(i, "/metrics")).unwrap_or_default();
+    let label = format!("reason=\"{reason}\"");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&label))
+        .find_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn leader(cluster: &Processes) -> usize {
+    let agent = new_agent();
+    wait_for("a leader", || {
+        let status = common::get_json(&agent, &cluster.url(0, "/v1/admin/status"))?;
+        status["leader"].as_u64().map(|l| l as usize)
+    })
+}
+
+#[test]
+fn strangers_on_the_peer_port_are_refused_and_the_cluster_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-hostile"]);
+    let network = cluster.network_id();
+    cluster.start_all();
+    let leader = leader(&cluster);
+    let target = (leader + 1) % 3;
+
+    // The old, unencrypted hello of wire version 2, naming the right network: the TLS
+    // listener answers at most an alert, and nothing of it reaches Raft.
+    let mut raw = std::net::TcpStream::connect(&cluster.nodes[target].raft).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    raw.write_all(&[40, 0, 0, 0, 1, 2, 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    let mut buf = [0u8; 256];
+    let n = raw.read(&mut buf).unwrap_or(0);
+    assert!(n == 0 || buf[0] == 0x15, "only a TLS alert, or nothing, comes back ({n} bytes)");
+
+    // A TLS client with a key of its own, knowing every member's public key: refused in the
+    // handshake, counted, and its vote for a far term never reaches Raft.
+    let genesis: deai_protocol::Genesis =
+        deai_protocol::codec::decode_framed(&std::fs::read(dir.path().join("genesis.bin")).unwrap()).unwrap();
+    let stranger_key = SigningKey::from_bytes(&[0x77; 32]);
+    let mut table: MemberKeys = genesis.coordinators.iter().enumerate().map(|(i, c)| (i as u64, c.id)).collect();
+    table.insert(99, ParticipantId(stranger_key.verifying_key().to_bytes()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let refused = runtime.block_on(async {
+        let stranger = TcpNetwork::new(network.0.clone(), PeerAuth::new(99, &stranger_key, table).unwrap());
+        let mut failures = 0;
+        // The genesis lists coordinators in key order, not node order: try every member's key
+        // as the target's, so one of them is the right one and the TLS handshake itself decides.
+        for claimed in 0..3u64 {
+            let mut link = stranger.clone().new_client(claimed, &BasicNode::new(&cluster.nodes[target].raft)).await;
+            let vote = VoteRequest { vote: Vote::new(1_000_000, 99), last_log_id: None };
+            if link.vote(vote, RPCOption::new(Duration::from_secs(2))).await.is_err() {
+                failures += 1;
+            }
+        }
+        failures
+    });
+    assert_eq!(refused, 3, "the stranger's votes were all refused");
+    wait_for("the refusal counted", || {
+        (counter(&cluster, target, "deai_raft_peer_refusals_total", "not_member") >= 1).then_some(())
+    });
+    let status = common::get_json(&new_agent(), &cluster.url(target, "/v1/admin/status")).unwrap();
+    assert!(status["term"].as_u64().unwrap() < 1_000_000, "no stranger's vote reached Raft: {status}");
+
+    // The cluster goes on: a write through the attacked node is accepted.
+    let key = SigningKey::from_bytes(&[0x31; 32]);
+    wait_for("a write after the attack", || write(&cluster, target, &key, &network, 1).then_some(()));
+    cluster.stop_all_cleanly();
+    assert!(cluster.panics_in_logs().is_empty(), "{:?}", cluster.panics_in_logs());
+}
+
+/// 100 source addresses keep silent connections open to every node's peer port while the leader
+/// is killed with SIGKILL and restarted: a new leader is elected, writes go on, and the
+/// restarted node rejoins, because strangers hold handshake slots for a bounded time from a
+/// budget members' hosts never draw on.
+#[test]
+fn a_crowd_of_silent_strangers_does_not_stop_failover_or_a_rejoin() {
+    const STRANGERS: u8 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-crowd"]);
+    let network = cluster.network_id();
+    cluster.start_all();
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let crowd: Vec<_> = (0..STRANGERS)
+        .flat_map(|i| cluster.nodes.iter().map(move |n| (i, n.raft.clone())))
+        .map(|(i, addr)| {
+            let stop = stop.clone();
+            runtime.spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let from = std::net::SocketAddr::from(([127, 0, 0, 2 + i], 0));
+                let to: std::net::SocketAddr = addr.parse().unwrap();
+                let mut held = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    if socket.bind(from).is_ok() {
+                        if let Ok(mut stream) = socket.connect(to).await {
+                            held += 1;
+                            // Silent until the node closes the connection.
+                            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut [0u8; 1])).await;
+                        }
+                    }
+                    // A pause between attempts keeps the test's own load within two cores.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                held
+            })
+        })
+        .collect();
+    wait_for("the crowd to fill the strangers' budget", || {
+        (0..3).any(|i| counter(&cluster, i, "deai_raft_peer_refusals_total", "busy") > 0).then_some(())
+    });
+
+    let old = leader(&cluster);
+    let pid = cluster.nodes[old].child.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    let _ = cluster.nodes[old].child.take().unwrap().wait();
+    let survivor = (old + 1) % 3;
+    let key = SigningKey::from_bytes(&[0x32; 32]);
+    wait_for("a write through a survivor after the kill", || {
+        write(&cluster, survivor, &key, &network, 1).then_some(())
+    });
+    cluster.start(old);
+    cluster.wait_ready(old);
+    wait_for("a write through the restarted node", || write(&cluster, old, &key, &network, 2).then_some(()));
+
+    stop.store(true, Ordering::Relaxed);
+    let connections: u64 = runtime.block_on(async {
+        let mut total = 0;
+        for stranger in crowd {
+            total += stranger.await.unwrap();
+        }
+        total
+    });
+    assert!(connections >= u64::from(STRANGERS), "the crowd did connect ({connections} connections)");
+    cluster.stop_all_cleanly();
+}
+
+/// A node whose write batcher dies (injected: it panics after a few batches) says so on
+/// `/readyz` and exits non-zero, so that its orchestrator restarts it.
+#[test]
+fn a_dead_batcher_fails_readiness_and_ends_the_process_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-batcher"]);
+    let network = cluster.network_id();
+    cluster.env.push(("DEAI_RAFT__FAULTS__BATCHER_PANIC_AFTER_BATCHES".into(), "20".into()));
+    cluster.env.push(("DEAI_CRITICAL_FAILURE_HOLD_MS".into(), "3000".into()));
+    cluster.start_all();
+    let leader = leader(&cluster);
+    let key = SigningKey::from_bytes(&[0x33; 32]);
+    let agent = new_agent();
+    let mut nonce = 0;
+    // Writes until the leader's batcher has proposed its twenty batches and died.
+    let reason = wait_for("readiness to fail", || {
+        nonce += 1;
+        let _ = write(&cluster, leader, &key, &network, nonce);
+        let response = agent.get(&cluster.url(leader, "/readyz")).call().ok()?;
+        (response.status().as_u16() == 503)
+            .then(|| get_text(&agent, &cluster.url(leader, "/readyz")).unwrap_or_default())
+    });
+    assert!(reason.contains("write batcher panicked"), "{reason}");
+    let child = cluster.nodes[leader].child.as_mut().unwrap();
+    let code = wait_for("the process to exit", || child.try_wait().unwrap());
+    assert!(!code.success(), "a node without its batcher exits non-zero, not {code}");
+    cluster.nodes[leader].child = None;
+}
