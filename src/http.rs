@@ -14,6 +14,7 @@
 
 use crate::admin_auth::AdminAuth;
 use crate::api_client::{hex, unhex, unhex32};
+use crate::invalid_input::InvalidInputLimiter;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
@@ -59,6 +60,7 @@ async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Largest JSON body an admin route reads, in bytes.
 pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
@@ -140,6 +142,7 @@ type Node = web::Data<Arc<CoordinatorNode>>;
 type Queues = web::Data<Option<ClientQueues>>;
 type Sessions = web::Data<Option<MinerSessions>>;
 type Auth = web::Data<AdminAuth>;
+type Limiter = web::Data<InvalidInputLimiter>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -320,17 +323,62 @@ pub struct WriteResult {
 #[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable", body = ApiError),
+    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ApiError),
     (status = 413, description = "over the size limit", body = ApiError),
-    (status = 429, description = "the client is frozen (until_ms says until when) or has too many batches waiting", body = ApiError),
+    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn write_entries(node: Node, queues: Queues, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn write_entries(
+    req: HttpRequest,
+    node: Node,
+    queues: Queues,
+    limiter: Limiter,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let source = edge_source(&req, &limiter)?;
     // Refuse what cannot decode here, before it costs a log entry.
-    let envelopes: Vec<SignedEnvelope> =
-        deai_protocol::codec::decode_framed_large(&body).map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    write_envelopes(&node, queues.get_ref().as_ref(), envelopes).await
+    let envelopes: Vec<SignedEnvelope> = deai_protocol::codec::decode_framed_large(&body).map_err(|e| {
+        limiter.charge(source, None, Instant::now());
+        ApiError::bad_request(e.code(), e.to_string())
+    })?;
+    write_envelopes(&node, queues.get_ref().as_ref(), &limiter, source, envelopes).await
+}
+
+/// The request's source address, refused with 429 if it has spent its invalid-input budget.
+fn edge_source(req: &HttpRequest, limiter: &InvalidInputLimiter) -> Result<Option<std::net::IpAddr>, ApiError> {
+    let source = req.peer_addr().map(|a| a.ip());
+    match limiter.address_wait_ms(source, Instant::now()) {
+        Some(wait_ms) => Err(too_much_invalid_input(wait_ms)),
+        None => Ok(source),
+    }
+}
+
+fn too_much_invalid_input(wait_ms: u64) -> ApiError {
+    ApiError::new(429, "too_much_invalid_input", format!("too many invalid requests; retry in {wait_ms} ms"))
+}
+
+/// Refuses a batch holding an envelope the ledger would refuse on its face (SPEC 3: oversized
+/// body, wrong network, undecodable body, bad signature, or a nonce this node has already seen
+/// accepted), before anything reaches the cluster: junk never becomes a log entry. Signatures are
+/// checked as one batch, and one by one only to name a bad one.
+fn check_at_edge(
+    ledger: &deai_protocol::Ledger,
+    envelopes: &[SignedEnvelope],
+) -> Result<(), (usize, deai_protocol::Rejection)> {
+    for (i, envelope) in envelopes.iter().enumerate() {
+        envelope.check_and_decode(&ledger.network_id).map_err(|r| (i, r))?;
+        let last = ledger.next_nonce(&envelope.signer).saturating_sub(1);
+        deai_protocol::ledger::check_nonce(&envelope.signer, envelope.nonce, last).map_err(|r| (i, r))?;
+    }
+    let all: Vec<&SignedEnvelope> = envelopes.iter().collect();
+    if deai_protocol::envelope::verify_batch(&all) {
+        return Ok(());
+    }
+    for (i, envelope) in envelopes.iter().enumerate() {
+        envelope.verify_signature().map_err(|r| (i, r))?;
+    }
+    Ok(())
 }
 
 /// Envelopes as JSON: each one's codec bytes in hex.
@@ -344,34 +392,64 @@ struct EnvelopesBody {
 /// Submits signed envelopes as JSON (hex of each envelope's codec bytes).
 #[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable", body = ApiError),
+    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ApiError),
     (status = 413, description = "over the size limit", body = ApiError),
-    (status = 429, description = "the client is frozen (until_ms says until when) or has too many batches waiting", body = ApiError),
+    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ApiError),
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
 async fn write_entries_json(
+    req: HttpRequest,
     node: Node,
     queues: Queues,
+    limiter: Limiter,
     body: web::Json<EnvelopesBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let source = edge_source(&req, &limiter)?;
     let mut envelopes = Vec::with_capacity(body.envelopes.len());
     for (i, text) in body.envelopes.iter().enumerate() {
-        let bytes = unhex(text).ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))?;
-        let envelope = SignedEnvelope::from_wire(&bytes)
-            .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))?;
-        envelopes.push(envelope);
+        let envelope = unhex(text)
+            .ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))
+            .and_then(|bytes| {
+                SignedEnvelope::from_wire(&bytes)
+                    .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))
+            });
+        match envelope {
+            Ok(envelope) => envelopes.push(envelope),
+            Err(e) => {
+                limiter.charge(source, None, Instant::now());
+                return Err(e);
+            }
+        }
     }
-    write_envelopes(&node, queues.get_ref().as_ref(), envelopes).await
+    write_envelopes(&node, queues.get_ref().as_ref(), &limiter, source, envelopes).await
 }
 
 async fn write_envelopes(
-    node: &CoordinatorNode,
+    node: &Arc<CoordinatorNode>,
     queues: Option<&ClientQueues>,
+    limiter: &InvalidInputLimiter,
+    source: Option<std::net::IpAddr>,
     envelopes: Vec<SignedEnvelope>,
 ) -> Result<HttpResponse, ApiError> {
     if envelopes.is_empty() {
+        limiter.charge(source, None, Instant::now());
         return Err(ApiError::bad_request("empty_batch", "a write needs at least one entry"));
+    }
+    if let Some(wait_ms) = envelopes.iter().find_map(|e| limiter.key_wait_ms(&e.signer, Instant::now())) {
+        return Err(too_much_invalid_input(wait_ms));
+    }
+    // Signature checks are CPU work: off the HTTP workers.
+    let checking = node.clone();
+    let (envelopes, checked) = web::block(move || {
+        let checked = check_at_edge(&checking.ledger().read(), &envelopes);
+        (envelopes, checked)
+    })
+    .await
+    .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?;
+    if let Err((i, rejection)) = checked {
+        limiter.charge(source, Some(envelopes[i].signer), Instant::now());
+        return Err(ApiError::bad_request(rejection.code(), format!("envelope {i}: {rejection}; nothing was written")));
     }
     // One participant's batch goes through its client queue (in order, bounded, frozen clients
     // answered at once); anything else straight to the cluster.
@@ -901,8 +979,10 @@ pub fn serve(
     let queues = web::Data::new(actors.client_queues);
     let sessions = web::Data::new(actors.miner_sessions);
     let auth = web::Data::new(auth);
+    let limiter = web::Data::new(InvalidInputLimiter::default());
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(limiter.clone())
             .app_data(node.clone())
             .app_data(queues.clone())
             .app_data(sessions.clone())

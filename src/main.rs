@@ -19,6 +19,7 @@ mod coordinator;
 mod dev;
 mod genesis;
 mod http;
+mod invalid_input;
 mod miner;
 
 use anyhow::Context;

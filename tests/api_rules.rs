@@ -123,9 +123,15 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
     let faucet = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1_000 * TOKEN });
     let mut unsigned = alice.seal(&api, faucet.clone());
     unsigned.signature = [0; 64];
-    assert_eq!(api.submit(0, &unsigned), (200, "bad_signature".into()), "an unsigned entry is rejected in the log");
+    let log_index = |api: &Api| api.get(0, "/v1/admin/status")["last_log_index"].as_u64().unwrap();
+    let index_before = log_index(&api);
+    assert_eq!(api.submit(0, &unsigned), (400, "bad_signature".into()), "an unsigned entry is refused at the edge");
+    assert_eq!(api.submit(follower, &unsigned), (400, "bad_signature".into()), "on every node");
     let wrong_network = SignedEnvelope::seal(&alice.key, &NetworkId("elsewhere".into()), 1, &faucet);
-    assert_eq!(api.submit(0, &wrong_network).1, "wrong_network");
+    assert_eq!(api.submit(0, &wrong_network), (400, "wrong_network".into()));
+    let bricking = SignedEnvelope::seal(&alice.key, &api.network, u64::MAX, &faucet);
+    assert_eq!(api.submit(0, &bricking), (400, "nonce_gap".into()), "no nonce can brick an account");
+    assert_eq!(log_index(&api), index_before, "invalid envelopes never reach the log");
     // A miner session asked for an impossible length, or for an id that is not a key.
     let miner = hex(&[9; 32]);
     for (path, code) in [
@@ -142,7 +148,18 @@ fn bad_requests_get_their_codes_follower_orders_are_served_and_a_flooder_is_froz
 
     let funded = alice.seal(&api, faucet.clone());
     assert_eq!(api.submit(follower, &funded), (200, "accepted".into()), "writes through a follower");
-    assert_eq!(api.submit(0, &funded).1, "replay", "the same envelope twice is a replay");
+    wait_for("the follower's write applied on node 0", || {
+        (api.get(0, &format!("/v1/ledger/accounts/{}?consistency=stale", hex(alice.key.verifying_key().as_bytes())))
+            ["last_nonce"]
+            .as_u64()
+            == Some(alice.nonce))
+        .then_some(())
+    });
+    assert_eq!(
+        api.submit(0, &funded),
+        (400, "replay".into()),
+        "the same envelope twice is a replay, refused at the edge"
+    );
 
     // An order sent to a follower is allocated and served.
     for m in [

@@ -208,3 +208,48 @@ fn a_dead_batcher_fails_readiness_and_ends_the_process_non_zero() {
     assert!(!code.success(), "a node without its batcher exits non-zero, not {code}");
     cluster.nodes[leader].child = None;
 }
+
+/// A flood of envelopes with bad signatures through the HTTP API: each is refused at the edge
+/// with its code, none reaches the log, and once the source has spent its invalid-input budget it
+/// is answered 429 at once, until the budget refills.
+#[test]
+fn junk_envelopes_never_reach_the_log_and_a_junk_source_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-junk"]);
+    let network = cluster.network_id();
+    cluster.start_all();
+    let leader = leader(&cluster);
+    let agent = new_agent();
+    let status = |agent: &ureq::Agent| common::get_json(agent, &cluster.url(leader, "/v1/admin/status")).unwrap();
+    let index_before = status(&agent)["last_log_index"].as_u64().unwrap();
+    let key = SigningKey::from_bytes(&[0x34; 32]);
+    let mut codes = Vec::new();
+    for nonce in 1..=40u64 {
+        let mut envelope = SignedEnvelope::seal(
+            &key,
+            &network,
+            nonce,
+            &Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 1 }),
+        );
+        envelope.signature[0] ^= 1;
+        let body = deai_protocol::codec::encode_framed(&[envelope][..]);
+        let mut response = agent
+            .post(&cluster.url(leader, "/v1/ledger/entries"))
+            .header("content-type", "application/octet-stream")
+            .send(&body[..])
+            .unwrap();
+        let json: serde_json::Value = response.body_mut().read_json().unwrap();
+        codes.push((response.status().as_u16(), json["code"].as_str().unwrap_or("?").to_string()));
+    }
+    assert!(codes[..20].iter().all(|c| *c == (400, "bad_signature".to_string())), "{codes:?}");
+    assert!(codes[20..].iter().any(|c| *c == (429, "too_much_invalid_input".to_string())), "{codes:?}");
+    assert!(codes.iter().all(|(s, _)| *s == 400 || *s == 429), "{codes:?}");
+    // The leader's own entries (ticks, checkpoint signatures) may move the log meanwhile; the
+    // junk may not. Every replica's ledger height counts only accepted entries.
+    let after = status(&agent);
+    let own_entries = after["last_log_index"].as_u64().unwrap() - index_before;
+    assert!(own_entries < 5, "{own_entries} log entries appeared during a junk flood of 40");
+    // A valid write from the same source goes through once the budget has refilled.
+    wait_for("the source let back in", || write(&cluster, leader, &key, &network, 1).then_some(()));
+    cluster.stop_all_cleanly();
+}

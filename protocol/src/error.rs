@@ -21,6 +21,8 @@ pub enum Rejection {
     WrongNetwork { expected: String, got: String },
     #[error("nonce {nonce} is not greater than the last accepted nonce {last} of {signer}")]
     Replay { signer: ParticipantId, nonce: u64, last: u64 },
+    #[error("nonce {nonce} of {signer} skips more than {max_gap} past the last accepted nonce {last}")]
+    NonceGap { signer: ParticipantId, nonce: u64, last: u64, max_gap: u64 },
     #[error("message kind {kind} may only be signed by a {role}")]
     WrongRole { kind: &'static str, role: &'static str },
 
@@ -155,6 +157,7 @@ impl Rejection {
             BadSignature(_) => "bad_signature",
             WrongNetwork { .. } => "wrong_network",
             Replay { .. } => "replay",
+            NonceGap { .. } => "nonce_gap",
             WrongRole { .. } => "wrong_role",
             NotDevNetwork => "not_dev_network",
             UnknownAsset(_) => "unknown_asset",

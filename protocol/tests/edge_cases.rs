@@ -97,3 +97,24 @@ fn spec_5_4_paying_client_without_stake_ranks_with_the_smallest_stake() {
     // Weights small 1, big 2, payer 1: round 1 serves all three, round 2 only big.
     assert_eq!(order, vec!["small", "big", "payer", "big", "small", "payer"]);
 }
+
+/// SPEC 3 replay protection cannot be turned against the signer: a nonce of `u64::MAX` would
+/// leave no greater nonce to sign with, so a nonce may skip at most `MAX_NONCE_GAP` ahead.
+#[test]
+fn spec_3_no_nonce_can_brick_an_account() {
+    use deai_protocol::ledger::MAX_NONCE_GAP;
+    use deai_protocol::message::DevFaucet;
+    use deai_protocol::SignedEnvelope;
+    let mut net = TestNet::new();
+    let client = Keys::from_name("bricker");
+    let faucet = Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: TOKEN });
+    let seal = |net: &TestNet, nonce: u64| deai_protocol::ledger::Entry {
+        stamped_ms: net.now_ms,
+        envelope: SignedEnvelope::seal(&client.signing, &net.ledger.network_id, nonce, &faucet),
+    };
+    let err = net.apply_recorded(seal(&net, u64::MAX)).unwrap_err();
+    assert_eq!(err.code(), "nonce_gap", "{err}");
+    assert!(net.apply_recorded(seal(&net, MAX_NONCE_GAP + 1)).is_err(), "one past the gap is refused");
+    net.apply_recorded(seal(&net, MAX_NONCE_GAP)).expect("exactly the gap is allowed");
+    net.apply_recorded(seal(&net, MAX_NONCE_GAP + 1)).expect("and the account signs on");
+}

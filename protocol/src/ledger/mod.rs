@@ -539,9 +539,7 @@ impl Ledger {
             return Err(Rejection::WrongRole { kind: kind.name(), role: "coordinator" });
         }
         let last = self.nonces.get(&signer).copied().unwrap_or(0);
-        if env.nonce <= last {
-            return Err(Rejection::Replay { signer, nonce: env.nonce, last });
-        }
+        check_nonce(&signer, env.nonce, last)?;
         let envelope_digest = env.digest();
         let ctx = Ctx {
             signer,
@@ -775,6 +773,23 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Largest step one signer's nonce may take past its last accepted one. Gaps are allowed (a
+/// client may drop a request), but no nonce can come so far ahead that the signer could never
+/// sign again: reaching `u64::MAX` takes more than 10^13 accepted entries.
+pub const MAX_NONCE_GAP: u64 = 1_000_000;
+
+/// SPEC 3 replay protection: `nonce` must be greater than `last`, and at most
+/// [`MAX_NONCE_GAP`] greater.
+pub fn check_nonce(signer: &ParticipantId, nonce: u64, last: u64) -> Result<(), Rejection> {
+    if nonce <= last {
+        return Err(Rejection::Replay { signer: *signer, nonce, last });
+    }
+    if nonce - last > MAX_NONCE_GAP {
+        return Err(Rejection::NonceGap { signer: *signer, nonce, last, max_gap: MAX_NONCE_GAP });
+    }
+    Ok(())
 }
 
 /// Ledger time after an entry stamped `stamped_ms`: it never goes back (SPEC 3) and moves at
