@@ -23,6 +23,12 @@ pub enum Rejection {
     Replay { signer: ParticipantId, nonce: u64, last: u64 },
     #[error("nonce {nonce} of {signer} skips more than {max_gap} past the last accepted nonce {last}")]
     NonceGap { signer: ParticipantId, nonce: u64, last: u64, max_gap: u64 },
+    #[error("this admin request was already carried out")]
+    AdminReplay,
+    #[error("this admin request expired at {expires_ms}; ledger time is {now_ms}")]
+    AdminStale { expires_ms: u64, now_ms: u64 },
+    #[error("{retained} admin requests are remembered, the most there may be; retry once one expires")]
+    AdminBusy { retained: usize },
     #[error("message kind {kind} may only be signed by a {role}")]
     WrongRole { kind: &'static str, role: &'static str },
 
@@ -158,6 +164,9 @@ impl Rejection {
             WrongNetwork { .. } => "wrong_network",
             Replay { .. } => "replay",
             NonceGap { .. } => "nonce_gap",
+            AdminReplay => "admin_replay",
+            AdminStale { .. } => "admin_stale",
+            AdminBusy { .. } => "admin_busy",
             WrongRole { .. } => "wrong_role",
             NotDevNetwork => "not_dev_network",
             UnknownAsset(_) => "unknown_asset",

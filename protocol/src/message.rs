@@ -76,6 +76,7 @@ message_kinds! {
     SignPayouts => SignPayouts, Coordinator, "sign-payouts";
     ProbeResult => ProbeResult, Coordinator, "probe-result";
     Tick => Tick, Coordinator, "tick";
+    AuthorizeAdmin => AuthorizeAdmin, Coordinator, "authorize-admin";
 }
 
 impl MessageKind {
@@ -260,3 +261,14 @@ pub struct ProbeResult {
 /// [`crate::ledger::MAX_TICK_ITEMS`] deadlines are processed per tick, the rest on the next.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Tick {}
+
+/// A coordinator records that it is about to carry out an operator's signed admin request, so
+/// that no node of the cluster carries out the same request again (`docs/decisions.md`, "Admin
+/// authority").
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct AuthorizeAdmin {
+    /// Hash of the bytes the admin signed.
+    pub request: Digest,
+    /// Ledger time after which the request is stale anyway; its record is dropped then.
+    pub expires_ms: crate::types::TimeMs,
+}

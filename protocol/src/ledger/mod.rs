@@ -10,6 +10,7 @@
 //! `checkpoint` (6.3-6.4).
 
 mod accounts;
+mod admin;
 mod availability;
 mod charged;
 mod checkpoint;
@@ -59,6 +60,8 @@ pub const MAX_EVIDENCE_RETAINED: usize = 1_024;
 pub const MAX_SERVICES_PER_MINER: usize = 64;
 /// Longest miner endpoint URL, and longest external payload URL, in bytes.
 pub const MAX_URL_BYTES: usize = 512;
+/// Admin requests remembered at once; each is dropped when it expires.
+pub const MAX_ADMIN_REQUESTS_RETAINED: usize = 1_024;
 /// Most proposals open at once.
 pub const MAX_OPEN_PROPOSALS: usize = 64;
 
@@ -117,6 +120,7 @@ pub enum Event {
     Voted { id: u64, voter: ParticipantId, approve: bool },
     ProposalClosed { id: u64, passed: bool },
     OrdersPruned { count: u32 },
+    AdminAuthorized { request: Digest },
 }
 
 /// The service pass of SPEC 5.1.
@@ -418,6 +422,8 @@ pub struct Ledger {
     pub proposals: BTreeMap<u64, Proposal>,
     pub proposal_deadlines: BTreeSet<(TimeMs, u64)>,
     pub next_proposal: u64,
+    /// Admin requests carried out, by hash, until they expire (cluster-wide replay protection).
+    pub admin_requests: BTreeMap<Digest, TimeMs>,
     pub checkpoints: BTreeMap<u64, CheckpointState>,
     pub last_certificate: Option<QuorumCertificate>,
     pub divergences: VecDeque<DivergenceEvidence>,
@@ -486,6 +492,7 @@ impl Ledger {
             proposals: BTreeMap::new(),
             proposal_deadlines: BTreeSet::new(),
             next_proposal: 0,
+            admin_requests: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             last_certificate: None,
             divergences: VecDeque::new(),
@@ -588,6 +595,7 @@ impl Ledger {
             Message::SignCheckpoint(m) => self.sign_checkpoint(ctx, m, fx),
             Message::SignPayouts(m) => self.sign_payouts(ctx, m, fx),
             Message::ProbeResult(m) => self.probe_result(ctx, m, fx),
+            Message::AuthorizeAdmin(m) => self.authorize_admin(ctx, m, fx),
             Message::Tick(_) => {
                 self.tick(ctx, fx);
                 Ok(())
