@@ -40,16 +40,22 @@ fn agent() -> ureq::Agent {
 pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> anyhow::Result<Value> {
     let base = if node.starts_with("http") { node.to_string() } else { format!("http://{node}") };
     let agent = agent();
-    let network = match key {
+    // A signature names the network and the node it is for: ask the node for both.
+    let (network, node_id) = match key {
         Some(_) if !matches!(action, AdminAction::Status) => {
-            let mut head = agent
-                .get(&format!("{base}/v1/ledger/head?consistency=stale"))
-                .call()
-                .with_context(|| format!("cannot reach the coordinator at {base}"))?;
-            let head: Value = head.body_mut().read_json().context("the coordinator's head is not JSON")?;
-            head["network_id"].as_str().context("the coordinator did not name its network")?.to_string()
+            let read = |path: &str| -> anyhow::Result<Value> {
+                let mut response = agent
+                    .get(&format!("{base}{path}"))
+                    .call()
+                    .with_context(|| format!("cannot reach the coordinator at {base}"))?;
+                response.body_mut().read_json().with_context(|| format!("the coordinator's {path} is not JSON"))
+            };
+            let head = read("/v1/ledger/head?consistency=stale")?;
+            let network = head["network_id"].as_str().context("the coordinator did not name its network")?.to_string();
+            let status = read("/v1/admin/status")?;
+            (network, status["id"].as_u64().context("the coordinator did not name its node id")?)
         }
-        _ => String::new(),
+        _ => (String::new(), 0),
     };
     let post = |path: &str, body: Value| {
         let path = format!("/v1/admin/{path}");
@@ -57,7 +63,7 @@ pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> an
         let mut request = agent.post(&format!("{base}{path}")).header("content-type", "application/json");
         if let Some(key) = key {
             let now_ms = deai_cluster::checkpointer::now_ms();
-            for (name, value) in crate::admin_auth::sign(key, &network, "POST", &path, now_ms, &bytes) {
+            for (name, value) in crate::admin_auth::sign(key, &network, node_id, "POST", &path, now_ms, &bytes) {
                 request = request.header(name, value);
             }
         }

@@ -73,6 +73,7 @@ pub async fn run_until(
     let genesis = load_genesis(&config.genesis_file)?;
     let identity = CoordinatorIdentity::load(&config.key_file)?;
     let network_id = genesis.network_id.0.clone();
+    let admin_auth = crate::admin_auth::AdminAuth::new(&config.admin_keys, &network_id)?;
     let is_coordinator = genesis.coordinators.iter().any(|c| c.id == identity.id());
     if config.sign_checkpoints && !is_coordinator {
         bail!(
@@ -144,16 +145,10 @@ pub async fn run_until(
         client_queues: actors.as_ref().map(CoordinatorActors::client_queues),
         miner_sessions: actors.as_ref().map(CoordinatorActors::miner_sessions),
     };
-    let auth = crate::admin_auth::AdminAuth::new(&config.admin_keys, &network_id)?;
-    if auth.is_open() {
-        tracing::warn!(
-            "no admin_keys: the admin routes that change the cluster are open to anyone who reaches http_addr"
-        );
-    }
+    node.install_admin_gate(Arc::new(crate::admin_auth::AdminAuthority { auth: admin_auth, outbox: outbox.clone() }));
     let http = crate::http::serve(
         node.clone(),
         handles,
-        auth,
         &config.http_addr,
         config.max_body_bytes,
         config.shutdown_grace_ms,
@@ -199,6 +194,8 @@ pub async fn run_until(
         tokio::task::block_in_place(|| actors.stop());
     }
     raft_server.abort();
+    // The gate holds the node through the outbox: let go of it, so the node can close.
+    node.remove_admin_gate();
     node.raft.shutdown().await.map_err(|e| anyhow::anyhow!("raft did not stop cleanly: {e}"))?;
     match failure {
         Some(why) => bail!("the node stopped because a critical task died: {why}"),

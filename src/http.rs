@@ -12,13 +12,13 @@
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
-use crate::admin_auth::AdminAuth;
+use crate::admin_auth::{IdBody, LearnerBody, SnapshotBody};
 use crate::api_client::{hex, unhex, unhex32};
 use crate::invalid_input::InvalidInputLimiter;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
-use deai_cluster::admin::AdminCommand;
+use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
@@ -113,7 +113,11 @@ impl From<ClusterError> for ApiError {
             ClusterError::TooLarge { .. } => 413,
             ClusterError::Config(_) | ClusterError::Malformed(_) => 400,
             ClusterError::Fatal(_) | ClusterError::Storage(_) => 500,
+            ClusterError::AdminRefused { code, .. } => {
+                deai_cluster::ADMIN_REFUSAL_CODES.iter().find(|(c, _)| c == code).map_or(403, |(_, status)| *status)
+            }
             ClusterError::Forwarded { code, .. } => match *code {
+                code if deai_cluster::ADMIN_REFUSAL_CODES.iter().any(|(c, _)| *c == code) => 403,
                 "not_leader" => 421,
                 "cluster_config" => 400,
                 "batch_too_large" => 413,
@@ -141,7 +145,6 @@ impl ResponseError for ApiError {
 type Node = web::Data<Arc<CoordinatorNode>>;
 type Queues = web::Data<Option<ClientQueues>>;
 type Sessions = web::Data<Option<MinerSessions>>;
-type Auth = web::Data<AdminAuth>;
 type Limiter = web::Data<InvalidInputLimiter>;
 
 impl From<QueueError> for ApiError {
@@ -186,21 +189,6 @@ async fn status(node: Node) -> HttpResponse {
     HttpResponse::Ok().json(deai_cluster::admin::status(&node))
 }
 
-#[derive(Deserialize, ToSchema)]
-struct LearnerBody {
-    id: u64,
-    raft_addr: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-struct IdBody {
-    id: u64,
-}
-
-/// A snapshot takes no parameters.
-#[derive(Deserialize, ToSchema)]
-struct SnapshotBody {}
-
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct AdminDone {
     pub done: String,
@@ -211,25 +199,27 @@ pub struct AdminDone {
 /// since the Unix epoch, within 60 s of the node's clock) and the ed25519 signature (hex).
 #[derive(IntoParams)]
 #[into_params(names("x-deai-admin-key", "x-deai-time-ms", "x-deai-signature"), parameter_in = Header)]
-#[allow(dead_code)] // read from the request's headers by `authorized`; here for the document
+#[allow(dead_code)] // read from the request's headers by `signed`; here for the document
 struct AdminSignatureHeaders(Option<String>, Option<u64>, Option<String>);
 
-/// The admin request `req` with its raw `body`, checked against the node's admin keys
-/// (`admin_auth.rs`); returns the body's JSON.
-fn authorized<T: serde::de::DeserializeOwned>(auth: &AdminAuth, req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+/// The admin request `req` with its raw `body`, packaged for the node that carries it out, which
+/// checks its signature (`admin_auth.rs`).
+fn signed(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result<SignedAdmin, ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let now_ms = deai_cluster::checkpointer::now_ms();
-    if let Err(e) = auth.check(req.method().as_str(), req.path(), body, header, now_ms) {
-        tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
-        return Err(ApiError::new(e.status(), e.code(), e.to_string()));
-    }
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("malformed_request", format!("the body: {e}")))
+    crate::admin_auth::signed_request(node.id, req.method().as_str(), req.path(), body, header).map_err(
+        |(status, e)| {
+            tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
+            ApiError::new(status, e.code(), e.to_string())
+        },
+    )
 }
 
-async fn admin(node: &CoordinatorNode, command: AdminCommand) -> Result<HttpResponse, ApiError> {
-    tracing::info!(?command, "admin command");
-    let done = node.admin(command).await?;
+async fn admin(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result<HttpResponse, ApiError> {
+    let request = signed(node, req, body)?;
+    tracing::info!(command = ?request.command, "admin command");
+    let done = node.admin_signed(request).await.inspect_err(
+        |e| tracing::warn!(code = e.code(), path = req.path(), error = %e, "admin request refused or failed"),
+    )?;
     Ok(HttpResponse::Ok().json(AdminDone { done }))
 }
 
@@ -243,9 +233,8 @@ async fn admin(node: &CoordinatorNode, command: AdminCommand) -> Result<HttpResp
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn add_learner(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let LearnerBody { id, raft_addr } = authorized(&auth, &req, &body)?;
-    admin(&node, AdminCommand::AddLearner { id, raft_addr }).await
+async fn add_learner(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    admin(&node, &req, &body).await
 }
 
 /// Makes a learner a voter.
@@ -258,9 +247,8 @@ async fn add_learner(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes)
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn promote(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let IdBody { id } = authorized(&auth, &req, &body)?;
-    admin(&node, AdminCommand::Promote { id }).await
+async fn promote(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    admin(&node, &req, &body).await
 }
 
 /// Removes a voter or learner.
@@ -273,9 +261,8 @@ async fn promote(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> 
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn remove(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let IdBody { id } = authorized(&auth, &req, &body)?;
-    admin(&node, AdminCommand::Remove { id }).await
+async fn remove(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    admin(&node, &req, &body).await
 }
 
 /// Moves leadership to a voter.
@@ -288,9 +275,8 @@ async fn remove(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> R
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn transfer_leader(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let IdBody { id } = authorized(&auth, &req, &body)?;
-    admin(&node, AdminCommand::TransferLeader { to: id }).await
+async fn transfer_leader(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    admin(&node, &req, &body).await
 }
 
 /// Builds a snapshot on this node.
@@ -304,9 +290,8 @@ async fn transfer_leader(node: Node, auth: Auth, req: HttpRequest, body: web::By
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn snapshot(node: Node, auth: Auth, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let SnapshotBody {} = authorized(&auth, &req, &body)?;
-    admin(&node, AdminCommand::Snapshot).await
+async fn snapshot(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    admin(&node, &req, &body).await
 }
 
 /// What a write returns.
@@ -968,7 +953,6 @@ pub struct ActorHandles {
 pub fn serve(
     node: Arc<CoordinatorNode>,
     actors: ActorHandles,
-    auth: AdminAuth,
     addr: &str,
     max_body_bytes: usize,
     grace_ms: u64,
@@ -978,7 +962,6 @@ pub fn serve(
     let node = web::Data::new(node);
     let queues = web::Data::new(actors.client_queues);
     let sessions = web::Data::new(actors.miner_sessions);
-    let auth = web::Data::new(auth);
     let limiter = web::Data::new(InvalidInputLimiter::default());
     let server = HttpServer::new(move || {
         App::new()
@@ -986,7 +969,6 @@ pub fn serve(
             .app_data(node.clone())
             .app_data(queues.clone())
             .app_data(sessions.clone())
-            .app_data(auth.clone())
             .app_data(long_poll.clone())
             .app_data(web::PayloadConfig::new(max_body_bytes))
             .app_data(web::JsonConfig::default().limit(MAX_ADMIN_BODY_BYTES).error_handler(|e, _| json_error(e)))

@@ -253,3 +253,82 @@ fn junk_envelopes_never_reach_the_log_and_a_junk_source_is_cut_off() {
     wait_for("the source let back in", || write(&cluster, leader, &key, &network, 1).then_some(()));
     cluster.stop_all_cleanly();
 }
+
+/// What an operator signs for one admin request (`src/admin_auth.rs`), rebuilt the way an
+/// outside script, or an attacker holding a captured request, would.
+fn admin_headers(
+    key: &SigningKey,
+    network: &str,
+    node: u64,
+    path: &str,
+    time_ms: u64,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    use ed25519_dalek::Signer;
+    let mut bytes = b"deai-admin-request/v2\0".to_vec();
+    for part in [network.as_bytes(), b"POST".as_slice(), path.as_bytes()] {
+        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(part);
+    }
+    bytes.extend_from_slice(&node.to_le_bytes());
+    bytes.extend_from_slice(&time_ms.to_le_bytes());
+    bytes.extend_from_slice(blake3::hash(body).as_bytes());
+    vec![
+        ("x-deai-admin-key".into(), hex::encode(key.verifying_key().as_bytes())),
+        ("x-deai-time-ms".into(), time_ms.to_string()),
+        ("x-deai-signature".into(), hex::encode(key.sign(&bytes).to_bytes())),
+    ]
+}
+
+fn post_admin(cluster: &Processes, i: usize, path: &str, body: &[u8], headers: &[(String, String)]) -> (u16, String) {
+    let mut request = new_agent().post(&cluster.url(i, path)).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut response = request.send(body).unwrap();
+    let json: serde_json::Value = response.body_mut().read_json().unwrap_or_default();
+    (response.status().as_u16(), json["code"].as_str().unwrap_or("").to_string())
+}
+
+/// Admin commands are checked by the node that carries them out: unsigned, foreign-key,
+/// other-node and replayed commands are refused on every node, and a signed command runs once in
+/// the whole cluster, even when replayed after leadership moved.
+#[test]
+fn admin_commands_are_refused_unsigned_elsewhere_or_again_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-admin"]);
+    cluster.start_all();
+    let network = cluster.network_id().0;
+    let admin = deai_cluster::identity::CoordinatorIdentity::load(&dir.path().join("admin.key")).unwrap().signing;
+    let stranger = SigningKey::from_bytes(&[0x44; 32]);
+    let now = deai_cluster::checkpointer::now_ms();
+    let snapshot = "/v1/admin/snapshot";
+    for i in 0..3 {
+        assert_eq!(post_admin(&cluster, i, snapshot, b"{}", &[]), (401, "unsigned".into()), "node {i}");
+        let foreign = admin_headers(&stranger, &network, i as u64, snapshot, now, b"{}");
+        assert_eq!(post_admin(&cluster, i, snapshot, b"{}", &foreign), (403, "unknown_admin_key".into()));
+    }
+    // Signed for node 1: refused by the others, taken once by node 1.
+    let for_one = admin_headers(&admin, &network, 1, snapshot, now, b"{}");
+    assert_eq!(post_admin(&cluster, 2, snapshot, b"{}", &for_one), (401, "bad_signature".into()), "bound to node 1");
+    assert_eq!(post_admin(&cluster, 1, snapshot, b"{}", &for_one).0, 200);
+    assert_eq!(post_admin(&cluster, 1, snapshot, b"{}", &for_one), (409, "replay".into()));
+    let stale = admin_headers(&admin, &network, 1, snapshot, now - 120_000, b"{}");
+    assert_eq!(post_admin(&cluster, 1, snapshot, b"{}", &stale), (401, "stale_request".into()));
+
+    // A leader transfer sent to a follower runs on the leader; replayed after leadership moved
+    // (the new leader never saw it run), it is refused all the same.
+    let leader = leader(&cluster);
+    let asked = (leader + 1) % 3;
+    let target = (leader + 2) % 3;
+    let path = "/v1/admin/transfer-leader";
+    let body = format!("{{\"id\":{target}}}");
+    let transfer = admin_headers(&admin, &network, asked as u64, path, now, body.as_bytes());
+    assert_eq!(post_admin(&cluster, asked, path, body.as_bytes(), &transfer).0, 200);
+    wait_for("the new leader", || {
+        let status = common::get_json(&new_agent(), &cluster.url(asked, "/v1/admin/status"))?;
+        (status["leader"].as_u64() == Some(target as u64)).then_some(())
+    });
+    assert_eq!(post_admin(&cluster, asked, path, body.as_bytes(), &transfer), (409, "replay".into()));
+    cluster.stop_all_cleanly();
+}

@@ -89,8 +89,38 @@ pub trait PeerControl: Send + Sync {
     fn control<'a>(&'a self, peer: NodeId, addr: &'a str, request: ControlRequest) -> ControlFuture<'a>;
 }
 
-/// An operator's request.
+/// An operator's signed admin request, carried as it reached the cluster to the node that carries
+/// it out, which checks the signature itself (`docs/decisions.md`, "Admin authority"): no node
+/// takes another's word for an operator's authority.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SignedAdmin {
+    /// What the request asks, as the receiving node read it; the executing node reads the signed
+    /// path and body again and refuses a mismatch.
+    pub command: AdminCommand,
+    pub method: String,
+    pub path: String,
+    pub body: Vec<u8>,
+    /// The node the operator addressed; the signature covers it.
+    pub node: NodeId,
+    /// The operator's clock when signing, in ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The admin's public key.
+    pub key: [u8; 32],
+    pub signature: Vec<u8>,
+}
+
+/// A future that an [`AdminGate`] returns.
+pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ClusterError>> + Send + 'a>>;
+
+/// The node's authority over admin commands: checks a signed request for the node `executing`
+/// (key, signature, time, network, target node) and records it cluster-wide so that it runs
+/// once; only then may the node carry it out.
+pub trait AdminGate: Send + Sync {
+    fn admit<'a>(&'a self, request: &'a SignedAdmin, executing: NodeId) -> AdmitFuture<'a>;
+}
+
+/// An operator's request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminCommand {
     /// Adds a node that follows the log without voting.
     AddLearner { id: NodeId, raft_addr: String },

@@ -58,7 +58,22 @@ pub enum ClusterError {
     Forwarded { code: &'static str, message: String },
     #[error("a batch of {size_bytes} bytes exceeds the log command limit of {limit_bytes} bytes; split it")]
     TooLarge { size_bytes: usize, limit_bytes: usize },
+    /// An admin request the executing node refused: unsigned, stale, unknown key, replayed...
+    #[error("{message}")]
+    AdminRefused { code: &'static str, message: String },
 }
+
+/// Every code an [`AdminGate`](admin::AdminGate) refuses with, and the HTTP status each means.
+pub const ADMIN_REFUSAL_CODES: &[(&str, u16)] = &[
+    ("unsigned", 401),
+    ("malformed_signature", 400),
+    ("stale_request", 401),
+    ("unknown_admin_key", 403),
+    ("bad_signature", 401),
+    ("replay", 409),
+    ("wrong_node", 403),
+    ("admin_mismatch", 400),
+];
 
 /// Every code [`ClusterError::code`] can return, so that a code that crossed the network maps
 /// back to one of them.
@@ -92,6 +107,7 @@ impl ClusterError {
             | ClusterError::Config(_)
             | ClusterError::Fatal(_)
             | ClusterError::TooLarge { .. }
+            | ClusterError::AdminRefused { .. }
             | ClusterError::Malformed(_) => false,
         }
     }
@@ -114,6 +130,9 @@ impl ClusterError {
             ClusterError::TransferInProgress => ClusterError::TransferInProgress,
             ClusterError::Forwarded { code, message } => ClusterError::Forwarded { code, message: message.clone() },
             ClusterError::Malformed(e) => ClusterError::Forwarded { code: e.code(), message: e.to_string() },
+            ClusterError::AdminRefused { code, message } => {
+                ClusterError::AdminRefused { code, message: message.clone() }
+            }
         }
     }
 
@@ -130,6 +149,7 @@ impl ClusterError {
             ClusterError::LeaderUnreachable { .. } => "leader_unreachable",
             ClusterError::Forwarded { code, .. } => code,
             ClusterError::Malformed(e) => e.code(),
+            ClusterError::AdminRefused { code, .. } => code,
         }
     }
 }

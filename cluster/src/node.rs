@@ -1,6 +1,6 @@
 //! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
 
-use crate::admin::{AdminCommand, PeerControl};
+use crate::admin::{AdminCommand, AdminGate, PeerControl, SignedAdmin};
 use crate::batcher::WriteBatcher;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
@@ -107,6 +107,10 @@ fn remote_error(f: RemoteFailure) -> ClusterError {
     match f.code.as_str() {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
+        code if crate::ADMIN_REFUSAL_CODES.iter().any(|(c, _)| *c == code) => {
+            let code = crate::ADMIN_REFUSAL_CODES.iter().find(|(c, _)| *c == code).map_or("raft_error", |(c, _)| c);
+            ClusterError::AdminRefused { code, message: f.message }
+        }
         code => {
             let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
             ClusterError::Forwarded { code, message: f.message }
@@ -128,6 +132,8 @@ pub struct CoordinatorNode {
     /// leader over TCP.
     forward_network: Option<TcpNetwork>,
     critical: CriticalTasks,
+    /// Checks operators' signed admin requests before this node carries one out; none: refused.
+    admin_gate: std::sync::Mutex<Option<Arc<dyn AdminGate>>>,
 }
 
 /// Counts a proposal as pending while it lives, even if its caller gives up.
@@ -235,6 +241,7 @@ impl CoordinatorNode {
             transferring,
             forward_network: None,
             critical,
+            admin_gate: std::sync::Mutex::new(None),
         })
     }
 
@@ -380,23 +387,58 @@ impl CoordinatorNode {
         }
     }
 
-    /// Runs an admin command: here if this node leads or the command is local, else forwarded
-    /// once to the leader.
-    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
+    /// Has `gate` check every signed admin request this node carries out, until
+    /// [`remove_admin_gate`](Self::remove_admin_gate) (a gate may hold the node: call it at stop).
+    pub fn install_admin_gate(&self, gate: Arc<dyn AdminGate>) {
+        *self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()) = Some(gate);
+    }
+
+    pub fn remove_admin_gate(&self) {
+        self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Runs an operator's signed admin request: here if this node leads or the command is
+    /// local, else forwarded once, signature and all, to the leader. Whichever node carries it
+    /// out checks it with its own gate first.
+    pub async fn admin_signed(&self, request: SignedAdmin) -> Result<String, ClusterError> {
         let leader = self.raft.metrics().borrow().current_leader;
-        if !command.needs_leader() || leader == Some(self.id) {
-            return self.admin_here(command).await;
+        if !request.command.needs_leader() || leader == Some(self.id) {
+            return self.admin_signed_here(request).await;
         }
         let (Some(network), Some(leader)) = (self.forward_network.as_ref(), leader) else {
             return Err(ClusterError::NotLeader { leader });
         };
         let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
-        match network.admin(leader, &addr, command, deadline).await {
+        match network.admin(leader, &addr, request, deadline).await {
             Ok(Ok(done)) => Ok(done),
             Ok(Err(f)) => Err(remote_error(f)),
             Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
+    }
+
+    /// Checks `request` with this node's gate and carries it out here, never forwarding it.
+    pub async fn admin_signed_here(&self, request: SignedAdmin) -> Result<String, ClusterError> {
+        let gate = self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(gate) = gate else {
+            return Err(ClusterError::AdminRefused {
+                code: "unknown_admin_key",
+                message: "this node takes no admin requests (no admin keys)".into(),
+            });
+        };
+        gate.admit(&request, self.id).await?;
+        self.admin_here(request.command).await
+    }
+
+    /// Runs an admin command the process itself issues (no operator signature): here if this
+    /// node leads or the command is local; a follower answers `not_leader`. Operators' requests
+    /// go through [`admin_signed`](Self::admin_signed).
+    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if !command.needs_leader() || leader == Some(self.id) {
+            return self.admin_here(command).await;
+        }
+        Err(ClusterError::NotLeader { leader })
     }
 
     /// Runs an admin command on this node, never forwarding it.

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{auth_as, faucet_batch, start_tcp_cluster, NETWORK, WAIT};
+use deai_cluster::admin::{AdminGate, AdmitFuture, SignedAdmin};
 use deai_cluster::network::tcp::TcpNetwork;
 use deai_cluster::{Consistency, CoordinatorNode};
 use deai_protocol::testkit::{test_genesis, TestNet};
@@ -192,8 +193,32 @@ async fn concurrent_forwarded_writes_share_one_pipelined_link() {
     }
 }
 
+/// The key [`KeyGate`] admits.
+const KEY_GATE_KEY: [u8; 32] = [1; 32];
+
+/// A gate that admits requests from one key, standing in for the coordinator's signature check.
+struct KeyGate {
+    admitted: std::sync::Mutex<Vec<u64>>,
+}
+
+impl AdminGate for KeyGate {
+    fn admit<'a>(&'a self, request: &'a SignedAdmin, executing: u64) -> AdmitFuture<'a> {
+        Box::pin(async move {
+            if request.key != KEY_GATE_KEY {
+                return Err(deai_cluster::ClusterError::AdminRefused {
+                    code: "unknown_admin_key",
+                    message: "no".into(),
+                });
+            }
+            self.admitted.lock().unwrap().push(executing);
+            Ok(())
+        })
+    }
+}
+
 /// Leader transfer (issue 4): an operator asks a follower to move leadership to the other
-/// follower; the command is forwarded to the leader, the target wins, and writes go on.
+/// follower; the signed request is forwarded to the leader, whose gate admits it, the target
+/// wins, and writes go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_moves_to_the_chosen_node_on_an_admin_command() {
     use deai_cluster::admin::AdminCommand;
@@ -206,7 +231,28 @@ async fn leadership_moves_to_the_chosen_node_on_an_admin_command() {
     nodes[asked].raft.wait(Some(WAIT)).current_leader(leader, "follower knows the leader").await.unwrap();
     let net = TestNet::new();
     nodes[leader as usize].write(&faucet_batch(&net, "before", 3)).await.unwrap();
-    let done = nodes[asked].admin(AdminCommand::TransferLeader { to: target }).await.expect("transfer");
+    // The follower forwards the signed request; the leader's gate checks it before it runs.
+    let gate: Arc<dyn AdminGate> = Arc::new(KeyGate { admitted: Default::default() });
+    for node in &nodes {
+        node.install_admin_gate(gate.clone());
+    }
+    let request = |key: [u8; 32]| SignedAdmin {
+        command: AdminCommand::TransferLeader { to: target },
+        method: "POST".into(),
+        path: "/v1/admin/transfer-leader".into(),
+        body: Vec::new(),
+        node: asked as u64,
+        time_ms: 0,
+        key,
+        signature: Vec::new(),
+    };
+    let refused = nodes[asked].admin_signed(request([2; 32])).await.unwrap_err();
+    assert_eq!(refused.code(), "unknown_admin_key", "the leader's gate refuses, and the refusal comes back: {refused}");
+    assert_eq!(nodes[leader as usize].raft.metrics().borrow().current_leader, Some(leader), "nothing moved");
+    let done = nodes[asked].admin_signed(request(KEY_GATE_KEY)).await.expect("transfer");
+    for node in &nodes {
+        node.remove_admin_gate();
+    }
     assert!(done.contains(&target.to_string()), "{done}");
     for node in &nodes {
         node.raft.wait(Some(WAIT)).current_leader(target, "everyone follows the new leader").await.unwrap();

@@ -25,7 +25,7 @@
 //! [`MAX_BYTES_IN_FLIGHT_PER_NODE`] in all; past either it stops reading (TCP backpressure). A
 //! caller that gives up leaves its id behind; a late answer for it is dropped.
 
-use crate::admin::{AdminCommand, ControlFuture, ControlReply, ControlRequest, PeerControl};
+use crate::admin::{ControlFuture, ControlReply, ControlRequest, PeerControl, SignedAdmin};
 use crate::network::peer_auth::PeerAuth;
 use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, NodeId, TypeConfig, UnstampedBatch};
 use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable};
@@ -110,8 +110,9 @@ enum Request {
     /// Envelopes forwarded by a follower, unstamped; answered by this node's batcher (it must
     /// lead), never forwarded again.
     Write(UnstampedBatch),
-    /// An admin command forwarded to the leader; never forwarded again.
-    Admin(AdminCommand),
+    /// An operator's signed admin request forwarded to the leader, which checks the signature
+    /// itself; never forwarded again.
+    Admin(SignedAdmin),
     /// A step of a leader transfer.
     Control(ControlRequest),
 }
@@ -557,8 +558,8 @@ async fn handle(request: Request, node: &crate::CoordinatorNode) -> Response {
                 .map(|w| (w.log_index, w.outcome))
                 .map_err(|e| RemoteFailure::from_cluster(&e)),
         ),
-        Request::Admin(command) => {
-            Response::Admin(node.admin_here(command).await.map_err(|e| RemoteFailure::from_cluster(&e)))
+        Request::Admin(request) => {
+            Response::Admin(node.admin_signed_here(request).await.map_err(|e| RemoteFailure::from_cluster(&e)))
         }
         Request::Control(request) => Response::Control(crate::admin::handle_control(raft, request).await),
     }
@@ -789,15 +790,16 @@ impl TcpNetwork {
         }
     }
 
-    /// Runs an admin command on node `to` at `addr` (the leader, for commands that need one).
+    /// Has node `to` at `addr` (the leader, for commands that need one) check and carry out an
+    /// operator's signed admin request.
     pub async fn admin(
         &self,
         to: NodeId,
         addr: &str,
-        command: AdminCommand,
+        request: SignedAdmin,
         deadline: Duration,
     ) -> Result<Result<String, RemoteFailure>, LinkError> {
-        match self.call(to, addr, Request::Admin(command), deadline).await? {
+        match self.call(to, addr, Request::Admin(request), deadline).await? {
             Response::Admin(r) => Ok(r),
             _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
         }

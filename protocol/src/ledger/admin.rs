@@ -8,7 +8,12 @@ use crate::error::Rejection;
 use crate::message::AuthorizeAdmin;
 
 impl Ledger {
-    pub(super) fn authorize_admin(&mut self, ctx: &Ctx<'_>, m: AuthorizeAdmin, fx: &mut Effects) -> Result<(), Rejection> {
+    pub(super) fn authorize_admin(
+        &mut self,
+        ctx: &Ctx<'_>,
+        m: AuthorizeAdmin,
+        fx: &mut Effects,
+    ) -> Result<(), Rejection> {
         if m.expires_ms < ctx.now {
             return Err(Rejection::AdminStale { expires_ms: m.expires_ms, now_ms: ctx.now });
         }
