@@ -170,6 +170,7 @@ pub fn signed_request(
 }
 
 /// A node's admin keys, and its check of one signed request.
+#[derive(Debug)]
 pub struct AdminAuth {
     keys: Vec<VerifyingKey>,
     network: String,

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::SignedEnvelope;
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,9 +133,21 @@ impl Coordinators {
     /// Opens `/v1/miners/{miner}/session` lasting at most `max_ms` on the first coordinator that
     /// takes it (from the current one on). Returns the coordinator's address and the session's
     /// lines as JSON, until the stream ends or breaks; a line that is not JSON is skipped.
-    pub fn open_session(&self, miner_hex: &str, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
-        let (coordinator, body) =
-            self.open_stream(&format!("/v1/miners/{miner_hex}/session?max_ms={max_ms}"), max_ms)?;
+    /// The request is signed with `key` (the miner's), on `network`, for each coordinator tried.
+    pub fn open_session(
+        &self,
+        key: &SigningKey,
+        network: &NetworkId,
+        max_ms: u64,
+    ) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
+        let miner = key.verifying_key().to_bytes();
+        let sign = || {
+            let time_ms = deai_cluster::checkpointer::now_ms();
+            let signature = key.sign(&session_request_bytes(network, &miner, time_ms, max_ms)).to_bytes();
+            [(SESSION_TIME_HEADER, time_ms.to_string()), (SESSION_SIGNATURE_HEADER, hex(&signature))]
+        };
+        let path = format!("/v1/miners/{}/session?max_ms={max_ms}", hex(&miner));
+        let (coordinator, body) = self.open_stream(&path, max_ms, sign)?;
         let lines = std::io::BufRead::lines(std::io::BufReader::new(body.into_reader()))
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok());
@@ -145,14 +157,21 @@ impl Coordinators {
     /// Opens a long-lived streaming GET of `path` on the first coordinator, from the current one
     /// on, that answers 2xx; the body may take up to `max_ms` to arrive. Returns the
     /// coordinator's address and the body.
-    fn open_stream(&self, path: &str, max_ms: u64) -> anyhow::Result<(String, ureq::Body)> {
+    fn open_stream<const N: usize>(
+        &self,
+        path: &str,
+        max_ms: u64,
+        headers: impl Fn() -> [(&'static str, String); N],
+    ) -> anyhow::Result<(String, ureq::Body)> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for k in 0..self.bases.len() {
             let i = (start + k) % self.bases.len();
-            let request = self
-                .agent
-                .get(&format!("{}{path}", self.bases[i]))
+            let mut request = self.agent.get(&format!("{}{path}", self.bases[i]));
+            for (name, value) in headers() {
+                request = request.header(name, value);
+            }
+            let request = request
                 .config()
                 .timeout_recv_body(Some(Duration::from_millis(max_ms.saturating_add(API_REQUEST_TIMEOUT_MS))))
                 .build();
@@ -228,6 +247,12 @@ impl Participant {
         &self.network
     }
 
+    /// Opens this participant's miner session, signed with its key (see
+    /// [`Coordinators::open_session`]).
+    pub fn open_session(&self, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
+        self.api.open_session(&self.key, &self.network, max_ms)
+    }
+
     /// The next nonce, from a linearizable read of this participant's account.
     pub fn next_nonce(&self) -> anyhow::Result<u64> {
         let account: Value = self.api.get(&format!("/v1/ledger/accounts/{}", self.id_hex()))?;
@@ -275,6 +300,23 @@ impl Participant {
         Ok(outcome.log_index)
     }
 }
+
+/// The bytes a miner signs to open its assignment session: the network, the miner, the time of
+/// asking and the length asked for. A coordinator takes it within `MAX_SESSION_SKEW_MS` of its
+/// clock, only with a time later than the last session it opened for that miner.
+pub fn session_request_bytes(network: &NetworkId, miner: &[u8; 32], time_ms: u64, max_ms: u64) -> Vec<u8> {
+    let mut bytes = b"deai-miner-session/v1\0".to_vec();
+    bytes.extend_from_slice(&(network.0.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(network.0.as_bytes());
+    bytes.extend_from_slice(miner);
+    bytes.extend_from_slice(&time_ms.to_le_bytes());
+    bytes.extend_from_slice(&max_ms.to_le_bytes());
+    bytes
+}
+
+/// Headers of a signed session request: the time of asking and the signature.
+pub const SESSION_TIME_HEADER: &str = "x-deai-session-time-ms";
+pub const SESSION_SIGNATURE_HEADER: &str = "x-deai-session-signature";
 
 /// The bytes a client signs to fetch an order's output from the miner (SPEC 5.8: outputs go to
 /// the requesting client only).

@@ -331,7 +331,7 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
             std::thread::spawn(move || {
                 let mut claimed = std::collections::HashSet::new();
                 while !stop.load(Ordering::Relaxed) {
-                    let events = match a.me.api.open_session(&a.me.id_hex(), MINER_SESSION_MS) {
+                    let events = match a.me.open_session(MINER_SESSION_MS) {
                         Ok((_, events)) => events,
                         Err(_) => {
                             std::thread::sleep(Duration::from_millis(MINER_RETRY_MS));

@@ -45,6 +45,14 @@ pub struct CoordinatorConfig {
     pub log_format: String,
     /// Largest request body the HTTP endpoint reads, in bytes.
     pub max_body_bytes: usize,
+    /// Request bodies read at once; past it a request is answered 503 (retry).
+    pub max_concurrent_bodies: usize,
+    /// Bytes of request bodies held at once, across all requests, in bytes.
+    pub max_body_bytes_in_flight: usize,
+    /// Time a request body has to arrive whole, in milliseconds (408 past it).
+    pub body_read_timeout_ms: u64,
+    /// Time a request's head (line and headers) has to arrive, in milliseconds.
+    pub header_read_timeout_ms: u64,
     /// Time in-flight HTTP requests get to finish at shutdown, in milliseconds.
     pub shutdown_grace_ms: u64,
     /// How long a node whose critical task died keeps answering (`/readyz` 503) before it
@@ -83,6 +91,10 @@ impl Default for CoordinatorConfig {
             sign_checkpoints: true,
             log_format: "text".into(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_concurrent_bodies: 32,
+            max_body_bytes_in_flight: 8 * DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
             critical_failure_hold_ms: 1_000,
             max_long_poll_ms: crate::http::MAX_LONG_POLL_MS,

@@ -150,7 +150,13 @@ pub async fn run_until(
         node.clone(),
         handles,
         &config.http_addr,
-        config.max_body_bytes,
+        crate::http_body::BodyLimits::new(
+            config.max_body_bytes,
+            config.max_concurrent_bodies,
+            config.max_body_bytes_in_flight,
+            config.body_read_timeout_ms,
+        ),
+        config.header_read_timeout_ms,
         config.shutdown_grace_ms,
         config.max_long_poll_ms,
     )

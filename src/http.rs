@@ -13,11 +13,14 @@
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
 use crate::admin_auth::{IdBody, LearnerBody, SnapshotBody};
-use crate::api_client::{hex, unhex, unhex32};
+use crate::api_client::{hex, session_request_bytes, unhex, unhex32, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use crate::http_body::BodyLimits;
 use crate::invalid_input::InvalidInputLimiter;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
-use deai_actors::{AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS};
+use deai_actors::{
+    AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS, MAX_SESSION_SKEW_MS,
+};
 use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::SignedEnvelope;
@@ -91,11 +94,11 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     /// An error with `status`, a stable `code` and a message; no leader hint, no `until_ms`.
-    fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
         ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status }
     }
 
-    fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError::new(400, code, message)
     }
 
@@ -146,6 +149,7 @@ type Node = web::Data<Arc<CoordinatorNode>>;
 type Queues = web::Data<Option<ClientQueues>>;
 type Sessions = web::Data<Option<MinerSessions>>;
 type Limiter = web::Data<InvalidInputLimiter>;
+type Limits = web::Data<BodyLimits>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -233,7 +237,13 @@ async fn admin(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn add_learner(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn add_learner(
+    node: Node,
+    limits: Limits,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
     admin(&node, &req, &body).await
 }
 
@@ -247,7 +257,13 @@ async fn add_learner(node: Node, req: HttpRequest, body: web::Bytes) -> Result<H
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn promote(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn promote(
+    node: Node,
+    limits: Limits,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
     admin(&node, &req, &body).await
 }
 
@@ -261,7 +277,8 @@ async fn promote(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpR
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn remove(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn remove(node: Node, limits: Limits, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
     admin(&node, &req, &body).await
 }
 
@@ -275,7 +292,13 @@ async fn remove(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpRe
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn transfer_leader(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn transfer_leader(
+    node: Node,
+    limits: Limits,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
     admin(&node, &req, &body).await
 }
 
@@ -290,7 +313,13 @@ async fn transfer_leader(node: Node, req: HttpRequest, body: web::Bytes) -> Resu
     (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
-async fn snapshot(node: Node, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn snapshot(
+    node: Node,
+    limits: Limits,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
     admin(&node, &req, &body).await
 }
 
@@ -319,9 +348,11 @@ async fn write_entries(
     node: Node,
     queues: Queues,
     limiter: Limiter,
-    body: web::Bytes,
+    limits: Limits,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let source = edge_source(&req, &limiter)?;
+    let body = limits.read(&req, payload, limits.max_body_bytes()).await?;
     // Refuse what cannot decode here, before it costs a log entry.
     let envelopes: Vec<SignedEnvelope> = deai_protocol::codec::decode_framed_large(&body).map_err(|e| {
         limiter.charge(source, None, Instant::now());
@@ -370,11 +401,19 @@ fn check_at_edge(
 #[derive(Deserialize, ToSchema)]
 struct EnvelopesBody {
     /// Each envelope's codec bytes, in hex.
-    #[schema(min_items = 1, max_items = 4096)]
+    #[schema(min_items = 1, max_items = 128)]
     envelopes: Vec<String>,
 }
 
-/// Submits signed envelopes as JSON (hex of each envelope's codec bytes).
+/// Most envelopes one JSON write carries: their hex must fit [`MAX_JSON_BODY_BYTES`] (an envelope
+/// takes at least 300 hex digits), so larger batches use the binary route.
+pub const MAX_JSON_ENVELOPES: usize = 128;
+/// Largest JSON write body, in bytes.
+pub const MAX_JSON_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
+const _: () = assert!(MAX_JSON_ENVELOPES * 300 <= MAX_JSON_BODY_BYTES);
+
+/// Submits signed envelopes as JSON (hex of each envelope's codec bytes), at most 128 in a body
+/// of at most 64 KiB; larger batches go to `/v1/ledger/entries`.
 #[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
     (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ApiError),
@@ -388,9 +427,22 @@ async fn write_entries_json(
     node: Node,
     queues: Queues,
     limiter: Limiter,
-    body: web::Json<EnvelopesBody>,
+    limits: Limits,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let source = edge_source(&req, &limiter)?;
+    let bytes = limits.read(&req, payload, MAX_JSON_BODY_BYTES).await?;
+    let body: EnvelopesBody = serde_json::from_slice(&bytes).map_err(|e| {
+        limiter.charge(source, None, Instant::now());
+        ApiError::bad_request("malformed_request", format!("the body: {e}"))
+    })?;
+    if body.envelopes.len() > MAX_JSON_ENVELOPES {
+        return Err(ApiError::new(
+            413,
+            "batch_too_large",
+            format!("at most {MAX_JSON_ENVELOPES} envelopes per JSON write; use /v1/ledger/entries for more"),
+        ));
+    }
     let mut envelopes = Vec::with_capacity(body.envelopes.len());
     for (i, text) in body.envelopes.iter().enumerate() {
         let envelope = unhex(text)
@@ -579,7 +631,18 @@ pub struct AccountView {
 fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError> {
     unhex32(text)
         .map(deai_protocol::types::ParticipantId)
-        .ok_or_else(|| ApiError::bad_request("bad_id", format!("{text:?} is not 64 hex digits")))
+        .ok_or_else(|| ApiError::bad_request("bad_id", format!("{:?} is not 64 hex digits", echoed(text))))
+}
+
+/// Most characters of a caller's input an error message repeats.
+pub const MAX_ECHOED_CHARS: usize = 80;
+
+/// `text` as an error may repeat it: cut to [`MAX_ECHOED_CHARS`], marked when cut.
+fn echoed(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHOED_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
@@ -739,9 +802,14 @@ pub const DEFAULT_SESSION_MS: u64 = 60_000;
 #[utoipa::path(get, path = "/v1/miners/{id}/session", tag = "miners", params(AccountPath, SessionQuery), responses(
     (status = 200, description = "a stream of JSON lines, one SessionLine each", body = SessionLine, content_type = "application/x-ndjson"),
     (status = 400, description = "bad parameter", body = ApiError),
+    (status = 401, description = "not signed by the miner's key (x-deai-session-time-ms, x-deai-session-signature), or stale", body = ApiError),
+    (status = 403, description = "the miner is not registered", body = ApiError),
+    (status = 409, description = "signed no later than the last session this node opened for the miner (a replay)", body = ApiError),
     (status = 503, description = "this node runs no actors, or holds too many sessions", body = ApiError),
 ))]
 async fn miner_session(
+    req: HttpRequest,
+    node: Node,
     sessions: Sessions,
     path: web::Path<AccountPath>,
     query: web::Query<SessionQuery>,
@@ -754,7 +822,11 @@ async fn miner_session(
     if max_ms == 0 || max_ms > MAX_SESSION_MS {
         return Err(ApiError::bad_request("bad_max_ms", format!("max_ms is 1 to {MAX_SESSION_MS}")));
     }
-    let events = sessions.open(miner, max_ms).map_err(|e| ApiError::unavailable(e.code(), e.to_string()))?;
+    let signed_ms = session_signer_check(&req, &node, &miner, max_ms)?;
+    let events = sessions.open(miner, max_ms, signed_ms).map_err(|e| match e {
+        deai_actors::SessionError::Replayed { .. } => ApiError::new(409, e.code(), e.to_string()),
+        _ => ApiError::unavailable(e.code(), e.to_string()),
+    })?;
     let lines = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.recv().await?;
         let mut line = serde_json::to_vec(&SessionLine::from(event)).unwrap_or_default();
@@ -762,6 +834,54 @@ async fn miner_session(
         Some((Ok::<_, actix_web::Error>(web::Bytes::from(line)), events))
     });
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(lines))
+}
+
+/// Checks that the session request for `miner` is signed by the miner's own key, within
+/// `MAX_SESSION_SKEW_MS` of this node's clock, and that the miner is registered (sessions are
+/// for miners who locked collateral). Returns the signing time.
+fn session_signer_check(
+    req: &HttpRequest,
+    node: &CoordinatorNode,
+    miner: &deai_protocol::types::ParticipantId,
+    max_ms: u64,
+) -> Result<u64, ApiError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let unsigned = || {
+        ApiError::new(
+            401,
+            "unsigned_session",
+            format!(
+                "sign the session request with the miner's key: {SESSION_TIME_HEADER} and {SESSION_SIGNATURE_HEADER}"
+            ),
+        )
+    };
+    let signed_ms: u64 = header(SESSION_TIME_HEADER).ok_or_else(unsigned)?.parse().map_err(|_| unsigned())?;
+    let signature: [u8; 64] =
+        header(SESSION_SIGNATURE_HEADER).and_then(unhex).and_then(|b| b.try_into().ok()).ok_or_else(unsigned)?;
+    let now_ms = deai_cluster::checkpointer::now_ms();
+    if now_ms.abs_diff(signed_ms) > MAX_SESSION_SKEW_MS {
+        return Err(ApiError::new(
+            401,
+            "stale_session",
+            format!("the session request is more than {MAX_SESSION_SKEW_MS} ms from this node's clock"),
+        ));
+    }
+    let (network, registered) = {
+        let ledger = node.ledger().read();
+        (ledger.network_id.clone(), ledger.miners.contains_key(miner))
+    };
+    let bytes = session_request_bytes(&network, &miner.0, signed_ms, max_ms);
+    if !deai_protocol::envelope::verify_detached(miner, &bytes, &signature) {
+        return Err(ApiError::new(
+            401,
+            "bad_session_signature",
+            "the session request is not signed by this miner's key",
+        ));
+    }
+    if !registered {
+        return Err(ApiError::new(403, "unknown_miner", "no such registered miner: register (with collateral) first"));
+    }
+    Ok(signed_ms)
 }
 
 /// A miner as the provider list shows it.
@@ -939,7 +1059,12 @@ where
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
-    let route = if method == "GET" { web::get() } else { web::post() };
+    // HEAD is a GET without the body (actix-web strips it).
+    let route = if method == "GET" {
+        web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+    } else {
+        web::post()
+    };
     web::resource(path).route(route.to(handler)).default_service(web::to(move || method_not_allowed(method)))
 }
 
@@ -954,7 +1079,8 @@ pub fn serve(
     node: Arc<CoordinatorNode>,
     actors: ActorHandles,
     addr: &str,
-    max_body_bytes: usize,
+    body_limits: BodyLimits,
+    header_read_timeout_ms: u64,
     grace_ms: u64,
     max_long_poll_ms: u64,
 ) -> std::io::Result<actix_web::dev::Server> {
@@ -963,9 +1089,12 @@ pub fn serve(
     let queues = web::Data::new(actors.client_queues);
     let sessions = web::Data::new(actors.miner_sessions);
     let limiter = web::Data::new(InvalidInputLimiter::default());
+    let body_limits = web::Data::new(body_limits);
+    let max_body_bytes = body_limits.max_body_bytes();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(limiter.clone())
+            .app_data(body_limits.clone())
             .app_data(node.clone())
             .app_data(queues.clone())
             .app_data(sessions.clone())
@@ -996,6 +1125,7 @@ pub fn serve(
             .default_service(web::to(|| async { ApiError::new(404, "not_found", "no such route").error_response() }))
     })
     .workers(HTTP_WORKERS)
+    .client_request_timeout(std::time::Duration::from_millis(header_read_timeout_ms))
     .disable_signals()
     .shutdown_timeout(grace_ms.div_ceil(1000))
     .bind(addr)?

@@ -19,6 +19,7 @@ mod coordinator;
 mod dev;
 mod genesis;
 mod http;
+mod http_body;
 mod invalid_input;
 mod miner;
 

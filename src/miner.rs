@@ -261,7 +261,7 @@ impl SessionReader {
         let spawned = std::thread::Builder::new().name("deai-miner-session".into()).spawn(move || {
             let over = || done.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
             while !over() {
-                let (coordinator, events) = match me.api.open_session(&me.id_hex(), SESSION_MS) {
+                let (coordinator, events) = match me.open_session(SESSION_MS) {
                     Ok(opened) => opened,
                     Err(e) => {
                         tracing::warn!(error = %e, "no coordinator took the session");

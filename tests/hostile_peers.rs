@@ -332,3 +332,157 @@ fn admin_commands_are_refused_unsigned_elsewhere_or_again_on_every_node() {
     assert_eq!(post_admin(&cluster, asked, path, body.as_bytes(), &transfer), (409, "replay".into()));
     cluster.stop_all_cleanly();
 }
+
+/// The miner session request, signed the way `deai miner` signs it (`src/api_client.rs`).
+fn session_headers(key: &SigningKey, network: &NetworkId, time_ms: u64, max_ms: u64) -> Vec<(String, String)> {
+    use ed25519_dalek::Signer;
+    let mut bytes = b"deai-miner-session/v1\0".to_vec();
+    bytes.extend_from_slice(&(network.0.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(network.0.as_bytes());
+    bytes.extend_from_slice(key.verifying_key().as_bytes());
+    bytes.extend_from_slice(&time_ms.to_le_bytes());
+    bytes.extend_from_slice(&max_ms.to_le_bytes());
+    vec![
+        ("x-deai-session-time-ms".into(), time_ms.to_string()),
+        ("x-deai-session-signature".into(), hex::encode(key.sign(&bytes).to_bytes())),
+    ]
+}
+
+/// Opens the session of `miner` on node `i` with `headers`; the status and error code.
+fn open_session(cluster: &Processes, i: usize, miner: &[u8; 32], headers: &[(String, String)]) -> (u16, String) {
+    let url = cluster.url(i, &format!("/v1/miners/{}/session?max_ms=2000", hex::encode(miner)));
+    let mut request = new_agent().get(&url);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut response = request.call().unwrap();
+    let status = response.status().as_u16();
+    if status == 200 {
+        return (200, String::new());
+    }
+    let json: serde_json::Value = response.body_mut().read_json().unwrap_or_default();
+    (status, json["code"].as_str().unwrap_or("").to_string())
+}
+
+/// A miner session opens only for a registered miner's own signature, and a captured request
+/// cannot open another: no stranger can take over a miner's session and its prompts.
+#[test]
+fn a_miner_session_cannot_be_taken_over_by_another_key() {
+    use deai_protocol::message::{RegisterMiner, ServiceOffer};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-sessions"]);
+    let network = cluster.network_id();
+    cluster.start_all();
+    let miner = SigningKey::from_bytes(&[0x51; 32]);
+    let id = miner.verifying_key().to_bytes();
+    let register = [
+        Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: 100 * deai_protocol::params::TOKEN }),
+        Message::RegisterMiner(RegisterMiner {
+            collateral: 100 * deai_protocol::params::TOKEN,
+            capacity: 2,
+            endpoint: "http://127.0.0.1:9/miner".into(),
+            services: vec![ServiceOffer {
+                service: "text-generation".into(),
+                price_per_request: 0,
+                subscription_price: None,
+            }],
+        }),
+    ];
+    let envelopes: Vec<SignedEnvelope> =
+        register.iter().enumerate().map(|(n, m)| SignedEnvelope::seal(&miner, &network, n as u64 + 1, m)).collect();
+    let body = deai_protocol::codec::encode_framed(&envelopes[..]);
+    wait_for("the miner registered", || {
+        let mut r = new_agent()
+            .post(&cluster.url(0, "/v1/ledger/entries"))
+            .header("content-type", "application/octet-stream")
+            .send(&body[..])
+            .ok()?;
+        let text = r.body_mut().read_to_string().ok()?;
+        (text.matches("\"accepted\"").count() == 2).then_some(())
+    });
+    let now = deai_cluster::checkpointer::now_ms();
+    assert_eq!(open_session(&cluster, 0, &id, &[]), (401, "unsigned_session".into()));
+    let thief = SigningKey::from_bytes(&[0x52; 32]);
+    let forged = session_headers(&thief, &network, now, 2000);
+    assert_eq!(open_session(&cluster, 0, &id, &forged), (401, "bad_session_signature".into()), "another key");
+    let stale = session_headers(&miner, &network, now - 120_000, 2000);
+    assert_eq!(open_session(&cluster, 0, &id, &stale), (401, "stale_session".into()));
+    let own = session_headers(&thief, &network, now, 2000);
+    let thief_id = thief.verifying_key().to_bytes();
+    assert_eq!(open_session(&cluster, 0, &thief_id, &own), (403, "unknown_miner".into()), "a key with no collateral");
+    // Wait until node 1 has applied the registration, then the miner's own request opens, once.
+    let signed = session_headers(&miner, &network, now, 2000);
+    let first = wait_for("the session to open on node 1", || {
+        let opened = open_session(&cluster, 1, &id, &signed);
+        (opened.1 != "unknown_miner").then_some(opened)
+    });
+    assert_eq!(first.0, 200, "{first:?}");
+    assert_eq!(open_session(&cluster, 1, &id, &signed), (409, "session_replay".into()), "a captured request");
+    cluster.stop_all_cleanly();
+}
+
+/// Sends raw HTTP/1.1 bytes to `addr` and returns what comes back (until the server closes or
+/// 5 s pass).
+fn raw_http(addr: &str, request: &[u8], stall: bool) -> (std::net::TcpStream, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.write_all(request).unwrap();
+    if stall {
+        return (stream, String::new());
+    }
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (stream, String::from_utf8_lossy(&answer).into_owned())
+}
+
+fn answer_of(stream: &mut std::net::TcpStream) -> String {
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+/// The HTTP endpoint's resources: a stalled body is closed after its timeout with a JSON 408,
+/// an oversized one is refused with a JSON 413 before it is read, bodies past the concurrency
+/// cap get a JSON 503, and HEAD, unknown routes and wrong methods all get their answer.
+#[test]
+fn stalled_oversized_and_crowded_bodies_are_refused_with_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-bodies"]);
+    cluster.env.push(("DEAI_BODY_READ_TIMEOUT_MS".into(), "500".into()));
+    cluster.env.push(("DEAI_MAX_CONCURRENT_BODIES".into(), "2".into()));
+    cluster.start_all();
+    let addr = cluster.nodes[0].http.clone();
+    let post = |length: usize| {
+        format!(
+            "POST /v1/ledger/entries HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n0123456789"
+        )
+    };
+
+    let (_, oversized) = raw_http(&addr, post(9 * 1024 * 1024).as_bytes(), false);
+    assert!(oversized.starts_with("HTTP/1.1 413") && oversized.contains("\"body_too_large\""), "{oversized}");
+
+    // Two stalled bodies hold both slots; a third body is refused at once; then the stalled
+    // ones are closed after the read timeout with a JSON 408.
+    let (mut first, _) = raw_http(&addr, post(1_000).as_bytes(), true);
+    let (mut second, _) = raw_http(&addr, post(1_000).as_bytes(), true);
+    let crowded = wait_for("the third body refused", || {
+        let (_, answer) = raw_http(&addr, post(10).as_bytes(), false);
+        answer.contains("\"busy\"").then_some(answer)
+    });
+    assert!(crowded.starts_with("HTTP/1.1 503"), "{crowded}");
+    for stalled in [&mut first, &mut second] {
+        let answer = answer_of(stalled);
+        assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("\"body_timeout\""), "{answer}");
+    }
+    // The slots are free again.
+    let (_, after) = raw_http(&addr, post(10).as_bytes(), false);
+    assert!(after.starts_with("HTTP/1.1 400") && after.contains("\"code\""), "{after}");
+
+    let (_, head) = raw_http(&addr, b"HEAD /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (_, missing) = raw_http(&addr, b"GET /v2/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
+    assert!(missing.starts_with("HTTP/1.1 404") && missing.contains("\"not_found\""), "{missing}");
+    let (_, method) = raw_http(&addr, b"DELETE /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false);
+    assert!(method.starts_with("HTTP/1.1 405") && method.contains("\"method_not_allowed\""), "{method}");
+    cluster.stop_all_cleanly();
+}

@@ -52,7 +52,7 @@ pub use client_queue::{ClientQueue, ClientQueues, QueueError, CLIENT_QUEUE_CAPAC
 pub use leadership::Leadership;
 pub use miner_session::{
     assignments_of, AssignmentInfo, MinerSession, MinerSessions, SessionError, SessionEvent, MAX_ASSIGNMENTS_PER_EVENT,
-    MAX_MINER_SESSIONS, MAX_SESSION_MS, SESSION_OUTBOX_EVENTS,
+    MAX_MINER_SESSIONS, MAX_SESSION_MS, MAX_SESSION_SKEW_MS, SESSION_OUTBOX_EVENTS,
 };
 pub use payouts::PayoutSigner;
 pub use reward_epoch::RewardEpoch;

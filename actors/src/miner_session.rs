@@ -32,6 +32,8 @@ pub const SESSION_OUTBOX_EVENTS: usize = 64;
 pub const HEARTBEAT_CHECKS_PER_PERIOD: u64 = 4;
 /// Sessions one node holds at once.
 pub const MAX_MINER_SESSIONS: usize = 10_000;
+/// How far a miner's signed session request may be from the node's clock, in milliseconds.
+pub const MAX_SESSION_SKEW_MS: u64 = 60_000;
 /// Longest one session may last, in milliseconds.
 pub const MAX_SESSION_MS: u64 = 300_000;
 /// Most assignments one event carries.
@@ -68,6 +70,12 @@ pub enum SessionError {
     Overloaded,
     #[error("this node is stopping or its actors stopped; open the session on another node")]
     Stopped,
+    /// A session request signed no later than the last one this node took for the miner: a
+    /// replay, or a clock gone back.
+    #[error(
+        "a session signed at {signed_ms} ms is no later than the last one opened here ({last_ms} ms); sign a new one"
+    )]
+    Replayed { signed_ms: u64, last_ms: u64 },
 }
 
 impl SessionError {
@@ -75,6 +83,7 @@ impl SessionError {
         match self {
             SessionError::Overloaded => "overloaded",
             SessionError::Stopped => "session_stopped",
+            SessionError::Replayed { .. } => "session_replay",
         }
     }
 }
@@ -257,6 +266,9 @@ type OpenSessions = HashMap<ParticipantId, Addr<MinerSession>>;
 pub struct MinerSessions {
     /// The open sessions; `None` once the node closed them for good (it is stopping).
     inner: Arc<Mutex<Option<OpenSessions>>>,
+    /// The signing time of the last session opened for each miner: a session request is taken
+    /// only with a later one, so a captured request cannot open another. Bounded: see `open`.
+    last_signed_ms: Arc<Mutex<HashMap<ParticipantId, u64>>>,
     duties: Duties,
     arbiter: actix::ArbiterHandle,
 }
@@ -278,7 +290,7 @@ impl MinerSessions {
                 }
             }
         });
-        MinerSessions { inner, duties, arbiter }
+        MinerSessions { inner, last_signed_ms: Arc::default(), duties, arbiter }
     }
 
     fn forget(&self, miner: &ParticipantId, addr: Addr<MinerSession>) {
@@ -310,10 +322,33 @@ impl MinerSessions {
 
     /// Opens a session for `miner` lasting at most `max_ms` (capped by `miner_session_max_ms`),
     /// ending any session it already has here; its events arrive on the returned receiver,
-    /// and dropping the receiver ends the session.
-    pub fn open(&self, miner: ParticipantId, max_ms: u64) -> Result<mpsc::Receiver<SessionEvent>, SessionError> {
+    /// and dropping the receiver ends the session. The caller has checked the miner's signature
+    /// over the request, made at `signed_ms`; it must be later than the last one taken here for
+    /// that miner, or a captured request could replace the miner's session.
+    pub fn open(
+        &self,
+        miner: ParticipantId,
+        max_ms: u64,
+        signed_ms: u64,
+    ) -> Result<mpsc::Receiver<SessionEvent>, SessionError> {
         let mut guard = self.inner.lock().map_err(|_| SessionError::Stopped)?;
         let map = guard.as_mut().ok_or(SessionError::Stopped)?;
+        {
+            let mut last = self.last_signed_ms.lock().map_err(|_| SessionError::Stopped)?;
+            if let Some(&last_ms) = last.get(&miner) {
+                if signed_ms <= last_ms {
+                    self.duties.metrics.refused("miner_session", "replayed");
+                    return Err(SessionError::Replayed { signed_ms, last_ms });
+                }
+            }
+            // Times more than a skew window old can no longer be replayed (the caller refuses a
+            // stale request), so forgetting them keeps the table to recent miners.
+            if last.len() >= MAX_MINER_SESSIONS {
+                let horizon = signed_ms.saturating_sub(2 * MAX_SESSION_SKEW_MS);
+                last.retain(|_, t| *t >= horizon);
+            }
+            last.insert(miner, signed_ms);
+        }
         if let Some(old) = map.remove(&miner) {
             old.do_send(EndSession { reason: "replaced" });
         }

@@ -362,7 +362,7 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     assert!(written.outcome.outcomes.iter().all(|o| *o == EntryOutcome::Accepted), "{:?}", written.outcome);
 
     let sessions = nodes[follower].actors.as_ref().unwrap().miner_sessions();
-    let mut events = sessions.open(miner.keys.id, 60_000).expect("a session opens");
+    let mut events = sessions.open(miner.keys.id, 60_000, 1).expect("a session opens");
     let next = |events: &mut tokio::sync::mpsc::Receiver<SessionEvent>| {
         let mut events = std::mem::replace(events, tokio::sync::mpsc::channel(1).1);
         async move {
@@ -396,7 +396,9 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
     assert_eq!(nodes[follower].metrics.running("miner_session"), 1);
 
     // A second session of the same miner replaces the first; it starts with what is assigned.
-    let mut second = sessions.open(miner.keys.id, 60_000).expect("a second session opens");
+    let mut second = sessions.open(miner.keys.id, 60_000, 2).expect("a second session opens");
+    let replayed = sessions.open(miner.keys.id, 60_000, 2).expect_err("a request signed no later is a replay");
+    assert_eq!(replayed.code(), "session_replay", "{replayed}");
     let (event, _) = next(&mut events).await;
     assert_eq!(event, Some(SessionEvent::End { reason: "replaced" }));
     let (event, rest) = next(&mut second).await;
@@ -420,7 +422,7 @@ async fn a_miner_session_pushes_assignments_and_heartbeats() {
             other => panic!("unexpected session event {other:?}"),
         }
     }
-    assert!(sessions.open(miner.keys.id, 60_000).is_err(), "a closed registry opens no session");
+    assert!(sessions.open(miner.keys.id, 60_000, 3).is_err(), "a closed registry opens no session");
     wait_for("the sessions to stop", || (nodes[follower].metrics.running("miner_session") == 0).then_some(())).await;
     stop_actors(&mut nodes);
 }
@@ -434,7 +436,7 @@ async fn a_miner_session_ends_at_its_max_ms() {
     let (mut nodes, _network, _dir) = start_network_with(230, "deai-session-end", |_| {}, slow_timers).await;
     let sessions = nodes[0].actors.as_ref().unwrap().miner_sessions();
     let miner = Participant::new("short-session-miner");
-    let mut events = sessions.open(miner.keys.id, 50).expect("a session opens");
+    let mut events = sessions.open(miner.keys.id, 50, 1).expect("a session opens");
     let event = tokio::time::timeout(WAIT, events.recv()).await.expect("the session ends in time");
     assert_eq!(event, Some(SessionEvent::End { reason: "max_ms" }));
     stop_actors(&mut nodes);
