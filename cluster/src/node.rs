@@ -13,7 +13,9 @@ use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig,
 use ed25519_dalek::SigningKey;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::network::RaftNetworkFactory;
-use openraft::{Config, Raft, SnapshotPolicy};
+use openraft::raft::AppendEntriesRequest;
+use openraft::storage::RaftLogReader;
+use openraft::{Config, LogId, Raft, SnapshotPolicy};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -134,6 +136,8 @@ pub struct CoordinatorNode {
     critical: CriticalTasks,
     /// Checks operators' signed admin requests before this node carries one out; none: refused.
     admin_gate: std::sync::Mutex<Option<Arc<dyn AdminGate>>>,
+    /// Reads this node's own log, to check what a leader's append would overwrite.
+    log_reader: deai_storage::RedbLogStore,
 }
 
 /// Counts a proposal as pending while it lives, even if its caller gives up.
@@ -216,6 +220,7 @@ impl CoordinatorNode {
             }
         };
         let ledger = state_machine.shared_ledger();
+        let log_reader = log_store.clone();
         let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
@@ -242,6 +247,7 @@ impl CoordinatorNode {
             forward_network: None,
             critical,
             admin_gate: std::sync::Mutex::new(None),
+            log_reader,
         })
     }
 
@@ -385,6 +391,36 @@ impl CoordinatorNode {
             }
             Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
+    }
+
+    /// Why `rpc` would replace an entry this node holds as committed, if it would: a leader that
+    /// asks for that is lying or broken (Raft never rewrites a committed entry), so the append is
+    /// refused here rather than handed to openraft, whose core stops on it.
+    pub(crate) async fn overwrites_committed(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> Option<String> {
+        let committed = u64::try_from(self.metrics.storage.committed_index.get()).unwrap_or(0);
+        let claimed: Vec<LogId<NodeId>> = rpc
+            .prev_log_id
+            .iter()
+            .copied()
+            .chain(rpc.entries.iter().map(|e| e.log_id))
+            .filter(|id| id.index <= committed)
+            .collect();
+        let (first, last) = (claimed.first()?.index, claimed.last()?.index);
+        let mut reader = self.log_reader.clone();
+        let ours = match reader.try_get_log_entries(first..=last).await {
+            Ok(ours) => ours,
+            Err(e) => return Some(format!("cannot read this node's own log to check the append: {e}")),
+        };
+        // Entries already purged into a snapshot are not compared; openraft skips them anyway.
+        claimed.iter().find_map(|id| {
+            let own = ours.iter().find(|o| o.log_id.index == id.index)?;
+            (own.log_id != *id).then(|| {
+                format!(
+                    "the append puts {id} where this node holds committed {} (commit index {committed})",
+                    own.log_id
+                )
+            })
+        })
     }
 
     /// Has `gate` check every signed admin request this node carries out, until

@@ -182,3 +182,42 @@ async fn a_hundred_silent_strangers_do_not_stop_an_election_or_writes() {
     }
     assert!(connections >= u64::from(STRANGERS), "the crowd did connect ({connections} connections)");
 }
+
+/// A member that speaks in its own name but lies as a leader (a higher term, a blank entry at an
+/// index the follower holds as committed) is refused before openraft sees the append: the
+/// follower neither stops nor loses anything, and the cluster writes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_that_would_overwrite_a_committed_entry_is_refused() {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_tcp_cluster(dir.path(), 3, test_genesis(3)).await;
+    let leader = tcp_leader(&nodes).await;
+    let net = TestNet::new();
+    let written = nodes[leader as usize].write(&faucet_batch(&net, "before", 3)).await.expect("written");
+    for node in &nodes {
+        node.raft.wait(Some(WAIT)).applied_index_at_least(Some(written.log_index), "applied").await.unwrap();
+    }
+    let liar = 2u64;
+    let target = (0..3).find(|id| *id != liar).unwrap();
+    let term = nodes[target as usize].raft.metrics().borrow().current_term;
+    let forged = openraft::raft::AppendEntriesRequest {
+        vote: Vote::new_committed(term + 1, liar),
+        prev_log_id: None,
+        entries: vec![Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term + 1, liar), 1),
+            payload: EntryPayload::Blank,
+        }],
+        leader_commit: None,
+    };
+    let mut link = TcpNetwork::new(NETWORK, auth_as(liar, 3)).new_client(target, &members[&target]).await;
+    let err = link.append_entries(forged, RPCOption::new(Duration::from_secs(2))).await.unwrap_err().to_string();
+    assert!(err.contains("holds committed"), "{err}");
+    assert!(refusals(&nodes[target as usize], "overwrite_committed") >= 1);
+    assert_eq!(nodes[target as usize].raft.metrics().borrow().current_term, term, "nothing reached openraft");
+
+    let more = nodes[leader as usize].write(&faucet_batch(&net, "after", 3)).await.expect("the cluster writes on");
+    for node in &nodes {
+        node.raft.wait(Some(WAIT)).applied_index_at_least(Some(more.log_index), "applied").await.unwrap();
+        assert_eq!(node.ledger().read().root, more.outcome.root, "every replica agrees");
+    }
+}

@@ -549,7 +549,15 @@ fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -
 async fn handle(request: Request, node: &crate::CoordinatorNode) -> Response {
     let raft = &node.raft;
     match request {
-        Request::Append(rpc) => Response::Append(raft.append_entries(rpc).await),
+        Request::Append(rpc) => match node.overwrites_committed(&rpc).await {
+            Some(why) => {
+                node.metrics().peer_refusals.with_label_values(&["overwrite_committed"]).inc();
+                let leader = rpc.vote.leader_id().voted_for();
+                tracing::error!(?leader, %why, "refused an append that would overwrite a committed entry");
+                Response::Refused(why)
+            }
+            None => Response::Append(raft.append_entries(rpc).await),
+        },
         Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
         Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
         Request::Write(batch) => Response::Written(
