@@ -379,23 +379,35 @@ fn too_much_invalid_input(wait_ms: u64) -> ApiError {
 /// accepted), before anything reaches the cluster: junk never becomes a log entry. Signatures are
 /// checked as one batch, and one by one only to name a bad one.
 fn check_at_edge(
-    ledger: &deai_protocol::Ledger,
+    node: &CoordinatorNode,
     envelopes: &[SignedEnvelope],
 ) -> Result<(), (usize, deai_protocol::Rejection)> {
-    for (i, envelope) in envelopes.iter().enumerate() {
-        envelope.check_and_decode(&ledger.network_id).map_err(|r| (i, r))?;
-        let last = ledger.next_nonce(&envelope.signer).saturating_sub(1);
+    // The ledger is read for the network and the signers' last nonces only, and let go before
+    // any signature is checked: applying entries never waits on the edge.
+    let (network, last_nonces) = {
+        let ledger = node.ledger().read();
+        let last: Vec<u64> = envelopes.iter().map(|e| ledger.next_nonce(&e.signer).saturating_sub(1)).collect();
+        (ledger.network_id.clone(), last)
+    };
+    for (i, (envelope, last)) in envelopes.iter().zip(last_nonces).enumerate() {
+        envelope.check_and_decode(&network).map_err(|r| (i, r))?;
         deai_protocol::ledger::check_nonce(&envelope.signer, envelope.nonce, last).map_err(|r| (i, r))?;
     }
-    let all: Vec<&SignedEnvelope> = envelopes.iter().collect();
-    if deai_protocol::envelope::verify_batch(&all) {
-        return Ok(());
+    if envelopes.len() > 1 {
+        let all: Vec<&SignedEnvelope> = envelopes.iter().collect();
+        if deai_protocol::envelope::verify_batch(&all) {
+            return Ok(());
+        }
     }
     for (i, envelope) in envelopes.iter().enumerate() {
         envelope.verify_signature().map_err(|r| (i, r))?;
     }
     Ok(())
 }
+
+/// Most envelopes the edge checks on the HTTP worker itself; a larger batch is checked on the
+/// blocking pool, so that one request's signature checks never hold a worker for long.
+pub const EDGE_CHECK_INLINE_MAX: usize = 16;
 
 /// Envelopes as JSON: each one's codec bytes in hex.
 #[derive(Deserialize, ToSchema)]
@@ -476,14 +488,18 @@ async fn write_envelopes(
     if let Some(wait_ms) = envelopes.iter().find_map(|e| limiter.key_wait_ms(&e.signer, Instant::now())) {
         return Err(too_much_invalid_input(wait_ms));
     }
-    // Signature checks are CPU work: off the HTTP workers.
-    let checking = node.clone();
-    let (envelopes, checked) = web::block(move || {
-        let checked = check_at_edge(&checking.ledger().read(), &envelopes);
+    let (envelopes, checked) = if envelopes.len() <= EDGE_CHECK_INLINE_MAX {
+        let checked = check_at_edge(node, &envelopes);
         (envelopes, checked)
-    })
-    .await
-    .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?;
+    } else {
+        let checking = node.clone();
+        web::block(move || {
+            let checked = check_at_edge(&checking, &envelopes);
+            (envelopes, checked)
+        })
+        .await
+        .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?
+    };
     if let Err((i, rejection)) = checked {
         limiter.charge(source, Some(envelopes[i].signer), Instant::now());
         return Err(ApiError::bad_request(rejection.code(), format!("envelope {i}: {rejection}; nothing was written")));

@@ -225,6 +225,8 @@ impl Duties {
 /// The actor system of one coordinator, on its own thread.
 pub struct CoordinatorActors {
     system: actix::System,
+    /// Set by [`stop`](Self::stop): the thread ending then is no failure.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     client_queues: ClientQueues,
     miner_sessions: MinerSessions,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
@@ -251,28 +253,50 @@ impl ActorsError {
     }
 }
 
+/// Runs the actor system on the current thread: every node's actors, then the registries the
+/// API submits through, handed back on `started`.
+fn run_system(duties: Duties, started: StartedSender) -> std::io::Result<()> {
+    let system = actix::System::new();
+    system.block_on(async {
+        use actix::Actor;
+        Leadership::new(duties.clone()).start();
+        PayoutSigner::new(duties.clone()).start();
+        if duties.config.sign_checkpoints {
+            Checkpointer::new(duties.clone()).start();
+        }
+        let queues = ClientQueues::new(duties.clone(), actix::Arbiter::current());
+        let sessions = MinerSessions::new(duties, actix::Arbiter::current());
+        let _ = started.send((actix::System::current(), queues, sessions));
+    });
+    system.run()
+}
+
+type StartedSender = std::sync::mpsc::Sender<(actix::System, ClientQueues, MinerSessions)>;
+
 impl CoordinatorActors {
     /// Starts [`Leadership`], [`PayoutSigner`] and (unless `sign_checkpoints` is off)
     /// [`Checkpointer`] on a new actix system thread.
     pub fn start(duties: Duties) -> Result<Self, ActorsError> {
         let (started, system) = std::sync::mpsc::channel();
+        // The actor system is a critical task of the node: if its thread ends (an actor's panic
+        // unwinds it) while the node runs, the node is not ready and stops.
+        let critical = duties.outbox.node().critical_tasks().clone();
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped_on_purpose = stopping.clone();
         let thread = std::thread::Builder::new().name("deai-actors".into()).spawn(move || {
-            let system = actix::System::new();
-            system.block_on(async {
-                use actix::Actor;
-                Leadership::new(duties.clone()).start();
-                PayoutSigner::new(duties.clone()).start();
-                if duties.config.sign_checkpoints {
-                    Checkpointer::new(duties.clone()).start();
-                }
-                let queues = ClientQueues::new(duties.clone(), actix::Arbiter::current());
-                let sessions = MinerSessions::new(duties, actix::Arbiter::current());
-                let _ = started.send((actix::System::current(), queues, sessions));
-            });
-            system.run()
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_system(duties, started)));
+            if !stopped_on_purpose.load(std::sync::atomic::Ordering::Acquire) {
+                let why = match &ran {
+                    Ok(Ok(())) => "ended".to_string(),
+                    Ok(Err(e)) => format!("failed: {e}"),
+                    Err(_) => "panicked".to_string(),
+                };
+                critical.report("actor system", &why);
+            }
+            ran.unwrap_or_else(|_| Err(std::io::Error::other("the actor system panicked")))
         })?;
         let (system, client_queues, miner_sessions) = system.recv().map_err(|_| ActorsError::Start)?;
-        Ok(CoordinatorActors { system, client_queues, miner_sessions, thread: Some(thread) })
+        Ok(CoordinatorActors { system, stopping, client_queues, miner_sessions, thread: Some(thread) })
     }
 
     /// The registry of client queues, for the API to submit through.
@@ -288,6 +312,7 @@ impl CoordinatorActors {
     /// Stops every actor and waits for the thread to end. Proposals already handed to the main
     /// runtime finish there.
     pub fn stop(mut self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Release);
         self.system.stop();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
