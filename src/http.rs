@@ -14,6 +14,7 @@
 
 use crate::admin_auth::{IdBody, LearnerBody, SnapshotBody};
 use crate::api_client::{hex, session_request_bytes, unhex, unhex32, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use crate::edge_verifier::EdgeVerifier;
 use crate::http_body::BodyLimits;
 use crate::invalid_input::InvalidInputLimiter;
 use actix_web::http::StatusCode;
@@ -150,6 +151,7 @@ type Queues = web::Data<Option<ClientQueues>>;
 type Sessions = web::Data<Option<MinerSessions>>;
 type Limiter = web::Data<InvalidInputLimiter>;
 type Limits = web::Data<BodyLimits>;
+type Verifier = web::Data<EdgeVerifier>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -347,6 +349,7 @@ async fn write_entries(
     req: HttpRequest,
     node: Node,
     queues: Queues,
+    verifier: Verifier,
     limiter: Limiter,
     limits: Limits,
     payload: web::Payload,
@@ -358,7 +361,7 @@ async fn write_entries(
         limiter.charge(source, None, Instant::now());
         ApiError::bad_request(e.code(), e.to_string())
     })?;
-    write_envelopes(&node, queues.get_ref().as_ref(), &limiter, source, envelopes).await
+    write_envelopes(&node, queues.get_ref().as_ref(), &verifier, &limiter, source, envelopes).await
 }
 
 /// The request's source address, refused with 429 if it has spent its invalid-input budget.
@@ -393,21 +396,8 @@ fn check_at_edge(
         envelope.check_and_decode(&network).map_err(|r| (i, r))?;
         deai_protocol::ledger::check_nonce(&envelope.signer, envelope.nonce, last).map_err(|r| (i, r))?;
     }
-    if envelopes.len() > 1 {
-        let all: Vec<&SignedEnvelope> = envelopes.iter().collect();
-        if deai_protocol::envelope::verify_batch(&all) {
-            return Ok(());
-        }
-    }
-    for (i, envelope) in envelopes.iter().enumerate() {
-        envelope.verify_signature().map_err(|r| (i, r))?;
-    }
     Ok(())
 }
-
-/// Most envelopes the edge checks on the HTTP worker itself; a larger batch is checked on the
-/// blocking pool, so that one request's signature checks never hold a worker for long.
-pub const EDGE_CHECK_INLINE_MAX: usize = 16;
 
 /// Envelopes as JSON: each one's codec bytes in hex.
 #[derive(Deserialize, ToSchema)]
@@ -438,6 +428,7 @@ async fn write_entries_json(
     req: HttpRequest,
     node: Node,
     queues: Queues,
+    verifier: Verifier,
     limiter: Limiter,
     limits: Limits,
     payload: web::Payload,
@@ -471,12 +462,13 @@ async fn write_entries_json(
             }
         }
     }
-    write_envelopes(&node, queues.get_ref().as_ref(), &limiter, source, envelopes).await
+    write_envelopes(&node, queues.get_ref().as_ref(), &verifier, &limiter, source, envelopes).await
 }
 
 async fn write_envelopes(
     node: &Arc<CoordinatorNode>,
     queues: Option<&ClientQueues>,
+    verifier: &EdgeVerifier,
     limiter: &InvalidInputLimiter,
     source: Option<std::net::IpAddr>,
     envelopes: Vec<SignedEnvelope>,
@@ -488,17 +480,14 @@ async fn write_envelopes(
     if let Some(wait_ms) = envelopes.iter().find_map(|e| limiter.key_wait_ms(&e.signer, Instant::now())) {
         return Err(too_much_invalid_input(wait_ms));
     }
-    let (envelopes, checked) = if envelopes.len() <= EDGE_CHECK_INLINE_MAX {
-        let checked = check_at_edge(node, &envelopes);
-        (envelopes, checked)
-    } else {
-        let checking = node.clone();
-        web::block(move || {
-            let checked = check_at_edge(&checking, &envelopes);
-            (envelopes, checked)
-        })
-        .await
-        .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?
+    // Size, network, body and nonce here; signatures on the verifier's thread, in one batch
+    // with whatever other requests are being checked.
+    let (envelopes, checked) = match check_at_edge(node, &envelopes) {
+        Err(bad) => (envelopes, Err(bad)),
+        Ok(()) => verifier
+            .verify(envelopes)
+            .await
+            .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?,
     };
     if let Err((i, rejection)) = checked {
         limiter.charge(source, Some(envelopes[i].signer), Instant::now());
@@ -1106,11 +1095,13 @@ pub fn serve(
     let sessions = web::Data::new(actors.miner_sessions);
     let limiter = web::Data::new(InvalidInputLimiter::default());
     let body_limits = web::Data::new(body_limits);
+    let verifier = web::Data::new(EdgeVerifier::start()?);
     let max_body_bytes = body_limits.max_body_bytes();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(limiter.clone())
             .app_data(body_limits.clone())
+            .app_data(verifier.clone())
             .app_data(node.clone())
             .app_data(queues.clone())
             .app_data(sessions.clone())

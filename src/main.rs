@@ -17,6 +17,7 @@ mod client_cli;
 mod config;
 mod coordinator;
 mod dev;
+mod edge_verifier;
 mod genesis;
 mod http;
 mod http_body;

@@ -405,6 +405,11 @@ impl CoordinatorNode {
             .chain(rpc.entries.iter().map(|e| e.log_id))
             .filter(|id| id.index <= committed)
             .collect();
+        // The usual append follows on from what this node applied last: nothing to read.
+        let last_applied = self.raft.metrics().borrow().last_applied;
+        if claimed.len() == 1 && Some(claimed[0]) == last_applied && rpc.prev_log_id == last_applied {
+            return None;
+        }
         let (first, last) = (claimed.first()?.index, claimed.last()?.index);
         let mut reader = self.log_reader.clone();
         let ours = match reader.try_get_log_entries(first..=last).await {
