@@ -183,7 +183,7 @@ impl AdminAuth {
         if keys.is_empty() {
             anyhow::bail!(
                 "admin_keys is empty: list at least one operator key (deai genesis writes admin.key and \
-                 lists its public half in every node file; deai keygen makes another)"
+                 lists its public half in every node file)"
             );
         }
         let keys = keys
