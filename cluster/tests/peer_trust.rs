@@ -221,3 +221,26 @@ async fn an_append_that_would_overwrite_a_committed_entry_is_refused() {
         assert_eq!(node.ledger().read().root, more.outcome.root, "every replica agrees");
     }
 }
+
+/// A member removed from the Raft membership keeps its key in the member table, but is refused
+/// at the hello from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_refused_though_its_key_is_still_listed() {
+    use deai_cluster::admin::AdminCommand;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_tcp_cluster(dir.path(), 3, test_genesis(3)).await;
+    let leader = tcp_leader(&nodes).await;
+    let removed = (0..3).find(|id| *id != leader).unwrap();
+    let asked = (0..3).find(|id| *id != leader && *id != removed).unwrap();
+    nodes[leader as usize].admin(AdminCommand::Remove { id: removed }).await.expect("removed");
+    nodes[asked as usize]
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.membership_config.membership().get_node(&removed).is_none(), "the removal applied")
+        .await
+        .unwrap();
+    let mut link = TcpNetwork::new(NETWORK, auth_as(removed, 3)).new_client(asked, &members[&asked]).await;
+    let err = link.vote(far_vote(removed), RPCOption::new(Duration::from_secs(2))).await.unwrap_err().to_string();
+    assert!(err.contains("not in this node's Raft membership"), "{err}");
+    assert!(refusals(&nodes[asked as usize], "not_member") >= 1);
+}

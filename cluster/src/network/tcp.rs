@@ -4,9 +4,10 @@
 //! [`peer_auth`](super::peer_auth): both sides authenticate with their coordinator key, and only
 //! members' keys are accepted. Inside the encrypted stream the client then names its wire version,
 //! network and node id; a node id other than the one its key is bound to is refused
-//! (`impersonation`). Every request is then checked against that member: an append, a vote or a
-//! snapshot must be in its own name, a leader-transfer step must come from the leader. Forwarded
-//! writes carry envelopes only; the leader stamps time (see `batcher.rs`).
+//! (`impersonation`), and so is a member the Raft membership no longer holds. Every request is
+//! then checked against that member: an append, a vote or a snapshot must be in its own name, a
+//! leader-transfer step must come from the leader. Forwarded writes carry envelopes only; the
+//! leader stamps time (see `batcher.rs`).
 //!
 //! **What a stranger costs.** A connection that has not authenticated holds a handshake slot for
 //! at most [`HANDSHAKE_TIMEOUT_MS`]. There are at most [`MAX_HANDSHAKES_PER_ADDRESS`] of them per
@@ -314,6 +315,17 @@ impl PeerServer {
         *self.member_hosts.write().unwrap_or_else(|p| p.into_inner()) = hosts;
     }
 
+    /// Whether `member` is a voter or learner of the Raft membership this node knows. A node with
+    /// no membership yet (a new cluster's or a new learner's first contact) takes every member of
+    /// the member table; once it has one, a removed member is refused even though its key is
+    /// still in the table.
+    fn in_membership(&self, member: NodeId) -> bool {
+        let metrics = self.node.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        membership.nodes().next().is_none() || membership.get_node(&member).is_some()
+    }
+
     /// Registers a new authenticated connection of `member`, closing its oldest past the cap;
     /// returns its id and the signal that closes it.
     fn register(&self, member: NodeId) -> (u64, Arc<Notify>) {
@@ -408,7 +420,9 @@ async fn authenticate(
     };
     let hello = read_frame_limited::<_, Hello>(&mut tls, MAX_HANDSHAKE_BYTES).await?;
     let network = server.network.network();
-    let refusal = if hello.wire_version != WIRE_VERSION {
+    let refusal = if !server.in_membership(member) {
+        Some(("not_member", format!("node {member} is not in this node's Raft membership (removed?)")))
+    } else if hello.wire_version != WIRE_VERSION {
         Some(("handshake", format!("wire version {}, this node speaks {WIRE_VERSION}", hello.wire_version)))
     } else if hello.network != network {
         Some(("handshake", format!("peer is on network {:?}, this node is on network {network:?}", hello.network)))
