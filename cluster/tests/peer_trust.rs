@@ -244,3 +244,38 @@ async fn a_removed_member_is_refused_though_its_key_is_still_listed() {
     assert!(err.contains("not in this node's Raft membership"), "{err}");
     assert!(refusals(&nodes[asked as usize], "not_member") >= 1);
 }
+
+/// Connecting to a peer that never answers holds up callers of that peer only: a write to the
+/// leader goes through while the connect to the silent address is still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_never_holds_up_links_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_tcp_cluster(dir.path(), 3, test_genesis(3)).await;
+    let leader = tcp_leader(&nodes).await;
+    let follower = (0..3).find(|id| *id != leader).unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    // Accepts and holds every connection, answering nothing: a TLS handshake there waits out
+    // its deadline.
+    let _holding = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let client = TcpNetwork::new(NETWORK, auth_as(follower, 3));
+    let net = TestNet::new();
+    let stuck = {
+        let client = client.clone();
+        let batch = UnstampedBatch::new(&faucet_batch(&net, "nowhere", 1));
+        tokio::spawn(async move { client.write(leader, &silent_addr, batch, WAIT).await })
+    };
+    let written = client
+        .write(leader, &members[&leader].addr, UnstampedBatch::new(&faucet_batch(&net, "through", 1)), WAIT)
+        .await
+        .expect("the link to the leader is not held up")
+        .expect("written");
+    assert_eq!(written.1.outcomes, vec![EntryOutcome::Accepted]);
+    assert!(!stuck.is_finished(), "the write went through while the silent connect was still waiting");
+    assert!(stuck.await.unwrap().is_err(), "the silent peer's connect gives up in the end");
+}
