@@ -279,3 +279,30 @@ async fn a_silent_peer_never_holds_up_links_to_others() {
     assert!(!stuck.is_finished(), "the write went through while the silent connect was still waiting");
     assert!(stuck.await.unwrap().is_err(), "the silent peer's connect gives up in the end");
 }
+
+/// A snapshot chunk reaching past the receive cap is refused before openraft buffers it, even
+/// from the leader in its own name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_chunk_past_the_receive_cap_is_refused() {
+    use deai_cluster::network::tcp::MAX_SNAPSHOT_RECEIVE_BYTES;
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, members) = start_tcp_cluster(dir.path(), 3, test_genesis(3)).await;
+    let leader = tcp_leader(&nodes).await;
+    let follower = (0..3).find(|id| *id != leader).unwrap();
+    let term = nodes[follower as usize].raft.metrics().borrow().current_term;
+    let chunk = openraft::raft::InstallSnapshotRequest {
+        vote: Vote::new_committed(term, leader),
+        meta: openraft::SnapshotMeta {
+            last_log_id: None,
+            last_membership: openraft::StoredMembership::default(),
+            snapshot_id: "huge".into(),
+        },
+        offset: MAX_SNAPSHOT_RECEIVE_BYTES,
+        data: vec![0; 16],
+        done: false,
+    };
+    let mut link = TcpNetwork::new(NETWORK, auth_as(leader, 3)).new_client(follower, &members[&follower]).await;
+    let err = link.install_snapshot(chunk, RPCOption::new(Duration::from_secs(2))).await.unwrap_err().to_string();
+    assert!(err.contains("past the") && err.contains("cap"), "{err}");
+    assert!(refusals(&nodes[follower as usize], "request") >= 1);
+}
