@@ -232,6 +232,11 @@ async fn a_removed_member_is_refused_though_its_key_is_still_listed() {
     let leader = tcp_leader(&nodes).await;
     let removed = (0..3).find(|id| *id != leader).unwrap();
     let asked = (0..3).find(|id| *id != leader && *id != removed).unwrap();
+    // A membership change waits for the first membership to be committed: a write first.
+    let written = nodes[leader as usize].write(&faucet_batch(&TestNet::new(), "settle", 1)).await.expect("written");
+    for node in &nodes {
+        node.raft.wait(Some(WAIT)).applied_index_at_least(Some(written.log_index), "applied").await.unwrap();
+    }
     nodes[leader as usize].admin(AdminCommand::Remove { id: removed }).await.expect("removed");
     nodes[asked as usize]
         .raft
