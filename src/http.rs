@@ -118,10 +118,9 @@ impl From<ClusterError> for ApiError {
             ClusterError::Config(_) | ClusterError::Malformed(_) => 400,
             ClusterError::Fatal(_) | ClusterError::Storage(_) => 500,
             ClusterError::AdminRefused { code, .. } => {
-                deai_cluster::ADMIN_REFUSAL_CODES.iter().find(|(c, _)| c == code).map_or(403, |(_, status)| *status)
+                deai_cluster::admin_refusal(code).map_or(403, |(_, status)| status)
             }
             ClusterError::Forwarded { code, .. } => match *code {
-                code if deai_cluster::ADMIN_REFUSAL_CODES.iter().any(|(c, _)| *c == code) => 403,
                 "not_leader" => 421,
                 "cluster_config" => 400,
                 "batch_too_large" => 413,
@@ -220,8 +219,16 @@ fn signed(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result<Sign
     )
 }
 
-async fn admin(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result<HttpResponse, ApiError> {
-    let request = signed(node, req, body)?;
+/// Every admin route: reads the body, packages the signed request, and has the node that
+/// carries it out check and run it.
+async fn admin(
+    node: &CoordinatorNode,
+    limits: &BodyLimits,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = limits.read(req, payload, MAX_ADMIN_BODY_BYTES).await?;
+    let request = signed(node, req, &body)?;
     tracing::info!(command = ?request.command, "admin command");
     let done = node.admin_signed(request).await.inspect_err(
         |e| tracing::warn!(code = e.code(), path = req.path(), error = %e, "admin request refused or failed"),
@@ -245,8 +252,7 @@ async fn add_learner(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
-    admin(&node, &req, &body).await
+    admin(&node, &limits, &req, payload).await
 }
 
 /// Makes a learner a voter.
@@ -265,8 +271,7 @@ async fn promote(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
-    admin(&node, &req, &body).await
+    admin(&node, &limits, &req, payload).await
 }
 
 /// Removes a voter or learner.
@@ -280,8 +285,7 @@ async fn promote(
     (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
 ))]
 async fn remove(node: Node, limits: Limits, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
-    admin(&node, &req, &body).await
+    admin(&node, &limits, &req, payload).await
 }
 
 /// Moves leadership to a voter.
@@ -300,8 +304,7 @@ async fn transfer_leader(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
-    admin(&node, &req, &body).await
+    admin(&node, &limits, &req, payload).await
 }
 
 /// Builds a snapshot on this node.
@@ -321,8 +324,7 @@ async fn snapshot(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = limits.read(&req, payload, MAX_ADMIN_BODY_BYTES).await?;
-    admin(&node, &req, &body).await
+    admin(&node, &limits, &req, payload).await
 }
 
 /// What a write returns.

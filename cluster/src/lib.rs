@@ -75,6 +75,11 @@ pub const ADMIN_REFUSAL_CODES: &[(&str, u16)] = &[
     ("admin_mismatch", 400),
 ];
 
+/// `code` as one of [`ADMIN_REFUSAL_CODES`], with its HTTP status, if it is one.
+pub fn admin_refusal(code: &str) -> Option<(&'static str, u16)> {
+    ADMIN_REFUSAL_CODES.iter().find(|(c, _)| *c == code).copied()
+}
+
 /// Every code [`ClusterError::code`] can return, so that a code that crossed the network maps
 /// back to one of them.
 pub const ERROR_CODES: &[&str] = &[

@@ -109,14 +109,13 @@ fn remote_error(f: RemoteFailure) -> ClusterError {
     match f.code.as_str() {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
-        code if crate::ADMIN_REFUSAL_CODES.iter().any(|(c, _)| *c == code) => {
-            let code = crate::ADMIN_REFUSAL_CODES.iter().find(|(c, _)| *c == code).map_or("raft_error", |(c, _)| c);
-            ClusterError::AdminRefused { code, message: f.message }
-        }
-        code => {
-            let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
-            ClusterError::Forwarded { code, message: f.message }
-        }
+        code => match crate::admin_refusal(code) {
+            Some((code, _)) => ClusterError::AdminRefused { code, message: f.message },
+            None => {
+                let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
+                ClusterError::Forwarded { code, message: f.message }
+            }
+        },
     }
 }
 
@@ -289,11 +288,11 @@ impl CoordinatorNode {
 
     pub(crate) async fn submit_batch(&self, batch: &UnstampedBatch) -> Result<Written, ClusterError> {
         self.refuse_while_transferring()?;
+        let too_large =
+            |size_bytes| ClusterError::TooLarge { size_bytes, limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES };
+        // Refused before decoding: the bytes alone are already too many.
         if batch.envelopes.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
-            return Err(ClusterError::TooLarge {
-                size_bytes: batch.envelopes.len(),
-                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
-            });
+            return Err(too_large(batch.envelopes.len()));
         }
         // A follower that knows the leader says so at once, without queueing.
         let leader = self.raft.metrics().borrow().current_leader;
@@ -303,10 +302,7 @@ impl CoordinatorNode {
         let envelopes = batch.envelopes()?;
         let stamped_bytes = batch.stamped_size_bytes(envelopes.len());
         if stamped_bytes > deai_storage::MAX_LOG_COMMAND_BYTES {
-            return Err(ClusterError::TooLarge {
-                size_bytes: stamped_bytes,
-                limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
-            });
+            return Err(too_large(stamped_bytes));
         }
         self.counted(self.batcher.write(envelopes, stamped_bytes)).await
     }
