@@ -265,14 +265,7 @@ fn admin_headers(
     body: &[u8],
 ) -> Vec<(String, String)> {
     use ed25519_dalek::Signer;
-    let mut bytes = b"deai-admin-request/v2\0".to_vec();
-    for part in [network.as_bytes(), b"POST".as_slice(), path.as_bytes()] {
-        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(part);
-    }
-    bytes.extend_from_slice(&node.to_le_bytes());
-    bytes.extend_from_slice(&time_ms.to_le_bytes());
-    bytes.extend_from_slice(blake3::hash(body).as_bytes());
+    let bytes = deai_api::signed_requests::admin_request_bytes(network, node, "POST", path, time_ms, body);
     vec![
         ("x-deai-admin-key".into(), hex::encode(key.verifying_key().as_bytes())),
         ("x-deai-time-ms".into(), time_ms.to_string()),

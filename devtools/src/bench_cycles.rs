@@ -21,8 +21,9 @@
 //! deadline minus `order_timeout_ms`, against the order's `placed_ms`), so the miners' polling
 //! does not count. `--rate` caps the cycles per second, to measure latency below saturation.
 
-use crate::api_client::{hex, unhex32, Coordinators, Participant};
-use crate::config::CoordinatorConfig;
+use deai_api::hex::{hex, unhex32};
+use deai_client::{Coordinators, Participant};
+use deai_coordinator::config::CoordinatorConfig;
 use crate::genesis::NewCluster;
 use anyhow::bail;
 use deai_protocol::message::*;
@@ -246,7 +247,7 @@ pub fn run(settings: &CyclesBench) -> anyhow::Result<CyclesReport> {
     for i in 0..3 {
         let config = CoordinatorConfig::load(Some(&dir.path().join(format!("node-{i}.toml"))))?;
         let mut stop = stop_rx.clone();
-        nodes.push(runtime.spawn(crate::coordinator::run_until(config, async move {
+        nodes.push(runtime.spawn(deai_coordinator::run::run_until(config, async move {
             let _ = stop.wait_for(|s| *s).await;
             "benchmark done"
         })));
@@ -361,16 +362,13 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                         // Claim everything new in one request.
                         let mut envelopes: Vec<SignedEnvelope> = Vec::new();
                         for event in events {
-                            for item in event["assignments"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                                let Some(order) = item["order"].as_str().and_then(unhex32) else { continue };
+                            for item in &event.assignments {
+                                let Some(order) = unhex32(&item.order) else { continue };
                                 if !claimed.insert(order) {
                                     continue;
                                 }
-                                let (placed, allocated) = (item["placed_ms"].as_u64(), item["allocated_ms"].as_u64());
-                                if let (Some(p), Some(al)) = (placed, allocated) {
-                                    if let Ok(mut h) = allocation.lock() {
-                                        h.saturating_record(al.saturating_sub(p).max(1) * 1_000);
-                                    }
+                                if let Ok(mut h) = allocation.lock() {
+                                    h.saturating_record(item.allocated_ms.saturating_sub(item.placed_ms).max(1) * 1_000);
                                 }
                                 let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
                                 envelopes.push(a.seal_next(&claim));

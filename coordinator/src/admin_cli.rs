@@ -62,7 +62,7 @@ pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> an
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut request = agent.post(&format!("{base}{path}")).header("content-type", "application/json");
         if let Some(key) = key {
-            let now_ms = deai_cluster::checkpointer::now_ms();
+            let now_ms = deai_clock::Clock::now_ms(&deai_clock::SystemClock);
             for (name, value) in crate::admin_auth::sign(key, &network, node_id, "POST", &path, now_ms, &bytes) {
                 request = request.header(name, value);
             }

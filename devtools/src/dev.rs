@@ -7,11 +7,11 @@
 //! that the payouts sum exactly to the epoch's reward and reached the miners, prints what
 //! happened, and exits 0 only if all of that held.
 
-use crate::api_client::{Coordinators, Participant};
-use crate::client_cli::{fetch_output, put_order, rate};
-use crate::config::CoordinatorConfig;
+use deai_client::cli::{fetch_output, put_order, rate};
+use deai_client::{Coordinators, Participant};
+use deai_coordinator::config::CoordinatorConfig;
 use crate::genesis::NewCluster;
-use crate::miner::MinerSettings;
+use deai_miner::MinerSettings;
 use anyhow::bail;
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message};
 use deai_protocol::types::{AssetId, Rating};
@@ -90,7 +90,7 @@ pub fn run(settings: DevSettings) -> anyhow::Result<()> {
     for i in 0..DEV_COORDINATORS {
         let config = CoordinatorConfig::load(Some(&dir.join(format!("node-{i}.toml"))))?;
         let mut stop = stop_rx.clone();
-        nodes.push(runtime.spawn(crate::coordinator::run_until(config, async move {
+        nodes.push(runtime.spawn(deai_coordinator::run::run_until(config, async move {
             let _ = stop.wait_for(|s| *s).await;
             "dev network stopping"
         })));
@@ -130,14 +130,14 @@ fn run_network(settings: &DevSettings, http: &[String]) -> anyhow::Result<()> {
             services: vec!["text-generation".into(), "text-embedding".into(), "image-generation".into()],
             backend: "demo".into(),
             capacity: 8,
-            collateral_tokens: 100,
+            collateral: 100 * deai_protocol::params::TOKEN,
             use_faucet: true,
         };
         let stop = stop.clone();
         miners.push(
             std::thread::Builder::new()
                 .name(format!("deai-miner-{m}"))
-                .spawn(move || crate::miner::run(miner, stop))?,
+                .spawn(move || deai_miner::run(miner, stop))?,
         );
     }
     let api = Coordinators::new(&http.join(","))?;

@@ -12,8 +12,15 @@
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
-use crate::admin_auth::{IdBody, LearnerBody, SnapshotBody};
-use crate::api_client::{hex, session_request_bytes, unhex, unhex32, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use deai_api::hex::{hex, unhex, unhex32};
+use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use deai_api::views::{
+    AccountPath, AccountView, AdminDone, Assignment, EnvelopesBody, EpochPath, EpochView, ErrorBody, Head, HeadQuery,
+    IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery,
+    SnapshotBody, WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
+};
+use deai_api::Code;
+use deai_clock::Clock;
 use crate::edge_verifier::EdgeVerifier;
 use crate::http_body::BodyLimits;
 use crate::invalid_input::InvalidInputLimiter;
@@ -26,8 +33,7 @@ use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi};
 
 /// The API description, generated from the handlers' annotations and the types they use.
 #[derive(OpenApi)]
@@ -72,31 +78,26 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 /// HTTP worker threads; the Raft work runs on the tokio runtime beside them.
 pub const HTTP_WORKERS: usize = 2;
 
-/// An error as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// An error as the API answers it: the JSON body ([`ErrorBody`]) and its HTTP status.
+#[derive(Debug)]
 pub struct ApiError {
-    pub code: String,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub leader: Option<u64>,
-    /// For `frozen`: when the freeze ends (ledger time, ms since the Unix epoch).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub until_ms: Option<u64>,
-    #[serde(skip)]
-    #[schema(ignore)]
+    pub body: ErrorBody,
     status: u16,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.body.code, self.body.message)
     }
 }
 
 impl ApiError {
-    /// An error with `status`, a stable `code` and a message; no leader hint, no `until_ms`.
+    /// An error with `status`, a stable `code` (one of [`Code`]) and a message; no leader hint,
+    /// no `until_ms`.
     pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
-        ApiError { code: code.into(), message: message.into(), leader: None, until_ms: None, status }
+        let known = Code::of(code);
+        debug_assert!(known != Code::Unknown, "error code {code:?} is missing from deai_api::Code");
+        ApiError { body: ErrorBody { code: known, message: message.into(), leader: None, until_ms: None }, status }
     }
 
     pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -105,6 +106,16 @@ impl ApiError {
 
     fn unavailable(code: &str, message: impl Into<String>) -> Self {
         ApiError::new(503, code, message)
+    }
+
+    fn with_leader(mut self, leader: Option<u64>) -> Self {
+        self.body.leader = leader;
+        self
+    }
+
+    fn with_until_ms(mut self, until_ms: Option<u64>) -> Self {
+        self.body.until_ms = until_ms;
+        self
     }
 }
 
@@ -132,7 +143,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NotLeader { leader } => *leader,
             _ => None,
         };
-        ApiError { leader, ..ApiError::new(status, e.code(), e.to_string()) }
+        ApiError::new(status, e.code(), e.to_string()).with_leader(leader)
     }
 }
 
@@ -141,7 +152,7 @@ impl ResponseError for ApiError {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(self)
+        HttpResponse::build(self.status_code()).json(&self.body)
     }
 }
 
@@ -160,7 +171,7 @@ impl From<QueueError> for ApiError {
             QueueError::Frozen { until_ms } => (429, Some(until_ms)),
             QueueError::Overloaded | QueueError::Stopped | QueueError::Timeout { .. } => (503, None),
         };
-        ApiError { until_ms, ..ApiError::new(status, e.code(), e.to_string()) }
+        ApiError::new(status, e.code(), e.to_string()).with_until_ms(until_ms)
     }
 }
 
@@ -192,11 +203,6 @@ async fn metrics(node: Node) -> HttpResponse {
 #[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_cluster::admin::NodeStatus)))]
 async fn status(node: Node) -> HttpResponse {
     HttpResponse::Ok().json(deai_cluster::admin::status(&node))
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct AdminDone {
-    pub done: String,
 }
 
 /// The signature headers of a change to the cluster, required when the node has `admin_keys`
@@ -239,12 +245,12 @@ async fn admin(
 /// Adds a learner and waits until it has caught up.
 #[utoipa::path(post, path = "/v1/admin/learners", tag = "admin", params(AdminSignatureHeaders), request_body = LearnerBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
-    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
-    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
-    (status = 409, description = "this signed request was already carried out", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ErrorBody),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ErrorBody),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ErrorBody),
+    (status = 409, description = "this signed request was already carried out", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn add_learner(
     node: Node,
@@ -258,12 +264,12 @@ async fn add_learner(
 /// Makes a learner a voter.
 #[utoipa::path(post, path = "/v1/admin/promote", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
-    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
-    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
-    (status = 409, description = "this signed request was already carried out", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ErrorBody),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ErrorBody),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ErrorBody),
+    (status = 409, description = "this signed request was already carried out", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn promote(
     node: Node,
@@ -277,12 +283,12 @@ async fn promote(
 /// Removes a voter or learner.
 #[utoipa::path(post, path = "/v1/admin/remove", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
-    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
-    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
-    (status = 409, description = "this signed request was already carried out", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ErrorBody),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ErrorBody),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ErrorBody),
+    (status = 409, description = "this signed request was already carried out", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn remove(node: Node, limits: Limits, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     admin(&node, &limits, &req, payload).await
@@ -291,12 +297,12 @@ async fn remove(node: Node, limits: Limits, req: HttpRequest, payload: web::Payl
 /// Moves leadership to a voter.
 #[utoipa::path(post, path = "/v1/admin/transfer-leader", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
-    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
-    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
-    (status = 409, description = "this signed request was already carried out", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ErrorBody),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ErrorBody),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ErrorBody),
+    (status = 409, description = "this signed request was already carried out", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn transfer_leader(
     node: Node,
@@ -311,12 +317,12 @@ async fn transfer_leader(
 #[utoipa::path(post, path = "/v1/admin/snapshot", tag = "admin", params(AdminSignatureHeaders),
     request_body(content = SnapshotBody, description = "an empty object, or no body"), responses(
     (status = 200, body = AdminDone),
-    (status = 400, description = "invalid request, or a malformed signature header", body = ApiError),
-    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ApiError),
-    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ApiError),
-    (status = 409, description = "this signed request was already carried out", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "invalid request, or a malformed signature header", body = ErrorBody),
+    (status = 401, description = "unsigned, stale, or a signature that does not match (when the node has admin_keys)", body = ErrorBody),
+    (status = 403, description = "the signing key is not one of the node's admin_keys", body = ErrorBody),
+    (status = 409, description = "this signed request was already carried out", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn snapshot(
     node: Node,
@@ -327,25 +333,15 @@ async fn snapshot(
     admin(&node, &limits, &req, payload).await
 }
 
-/// What a write returns.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct WriteResult {
-    pub log_index: u64,
-    pub height: u64,
-    pub root: String,
-    /// One per entry: `accepted`, or the rejection's code.
-    pub outcomes: Vec<String>,
-}
-
 /// Submits signed envelopes in their binary form: a codec-framed list.
 #[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger",
     request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ApiError),
-    (status = 413, description = "over the size limit", body = ApiError),
-    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ErrorBody),
+    (status = 413, description = "over the size limit", body = ErrorBody),
+    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn write_entries(
     req: HttpRequest,
@@ -401,14 +397,6 @@ fn check_at_edge(
     Ok(())
 }
 
-/// Envelopes as JSON: each one's codec bytes in hex.
-#[derive(Deserialize, ToSchema)]
-struct EnvelopesBody {
-    /// Each envelope's codec bytes, in hex.
-    #[schema(min_items = 1, max_items = 128)]
-    envelopes: Vec<String>,
-}
-
 /// Most envelopes one JSON write carries: their hex must fit [`MAX_JSON_BODY_BYTES`] (an envelope
 /// takes at least 300 hex digits), so larger batches use the binary route.
 pub const MAX_JSON_ENVELOPES: usize = 128;
@@ -420,11 +408,11 @@ const _: () = assert!(MAX_JSON_ENVELOPES * 300 <= MAX_JSON_BODY_BYTES);
 /// of at most 64 KiB; larger batches go to `/v1/ledger/entries`.
 #[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(
     (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ApiError),
-    (status = 413, description = "over the size limit", body = ApiError),
-    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ApiError),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ApiError),
+    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ErrorBody),
+    (status = 413, description = "over the size limit", body = ErrorBody),
+    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ErrorBody),
+    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
 ))]
 async fn write_entries_json(
     req: HttpRequest,
@@ -522,35 +510,6 @@ async fn write_envelopes(
     }))
 }
 
-/// How fresh a read must be.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct HeadQuery {
-    /// `linearizable` (the default; the leader answers) or `stale` (any node, its own state).
-    consistency: Option<ReadConsistency>,
-}
-
-/// `linearizable`: confirmed with a quorum, on the leader. `stale`: this node's applied state.
-#[derive(Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum ReadConsistency {
-    Linearizable,
-    Stale,
-}
-
-/// Long polling: answer as soon as there is something to report, or after `wait_ms`.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct WaitQuery {
-    /// Wait up to this long (at most 30000) for the order to be claimed or to end, or for an
-    /// assignment to appear, instead of answering at once.
-    #[param(maximum = 30000)]
-    wait_ms: Option<u64>,
-}
-
-/// Longest a long poll waits, in milliseconds.
-pub const MAX_LONG_POLL_MS: u64 = 30_000;
-
 /// This node's cap on long polls (`max_long_poll_ms`, at most [`MAX_LONG_POLL_MS`]).
 struct LongPoll {
     max_ms: u64,
@@ -586,31 +545,12 @@ async fn read_until<T>(
     }
 }
 
-/// A participant, by public key.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct AccountPath {
-    /// The participant's ed25519 public key, 64 hex digits.
-    #[param(pattern = "^[0-9a-fA-F]{64}$")]
-    id: String,
-}
-
-/// The ledger's head as a read returns it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Head {
-    /// The network id every envelope must be signed for.
-    pub network_id: String,
-    pub height: u64,
-    pub root: String,
-    pub last_certified_height: Option<u64>,
-}
-
 /// The ledger's height, root and last certified height.
 #[utoipa::path(get, path = "/v1/ledger/head", tag = "ledger", params(HeadQuery), responses(
     (status = 200, body = Head),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let consistency = consistency_of(&query)?;
@@ -623,16 +563,6 @@ async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, 
         })
         .await?;
     Ok(HttpResponse::Ok().json(head))
-}
-
-/// One account as a read returns it. Amounts are decimal strings: they are 128-bit.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AccountView {
-    pub id: String,
-    pub balance: String,
-    pub locked: String,
-    /// The nonce the account's next entry must exceed.
-    pub last_nonce: u64,
 }
 
 fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError> {
@@ -663,9 +593,9 @@ fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
 #[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger",
     params(AccountPath, HeadQuery), responses(
     (status = 200, body = AccountView),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn account(
     node: Node,
@@ -692,50 +622,11 @@ async fn account(
 /// 405 with the `Allow` header RFC 9110 asks for.
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     let error = ApiError::new(405, "method_not_allowed", format!("this route takes {allow} only"));
-    HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error)
+    HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error.body)
 }
 
-/// An order id, by its hex.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct OrderPath {
-    /// The order id (the hash of the signed `PutOrder` envelope), 64 hex digits.
-    #[param(pattern = "^[0-9a-fA-F]{64}$")]
-    id: String,
-}
-
-/// One order as a read returns it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct OrderView {
-    pub id: String,
-    pub client: String,
-    pub service: String,
-    /// `pending`, `allocated`, `completed`, `rated`, `expired`, `failed` or `invalidated`.
-    pub status: String,
-    pub miner: Option<String>,
-    /// Where the assigned miner serves the output.
-    pub miner_endpoint: Option<String>,
-    pub deadline_ms: u64,
-    /// The hash the miner's claim commits to (SPEC 5.8), once claimed.
-    pub output_hash: Option<String>,
-}
-
-/// A participant's orders and assignments: the miner's session reads these.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Assignment {
-    pub order: String,
-    pub client: String,
-    pub service: String,
-    /// The inline payload in hex (empty for an external payload).
-    pub payload: String,
-    pub deadline_ms: u64,
-    /// Ledger time when the order was put, and when it was allocated.
-    pub placed_ms: u64,
-    pub allocated_ms: u64,
-}
-
-impl From<&AssignmentInfo> for Assignment {
-    fn from(a: &AssignmentInfo) -> Self {
+fn assignment_view(a: &AssignmentInfo) -> Assignment {
+    {
         Assignment {
             order: hex(&a.order.0),
             client: hex(&a.client.0),
@@ -748,26 +639,8 @@ impl From<&AssignmentInfo> for Assignment {
     }
 }
 
-/// One line of a miner session's stream.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionLine {
-    /// `assignments`, `heartbeat` or `end`.
-    pub kind: String,
-    /// For `assignments`: orders newly allocated to the miner (the first line: all it holds).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub assignments: Vec<Assignment>,
-    /// For `heartbeat`: this node's ledger height, and its clock.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at_ms: Option<u64>,
-    /// For `end`: why (`max_ms`, `replaced`); the miner opens a new session.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl From<SessionEvent> for SessionLine {
-    fn from(event: SessionEvent) -> Self {
+fn session_line(event: SessionEvent) -> SessionLine {
+    {
         let line = |kind: &str| SessionLine {
             kind: kind.into(),
             assignments: Vec::new(),
@@ -777,7 +650,7 @@ impl From<SessionEvent> for SessionLine {
         };
         match event {
             SessionEvent::Assignments(list) => {
-                SessionLine { assignments: list.iter().map(Assignment::from).collect(), ..line("assignments") }
+                SessionLine { assignments: list.iter().map(assignment_view).collect(), ..line("assignments") }
             }
             SessionEvent::Heartbeat { height, at_ms } => {
                 SessionLine { height: Some(height), at_ms: Some(at_ms), ..line("heartbeat") }
@@ -787,19 +660,6 @@ impl From<SessionEvent> for SessionLine {
     }
 }
 
-/// How long a miner session should last.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct SessionQuery {
-    /// End the session after this long (default 60000, at most 300000); the miner then opens
-    /// the next one.
-    #[param(minimum = 1, maximum = 300000)]
-    max_ms: Option<u64>,
-}
-
-/// How long a session lasts when the miner does not say, in milliseconds.
-pub const DEFAULT_SESSION_MS: u64 = 60_000;
-
 /// A miner's session: its assignments pushed as this node applies them, and heartbeats.
 ///
 /// The answer is a stream of JSON lines (`application/x-ndjson`), one `SessionLine` each: first
@@ -808,11 +668,11 @@ pub const DEFAULT_SESSION_MS: u64 = 60_000;
 /// session of the same miner opens on this node. Claims go through `/v1/entries`.
 #[utoipa::path(get, path = "/v1/miners/{id}/session", tag = "miners", params(AccountPath, SessionQuery), responses(
     (status = 200, description = "a stream of JSON lines, one SessionLine each", body = SessionLine, content_type = "application/x-ndjson"),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 401, description = "not signed by the miner's key (x-deai-session-time-ms, x-deai-session-signature), or stale", body = ApiError),
-    (status = 403, description = "the miner is not registered", body = ApiError),
-    (status = 409, description = "signed no later than the last session this node opened for the miner (a replay)", body = ApiError),
-    (status = 503, description = "this node runs no actors, or holds too many sessions", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 401, description = "not signed by the miner's key (x-deai-session-time-ms, x-deai-session-signature), or stale", body = ErrorBody),
+    (status = 403, description = "the miner is not registered", body = ErrorBody),
+    (status = 409, description = "signed no later than the last session this node opened for the miner (a replay)", body = ErrorBody),
+    (status = 503, description = "this node runs no actors, or holds too many sessions", body = ErrorBody),
 ))]
 async fn miner_session(
     req: HttpRequest,
@@ -836,7 +696,7 @@ async fn miner_session(
     })?;
     let lines = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.recv().await?;
-        let mut line = serde_json::to_vec(&SessionLine::from(event)).unwrap_or_default();
+        let mut line = serde_json::to_vec(&session_line(event)).unwrap_or_default();
         line.push(b'\n');
         Some((Ok::<_, actix_web::Error>(web::Bytes::from(line)), events))
     });
@@ -865,7 +725,7 @@ fn session_signer_check(
     let signed_ms: u64 = header(SESSION_TIME_HEADER).ok_or_else(unsigned)?.parse().map_err(|_| unsigned())?;
     let signature: [u8; 64] =
         header(SESSION_SIGNATURE_HEADER).and_then(unhex).and_then(|b| b.try_into().ok()).ok_or_else(unsigned)?;
-    let now_ms = deai_cluster::checkpointer::now_ms();
+    let now_ms = deai_clock::SystemClock.now_ms();
     if now_ms.abs_diff(signed_ms) > MAX_SESSION_SKEW_MS {
         return Err(ApiError::new(
             401,
@@ -891,19 +751,6 @@ fn session_signer_check(
     Ok(signed_ms)
 }
 
-/// A miner as the provider list shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProviderView {
-    pub id: String,
-    pub endpoint: String,
-    pub services: Vec<String>,
-    pub online: bool,
-    /// Reputation in thousandths (SPEC 5.5).
-    pub reputation_milli: u32,
-    pub in_flight: u32,
-    pub capacity: u32,
-}
-
 /// Most assignments one request returns.
 pub const MAX_ASSIGNMENTS_PER_REQUEST: usize = 512;
 /// Most providers one request returns.
@@ -916,10 +763,10 @@ fn not_found(what: &str) -> ApiError {
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "clients", params(OrderPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = OrderView),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 404, description = "no such order", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "no such order", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn order(
     node: Node,
@@ -955,9 +802,9 @@ async fn order(
 /// The orders allocated to a miner and not yet claimed: what its session must serve.
 #[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = Vec<Assignment>),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn assignments(
     node: Node,
@@ -970,7 +817,7 @@ async fn assignments(
     let read = |l: &deai_protocol::Ledger| {
         deai_actors::assignments_of(l, &miner, MAX_ASSIGNMENTS_PER_REQUEST)
             .iter()
-            .map(Assignment::from)
+            .map(assignment_view)
             .collect::<Vec<_>>()
     };
     let list =
@@ -981,9 +828,9 @@ async fn assignments(
 /// Registered miners, their services and reputations.
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let list = node
@@ -1006,35 +853,13 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// An epoch number.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct EpochPath {
-    number: u64,
-}
-
-/// A closed reward epoch (SPEC 5.7): the reward, the payouts and their certification.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EpochView {
-    pub number: u64,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    /// Decimal: amounts are 128-bit.
-    pub reward: String,
-    /// `(miner, amount)`, amounts in decimal.
-    pub payouts: Vec<(String, String)>,
-    pub payouts_root: String,
-    pub signatures: usize,
-    pub certified: bool,
-}
-
 /// A closed epoch, its payouts and their signatures.
 #[utoipa::path(get, path = "/v1/epochs/{number}", tag = "ledger", params(EpochPath, HeadQuery), responses(
     (status = 200, body = EpochView),
-    (status = 400, description = "bad parameter", body = ApiError),
-    (status = 404, description = "not closed (or no longer retained)", body = ApiError),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ApiError),
-    (status = 503, description = "no leader", body = ApiError),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "not closed (or no longer retained)", body = ErrorBody),
+    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let view = node

@@ -107,7 +107,7 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
     let identities: Vec<CoordinatorIdentity> =
         (0..BENCH_NODES).map(|i| CoordinatorIdentity::from_seed([i as u8 + 1; 32])).collect();
     let mut genesis = Genesis::dev(network, identities.iter().map(|c| c.info()).collect());
-    genesis.start_ms = deai_cluster::checkpointer::now_ms();
+    genesis.start_ms = deai_clock::Clock::now_ms(&deai_clock::SystemClock);
     let member_keys: MemberKeys = (0..BENCH_NODES).zip(identities.iter().map(|c| c.id())).collect();
 
     // Size a write: whole signed entries until the batch reaches `entry_bytes`.

@@ -5,6 +5,10 @@
 //! envelopes here; the nonce comes from a linearizable read of their account.
 
 use anyhow::{bail, Context};
+use deai_api::hex::hex;
+use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use deai_clock::Clock;
+use deai_api::views::SessionLine;
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::SignedEnvelope;
@@ -22,22 +26,6 @@ use std::time::Duration;
 /// request, even for an IP address. The lookup is bounded by the system resolver's own
 /// timeouts instead (`resolv.conf`).
 pub const API_REQUEST_TIMEOUT_MS: u64 = 10_000;
-
-/// Lower-case hex, as every id and byte string in the API is written.
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
-/// Hex in either case; `None` for an odd length or a non-hex digit.
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    hex::decode(text).ok()
-}
-
-pub fn unhex32(text: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
-}
 
 /// An agent whose every request phase but the address lookup is bounded by `phase_ms` (see
 /// [`API_REQUEST_TIMEOUT_MS`]); answers of any status are returned, not turned into errors.
@@ -139,10 +127,10 @@ impl Coordinators {
         key: &SigningKey,
         network: &NetworkId,
         max_ms: u64,
-    ) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
+    ) -> anyhow::Result<(String, impl Iterator<Item = SessionLine>)> {
         let miner = key.verifying_key().to_bytes();
         let sign = || {
-            let time_ms = deai_cluster::checkpointer::now_ms();
+            let time_ms = deai_clock::SystemClock.now_ms();
             let signature = key.sign(&session_request_bytes(network, &miner, time_ms, max_ms)).to_bytes();
             [(SESSION_TIME_HEADER, time_ms.to_string()), (SESSION_SIGNATURE_HEADER, hex(&signature))]
         };
@@ -150,7 +138,7 @@ impl Coordinators {
         let (coordinator, body) = self.open_stream(&path, max_ms, sign)?;
         let lines = std::io::BufRead::lines(std::io::BufReader::new(body.into_reader()))
             .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str::<Value>(&line).ok());
+            .filter_map(|line| serde_json::from_str::<SessionLine>(&line).ok());
         Ok((coordinator, lines))
     }
 
@@ -249,7 +237,7 @@ impl Participant {
 
     /// Opens this participant's miner session, signed with its key (see
     /// [`Coordinators::open_session`]).
-    pub fn open_session(&self, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
+    pub fn open_session(&self, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = SessionLine>)> {
         self.api.open_session(&self.key, &self.network, max_ms)
     }
 
@@ -299,33 +287,6 @@ impl Participant {
         }
         Ok(outcome.log_index)
     }
-}
-
-/// The bytes a miner signs to open its assignment session: the network, the miner, the time of
-/// asking and the length asked for. A coordinator takes it within `MAX_SESSION_SKEW_MS` of its
-/// clock, only with a time later than the last session it opened for that miner.
-pub fn session_request_bytes(network: &NetworkId, miner: &[u8; 32], time_ms: u64, max_ms: u64) -> Vec<u8> {
-    let mut bytes = b"deai-miner-session/v1\0".to_vec();
-    bytes.extend_from_slice(&(network.0.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(network.0.as_bytes());
-    bytes.extend_from_slice(miner);
-    bytes.extend_from_slice(&time_ms.to_le_bytes());
-    bytes.extend_from_slice(&max_ms.to_le_bytes());
-    bytes
-}
-
-/// Headers of a signed session request: the time of asking and the signature.
-pub const SESSION_TIME_HEADER: &str = "x-deai-session-time-ms";
-pub const SESSION_SIGNATURE_HEADER: &str = "x-deai-session-signature";
-
-/// The bytes a client signs to fetch an order's output from the miner (SPEC 5.8: outputs go to
-/// the requesting client only).
-pub fn output_request_bytes(network: &NetworkId, order: &[u8; 32], time_ms: u64) -> Vec<u8> {
-    let mut bytes = b"deai-output-request".to_vec();
-    bytes.extend_from_slice(network.0.as_bytes());
-    bytes.extend_from_slice(order);
-    bytes.extend_from_slice(&time_ms.to_le_bytes());
-    bytes
 }
 
 #[cfg(test)]

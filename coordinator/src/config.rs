@@ -97,7 +97,7 @@ impl Default for CoordinatorConfig {
             header_read_timeout_ms: 5_000,
             shutdown_grace_ms: 5_000,
             critical_failure_hold_ms: 1_000,
-            max_long_poll_ms: crate::http::MAX_LONG_POLL_MS,
+            max_long_poll_ms: deai_api::views::MAX_LONG_POLL_MS,
             admin_keys: Vec::new(),
             raft: RaftSettings::default(),
             actors: ActorSettings::default(),
@@ -150,7 +150,7 @@ impl CoordinatorConfig {
     pub fn member_key_map(&self) -> anyhow::Result<BTreeMap<u64, ParticipantId>> {
         let mut keys = BTreeMap::new();
         for (id, hex) in parse_peers(&self.member_keys).context("member_keys")? {
-            let bytes = crate::api_client::unhex32(&hex)
+            let bytes = deai_api::hex::unhex32(&hex)
                 .with_context(|| format!("member_keys: node {id}'s key is not 64 hex digits"))?;
             keys.insert(id, ParticipantId(bytes));
         }

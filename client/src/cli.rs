@@ -4,7 +4,10 @@
 //! output from the miner's endpoint with a signed request and checks it against the hash the
 //! miner claimed) → rate. `providers` lists miners; `release` gives the pass back.
 
-use crate::api_client::{hex, output_request_bytes, unhex32, Participant};
+use crate::sdk::Participant;
+use deai_api::hex::{hex, unhex32};
+use deai_api::signed_requests::output_request_bytes;
+use deai_clock::Clock;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use deai_protocol::message::{
@@ -20,6 +23,48 @@ use std::time::{Duration, Instant};
 pub const ORDER_POLL_MS: u64 = 20;
 /// How long one long poll of an order may wait on the coordinator, in milliseconds.
 pub const ORDER_LONG_POLL_MS: u64 = 1_000;
+
+/// A client: stake, pass, order, fetch and check outputs, rate.
+#[derive(clap::Args, Debug)]
+pub struct ClientArgs {
+    /// HTTP addresses of coordinators (`host:port,...`); any member will do, and the client
+    /// fails over among them.
+    #[arg(long, env = "DEAI_COORDINATORS", default_value = "127.0.0.1:8100")]
+    pub coordinator: String,
+    /// The client's key file (make one with `deai client keygen`).
+    #[arg(long, env = "DEAI_CLIENT_KEY_FILE", default_value = "client.key")]
+    pub key: std::path::PathBuf,
+    /// Print JSON (errors too).
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: ClientAction,
+}
+
+/// Runs `deai client`.
+pub fn run_client(args: &ClientArgs) -> anyhow::Result<()> {
+    if matches!(args.action, ClientAction::Keygen) {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        deai_api::key_file::save_seed(&args.key, &seed)?;
+        let id = hex(ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().as_bytes());
+        if args.json {
+            println!("{}", json!({ "file": args.key.display().to_string(), "id": id }));
+        } else {
+            println!("wrote {} (id {id})", args.key.display());
+        }
+        return Ok(());
+    }
+    let key = deai_api::key_file::load_signing_key(&args.key)?;
+    let me = Participant::connect(key, crate::Coordinators::new(&args.coordinator)?)?;
+    let (text, value) = run(&me, &args.action)?;
+    if args.json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ClientAction {
@@ -89,7 +134,7 @@ pub fn fetch_output(me: &Participant, order: &str, wait: Duration) -> anyhow::Re
     };
     let endpoint = view["miner_endpoint"].as_str().context("the order has no miner endpoint")?;
     let order_id = unhex32(order).context("order ids are 64 hex digits")?;
-    let time_ms = deai_cluster::checkpointer::now_ms();
+    let time_ms = deai_clock::SystemClock.now_ms();
     let signature = me.key.sign(&output_request_bytes(me.network(), &order_id, time_ms)).to_bytes();
     let mut response = me
         .api

@@ -12,34 +12,19 @@
 //! second record of the same hash is refused on every replica, so a request runs once in the
 //! whole cluster, whichever node it is sent to. A coordinator refuses to start without admin keys.
 
-use crate::api_client::{hex, unhex, unhex32};
+use deai_api::hex::{hex, unhex, unhex32};
+pub use deai_api::signed_requests::admin_request_bytes;
+use deai_api::signed_requests::{ADMIN_KEY_HEADER as KEY_HEADER, ADMIN_SIGNATURE_HEADER as SIGNATURE_HEADER, ADMIN_TIME_HEADER as TIME_HEADER};
+use deai_api::views::{IdBody, LearnerBody, SnapshotBody};
 use deai_cluster::admin::{AdminCommand, AdminGate, AdmitFuture, SignedAdmin};
 use deai_cluster::outbox::CoordinatorOutbox;
 use deai_cluster::ClusterError;
 use deai_protocol::message::{AuthorizeAdmin, Message};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 /// How far an admin request's time may be from the executing node's clock, in milliseconds.
 pub const MAX_ADMIN_SKEW_MS: u64 = 60_000;
 
-pub const KEY_HEADER: &str = "x-deai-admin-key";
-pub const TIME_HEADER: &str = "x-deai-time-ms";
-pub const SIGNATURE_HEADER: &str = "x-deai-signature";
-
-/// What an admin signature covers.
-pub fn admin_request_bytes(network: &str, node: u64, method: &str, path: &str, time_ms: u64, body: &[u8]) -> Vec<u8> {
-    let mut bytes = b"deai-admin-request/v2\0".to_vec();
-    for part in [network.as_bytes(), method.as_bytes(), path.as_bytes()] {
-        bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(part);
-    }
-    bytes.extend_from_slice(&node.to_le_bytes());
-    bytes.extend_from_slice(&time_ms.to_le_bytes());
-    bytes.extend_from_slice(blake3::hash(body).as_bytes());
-    bytes
-}
 
 /// The three headers that sign one admin request to node `node`.
 pub fn sign(
@@ -101,21 +86,6 @@ impl From<AdminAuthError> for ClusterError {
         ClusterError::AdminRefused { code: e.code(), message: e.to_string() }
     }
 }
-
-#[derive(Deserialize, ToSchema)]
-pub struct LearnerBody {
-    pub id: u64,
-    pub raft_addr: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-pub struct IdBody {
-    pub id: u64,
-}
-
-/// A snapshot takes no parameters.
-#[derive(Deserialize, ToSchema)]
-pub struct SnapshotBody {}
 
 /// The command an admin route's `path` and JSON `body` ask for.
 pub fn command_of(path: &str, body: &[u8]) -> Result<AdminCommand, String> {
@@ -237,7 +207,7 @@ pub struct AdminAuthority {
 impl AdminGate for AdminAuthority {
     fn admit<'a>(&'a self, request: &'a SignedAdmin, executing: u64) -> AdmitFuture<'a> {
         Box::pin(async move {
-            let hash = self.auth.check(request, executing, deai_cluster::checkpointer::now_ms())?;
+            let hash = self.auth.check(request, executing, deai_clock::Clock::now_ms(&deai_clock::SystemClock))?;
             let record = AuthorizeAdmin { request: hash, expires_ms: request.time_ms + MAX_ADMIN_SKEW_MS };
             let submitted = self.outbox.submit(Message::AuthorizeAdmin(record)).await?;
             match submitted.rejection() {

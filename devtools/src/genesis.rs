@@ -5,7 +5,8 @@
 //! bootstrapping. Copy the directory to the hosts, or edit the addresses, and start each node
 //! with `deai coordinator --config node-<i>.toml`.
 
-use crate::config::node_file;
+use deai_coordinator::config::node_file;
+use deai_clock::Clock;
 use anyhow::{bail, Context};
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_protocol::Genesis;
@@ -29,7 +30,7 @@ pub struct NewCluster {
 /// The admin key file `deai genesis` writes beside the node files.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
 
-fn fresh_seed() -> anyhow::Result<[u8; 32]> {
+pub fn fresh_seed() -> anyhow::Result<[u8; 32]> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness for a new key: {e}"))?;
     Ok(seed)
@@ -56,7 +57,7 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     genesis.dev = new.dev;
     // Ledger time and the first epoch start now: a genesis in the past would make the leader
     // close every epoch since then, one entry each.
-    genesis.start_ms = deai_cluster::checkpointer::now_ms();
+    genesis.start_ms = deai_clock::SystemClock.now_ms();
     if let Some(epoch_ms) = new.epoch_ms {
         genesis.params.epoch_ms = epoch_ms;
     }
@@ -82,7 +83,7 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     // snapshots only when it signs them (`deai admin --key admin.key`).
     let admin = CoordinatorIdentity::from_seed(fresh_seed()?);
     admin.save(&out.join(ADMIN_KEY_FILE))?;
-    let admin_key = crate::api_client::hex(admin.signing.verifying_key().as_bytes());
+    let admin_key = deai_api::hex::hex(admin.signing.verifying_key().as_bytes());
     for i in 0..new.coordinators {
         let raft = format!("{}:{}", new.host, port(new.raft_port_base, i)?);
         let http = format!("{}:{}", new.host, port(new.http_port_base, i)?);

@@ -1,0 +1,250 @@
+//! The JSON bodies of `/v1`: what coordinators answer and what they read. Amounts are decimal
+//! strings of base units (they are 128-bit); ids, hashes and payloads are hex.
+
+use crate::codes::Code;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::{IntoParams, ToSchema};
+
+/// An error as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ErrorBody {
+    pub code: Code,
+    pub message: String,
+    /// For `not_leader`: the Raft id of the leader, when this node knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
+    /// For `frozen`: when the freeze ends (ledger time, ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AdminDone {
+    pub done: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LearnerBody {
+    pub id: u64,
+    pub raft_addr: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IdBody {
+    pub id: u64,
+}
+
+/// A snapshot takes no parameters.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SnapshotBody {}
+
+/// What a write returns.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WriteResult {
+    pub log_index: u64,
+    pub height: u64,
+    pub root: String,
+    /// One per entry: `accepted`, or the rejection's code.
+    pub outcomes: Vec<String>,
+}
+
+/// Envelopes as JSON: each one's codec bytes in hex.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EnvelopesBody {
+    /// Each envelope's codec bytes, in hex.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 128))]
+    pub envelopes: Vec<String>,
+}
+
+/// `linearizable`: confirmed with a quorum (a follower asks the leader how far to read).
+/// `stale`: this node's applied state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ReadConsistency {
+    #[default]
+    Linearizable,
+    Stale,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct HeadQuery {
+    /// `linearizable` (the default) or `stale` (this node's own state).
+    pub consistency: Option<ReadConsistency>,
+}
+
+/// Longest a long poll waits, in milliseconds.
+pub const MAX_LONG_POLL_MS: u64 = 30_000;
+
+/// Long polling: answer as soon as there is something to report, or after `wait_ms`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct WaitQuery {
+    /// Wait up to this long (at most 30000) for the order to be claimed or to end, or for an
+    /// assignment to appear, instead of answering at once.
+    #[cfg_attr(feature = "openapi", param(maximum = 30000))]
+    pub wait_ms: Option<u64>,
+}
+
+/// A participant, by public key.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
+pub struct AccountPath {
+    /// The participant's ed25519 public key, 64 hex digits.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+}
+
+/// An order id, by its hex.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
+pub struct OrderPath {
+    /// The order id (the hash of the signed `PutOrder` envelope), 64 hex digits.
+    #[cfg_attr(feature = "openapi", param(pattern = "^[0-9a-fA-F]{64}$"))]
+    pub id: String,
+}
+
+/// An epoch number.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
+pub struct EpochPath {
+    pub number: u64,
+}
+
+/// How long a miner session should last.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct SessionQuery {
+    /// End the session after this long (default 60000, at most 300000); the miner then opens
+    /// the next one.
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 300000))]
+    pub max_ms: Option<u64>,
+}
+
+/// How long a session lasts when the miner does not say, in milliseconds.
+pub const DEFAULT_SESSION_MS: u64 = 60_000;
+
+/// The ledger's head as a read returns it.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Head {
+    /// The network id every envelope must be signed for.
+    pub network_id: String,
+    pub height: u64,
+    pub root: String,
+    pub last_certified_height: Option<u64>,
+}
+
+/// One account as a read returns it.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountView {
+    pub id: String,
+    /// Native balance, base units.
+    pub balance: String,
+    /// Native locked stake, base units.
+    pub locked: String,
+    /// The nonce the account's next entry must exceed.
+    pub last_nonce: u64,
+}
+
+/// One order as a read returns it.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OrderView {
+    pub id: String,
+    pub client: String,
+    pub service: String,
+    /// `pending`, `allocated`, `completed`, `rated`, `expired`, `failed` or `invalidated`.
+    pub status: String,
+    pub miner: Option<String>,
+    /// Where the assigned miner serves the output.
+    pub miner_endpoint: Option<String>,
+    pub deadline_ms: u64,
+    /// The hash the miner's claim commits to (SPEC 5.8), once claimed.
+    pub output_hash: Option<String>,
+}
+
+/// An order allocated to a miner and not yet claimed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Assignment {
+    pub order: String,
+    pub client: String,
+    pub service: String,
+    /// The inline payload in hex (empty for an external payload).
+    pub payload: String,
+    pub deadline_ms: u64,
+    /// Ledger time when the order was put, and when it was allocated.
+    pub placed_ms: u64,
+    pub allocated_ms: u64,
+}
+
+/// One line of a miner session's stream.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionLine {
+    /// `assignments`, `heartbeat` or `end`.
+    pub kind: String,
+    /// For `assignments`: orders newly allocated to the miner (the first line: all it holds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Assignment>,
+    /// For `heartbeat`: this node's ledger height, and its clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
+    /// For `end`: why (`max_ms`, `replaced`, `shutdown`); the miner opens a new session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A miner as the provider list shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProviderView {
+    pub id: String,
+    pub endpoint: String,
+    pub services: Vec<String>,
+    pub online: bool,
+    /// Reputation in thousandths (SPEC 5.5).
+    pub reputation_milli: u32,
+    pub in_flight: u32,
+    pub capacity: u32,
+}
+
+/// A closed reward epoch (SPEC 5.7): the reward, the payouts and their certification.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EpochView {
+    pub number: u64,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Base units, decimal.
+    pub reward: String,
+    /// `(miner, amount)`, amounts in decimal base units.
+    pub payouts: Vec<(String, String)>,
+    pub payouts_root: String,
+    pub signatures: usize,
+    pub certified: bool,
+}
+
+/// The error a miner's output endpoint answers with, in the same shape as the coordinators'.
+pub type OutputError = ErrorBody;

@@ -1,0 +1,61 @@
+//! The command lines of a coordinator's process and of its operators: `deai coordinator` and
+//! `deai admin`.
+
+use crate::admin_cli;
+use crate::config::CoordinatorConfig;
+use anyhow::Context;
+use std::path::PathBuf;
+
+/// Runs one coordinator node until SIGINT or SIGTERM.
+#[derive(clap::Args, Debug)]
+pub struct CoordinatorArgs {
+    /// TOML configuration; `DEAI_NODE_*` environment variables override it.
+    #[arg(long, env = "DEAI_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl CoordinatorArgs {
+    /// The configuration, for the caller to set up logging from before [`run`](Self::run).
+    pub fn load(&self) -> anyhow::Result<CoordinatorConfig> {
+        CoordinatorConfig::load(self.config.as_deref())
+    }
+}
+
+/// Runs the node under `config` on a new runtime.
+pub fn run_coordinator(config: CoordinatorConfig) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(crate::run::run(config))
+}
+
+/// Administers a running cluster through any of its nodes.
+#[derive(clap::Args, Debug)]
+pub struct AdminArgs {
+    /// HTTP address of a node (`host:port`).
+    #[arg(long, default_value = "127.0.0.1:8100", env = "DEAI_ADMIN_NODE")]
+    pub node: String,
+    /// Print the JSON answer.
+    #[arg(long)]
+    pub json: bool,
+    /// The admin key file (64 hex digits; `deai genesis` writes `admin.key`) that signs
+    /// commands changing the cluster.
+    #[arg(long, env = "DEAI_ADMIN_KEY_FILE")]
+    pub key: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: admin_cli::AdminAction,
+}
+
+pub fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
+    let key = args.key.map(|k| deai_api::key_file::load_signing_key(&k)).transpose()?;
+    let answer = admin_cli::request(&args.node, &args.action, key.as_ref())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else if matches!(args.action, admin_cli::AdminAction::Status) {
+        admin_cli::print_status(&answer);
+    } else {
+        println!("{}", answer["done"].as_str().unwrap_or("done"));
+    }
+    Ok(())
+}
