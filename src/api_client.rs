@@ -5,6 +5,7 @@
 //! envelopes here; the nonce comes from a linearizable read of their account.
 
 use anyhow::{bail, Context};
+use deai_clock::Clock;
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::SignedEnvelope;
@@ -142,7 +143,7 @@ impl Coordinators {
     ) -> anyhow::Result<(String, impl Iterator<Item = Value>)> {
         let miner = key.verifying_key().to_bytes();
         let sign = || {
-            let time_ms = deai_cluster::checkpointer::now_ms();
+            let time_ms = deai_clock::SystemClock.now_ms();
             let signature = key.sign(&session_request_bytes(network, &miner, time_ms, max_ms)).to_bytes();
             [(SESSION_TIME_HEADER, time_ms.to_string()), (SESSION_SIGNATURE_HEADER, hex(&signature))]
         };

@@ -7,6 +7,7 @@
 use crate::api_client::{hex, output_request_bytes, unhex32, Participant};
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use deai_clock::Clock;
 use deai_protocol::message::{
     AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder, Rate, ReleasePass,
 };
@@ -89,7 +90,7 @@ pub fn fetch_output(me: &Participant, order: &str, wait: Duration) -> anyhow::Re
     };
     let endpoint = view["miner_endpoint"].as_str().context("the order has no miner endpoint")?;
     let order_id = unhex32(order).context("order ids are 64 hex digits")?;
-    let time_ms = deai_cluster::checkpointer::now_ms();
+    let time_ms = deai_clock::SystemClock.now_ms();
     let signature = me.key.sign(&output_request_bytes(me.network(), &order_id, time_ms)).to_bytes();
     let mut response = me
         .api

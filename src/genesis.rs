@@ -7,6 +7,7 @@
 
 use crate::config::node_file;
 use anyhow::{bail, Context};
+use deai_clock::Clock;
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_protocol::Genesis;
 use std::path::Path;
@@ -56,7 +57,7 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     genesis.dev = new.dev;
     // Ledger time and the first epoch start now: a genesis in the past would make the leader
     // close every epoch since then, one entry each.
-    genesis.start_ms = deai_cluster::checkpointer::now_ms();
+    genesis.start_ms = deai_clock::SystemClock.now_ms();
     if let Some(epoch_ms) = new.epoch_ms {
         genesis.params.epoch_ms = epoch_ms;
     }

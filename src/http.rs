@@ -865,7 +865,7 @@ fn session_signer_check(
     let signed_ms: u64 = header(SESSION_TIME_HEADER).ok_or_else(unsigned)?.parse().map_err(|_| unsigned())?;
     let signature: [u8; 64] =
         header(SESSION_SIGNATURE_HEADER).and_then(unhex).and_then(|b| b.try_into().ok()).ok_or_else(unsigned)?;
-    let now_ms = deai_cluster::checkpointer::now_ms();
+    let now_ms = node.clock().now_ms();
     if now_ms.abs_diff(signed_ms) > MAX_SESSION_SKEW_MS {
         return Err(ApiError::new(
             401,

@@ -14,6 +14,7 @@ use crate::api_client::{hex, output_request_bytes, unhex, unhex32, Coordinators,
 use crate::backends::Backend;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
+use deai_clock::Clock;
 use deai_protocol::message::{Claim, DevFaucet, Message, RegisterMiner, ServiceOffer, SetAvailability};
 use deai_protocol::types::{AssetId, OrderId, ParticipantId};
 use ed25519_dalek::{Signature, SigningKey, Verifier, VerifyingKey};
@@ -81,7 +82,7 @@ struct Shared {
 }
 
 fn now_ms() -> u64 {
-    deai_cluster::checkpointer::now_ms()
+    deai_clock::SystemClock.now_ms()
 }
 
 /// `GET /v1/outputs/{order}`: the output, to the client who ordered it.

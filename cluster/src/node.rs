@@ -6,6 +6,7 @@ use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 use crate::supervision::CriticalTasks;
 use crate::ClusterError;
+use deai_clock::SharedClock;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
 use deai_protocol::SignedEnvelope;
@@ -127,6 +128,9 @@ pub struct CoordinatorNode {
     metrics: NodeMetrics,
     batcher: WriteBatcher,
     config: ClusterConfig,
+    /// The one clock of this node: its batcher stamps entries with it, and whatever holds the
+    /// node reads the time from it.
+    clock: SharedClock,
     /// Set while a leader transfer holds writes back (see `admin::transfer_leader`).
     transferring: Arc<AtomicBool>,
     /// Set when writes and admin commands reaching this node as a follower are forwarded to the
@@ -182,16 +186,18 @@ pub(crate) async fn client_write(raft: &Raft<TypeConfig>, command: LogCommand) -
 }
 
 impl CoordinatorNode {
-    /// Opens the node's database in `data_dir` and starts its Raft. A restarted node keeps its
-    /// log, vote and snapshot, and re-applies its committed log.
+    /// Opens the node's database in `data_dir` and starts its Raft, reading the time from
+    /// `clock` (the process's one clock; `deai_clock::system()` in a deployment). A restarted
+    /// node keeps its log, vote and snapshot, and re-applies its committed log.
     pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
         id: NodeId,
         data_dir: &Path,
         genesis: Genesis,
         network: N,
         config: &ClusterConfig,
+        clock: SharedClock,
     ) -> Result<Self, ClusterError> {
-        Self::start_with_metrics(id, data_dir, genesis, network, config, NodeMetrics::new(id)).await
+        Self::start_with_metrics(id, data_dir, genesis, network, config, clock, NodeMetrics::new(id)).await
     }
 
     /// [`start`](Self::start), reporting to `metrics` (whose round-trip series the network may
@@ -202,6 +208,7 @@ impl CoordinatorNode {
         genesis: Genesis,
         network: N,
         config: &ClusterConfig,
+        clock: SharedClock,
         metrics: NodeMetrics,
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(data_dir)
@@ -233,6 +240,7 @@ impl CoordinatorNode {
             metrics.clone(),
             transferring.clone(),
             &critical,
+            clock.clone(),
             config.faults.batcher_panic_after_batches,
         );
         Ok(CoordinatorNode {
@@ -242,6 +250,7 @@ impl CoordinatorNode {
             metrics,
             batcher,
             config: config.clone(),
+            clock,
             transferring,
             forward_network: None,
             critical,
@@ -257,6 +266,11 @@ impl CoordinatorNode {
 
     pub(crate) fn batcher(&self) -> &WriteBatcher {
         &self.batcher
+    }
+
+    /// This node's clock, the one its batcher stamps entries with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The timeouts and limits this node runs with.
