@@ -24,8 +24,8 @@
 //! batch is formed, after the head, so the coordinator's nonces follow log order without making
 //! the head wait for the outbox.
 
-use crate::node::client_write;
-use crate::{ClusterError, Written};
+use crate::raft_write::{client_write, Written};
+use crate::ClusterError;
 use deai_clock::SharedClock;
 use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;

@@ -4,15 +4,16 @@ use crate::admin::{AdminCommand, AdminGate, PeerControl, SignedAdmin};
 use crate::batcher::WriteBatcher;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
+pub use crate::raft_write::Written;
 use crate::supervision::CriticalTasks;
 use crate::ClusterError;
 use deai_clock::SharedClock;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
 use deai_protocol::SignedEnvelope;
-use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig, UnstampedBatch};
+use deai_storage::{NodeId, SharedLedger, TypeConfig, UnstampedBatch};
 use ed25519_dalek::SigningKey;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::network::RaftNetworkFactory;
 use openraft::raft::AppendEntriesRequest;
 use openraft::storage::RaftLogReader;
@@ -75,13 +76,6 @@ impl ClusterConfig {
         };
         config.validate().map_err(|e| ClusterError::Config(e.to_string()))
     }
-}
-
-/// A batch the cluster committed: its log index and what applying it did.
-#[derive(Clone, Debug)]
-pub struct Written {
-    pub log_index: u64,
-    pub outcome: CommandOutcome,
 }
 
 /// How fresh a read must be (SPEC 7: linearizable by default, `?consistency=stale` on request).
@@ -165,23 +159,6 @@ pub(crate) struct WritesHeld(Arc<AtomicBool>);
 impl Drop for WritesHeld {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
-    }
-}
-
-/// Proposes `command` to `raft`, mapping openraft's errors to ours.
-pub(crate) async fn client_write(raft: &Raft<TypeConfig>, command: LogCommand) -> Result<Written, ClusterError> {
-    if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
-        return Err(ClusterError::TooLarge {
-            size_bytes: command.batch.len(),
-            limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
-        });
-    }
-    match raft.client_write(command).await {
-        Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ClusterError::NotLeader { leader: f.leader_id })
-        }
-        Err(e) => Err(ClusterError::Raft(e.to_string())),
     }
 }
 
