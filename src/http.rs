@@ -176,7 +176,7 @@ async fn livez() -> HttpResponse {
     (status = 503, description = "not ready, with the reason", body = String, content_type = "text/plain"),
 ))]
 async fn readyz(node: Node) -> HttpResponse {
-    match deai_cluster::metrics::readiness(&node) {
+    match node.readiness() {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
         Err(why) => HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("not ready: {why}\n")),
     }
@@ -185,7 +185,9 @@ async fn readyz(node: Node) -> HttpResponse {
 /// Prometheus metrics in the text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", body = String, content_type = "text/plain")))]
 async fn metrics(node: Node) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(node.metrics().render(&node))
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(node.metrics().render(node.ledger()))
 }
 
 /// This node and the cluster as it sees them.

@@ -226,7 +226,7 @@ pub fn status(node: &CoordinatorNode) -> NodeStatus {
         ledger_height,
         ledger_root,
         last_certificate,
-        not_ready: crate::metrics::readiness(node).err(),
+        not_ready: node.readiness().err(),
     }
 }
 

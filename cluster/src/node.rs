@@ -425,6 +425,29 @@ impl CoordinatorNode {
         self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
+    /// Why this node is not ready to serve, or `Ok` when it is: no critical task has died, it is
+    /// a member of the cluster, knows a leader, and has applied what it knows to be committed
+    /// (within [`READY_MAX_APPLY_LAG_ENTRIES`](crate::metrics::READY_MAX_APPLY_LAG_ENTRIES)).
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(failure) = self.critical.failure() {
+            return Err(format!("a critical task died: {failure}"));
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.membership_config.membership().get_node(&self.id).is_none() {
+            return Err("not a member of the cluster".into());
+        }
+        if m.current_leader.is_none() {
+            return Err("no known leader".into());
+        }
+        let committed = u64::try_from(self.metrics.storage.committed_index.get()).unwrap_or(0);
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        if applied.saturating_add(crate::metrics::READY_MAX_APPLY_LAG_ENTRIES) < committed {
+            return Err(format!("applied index {applied} is behind the commit index {committed}"));
+        }
+        Ok(())
+    }
+
     /// Runs an operator's signed admin request: here if this node leads or the command is
     /// local, else forwarded once, signature and all, to the leader. Whichever node carries it
     /// out checks it with its own gate first.

@@ -183,7 +183,6 @@ async fn leadership_cannot_go_to_a_non_voter() {
 /// what it knows is committed; a node nobody has added is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_needs_membership_and_a_leader() {
-    use deai_cluster::metrics::readiness;
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     for node in cluster.nodes.values() {
@@ -191,13 +190,13 @@ async fn readiness_needs_membership_and_a_leader() {
     }
     for (id, node) in &cluster.nodes {
         let deadline = std::time::Instant::now() + WAIT;
-        while readiness(node).is_err() {
-            assert!(std::time::Instant::now() < deadline, "node {id} never ready: {:?}", readiness(node));
+        while node.readiness().is_err() {
+            assert!(std::time::Instant::now() < deadline, "node {id} never ready: {:?}", node.readiness());
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
     cluster.start_node(7).await;
-    let why = readiness(&cluster.nodes[&7]).unwrap_err();
+    let why = cluster.nodes[&7].readiness().unwrap_err();
     assert!(why.contains("not a member"), "{why}");
     let status = deai_cluster::admin::status(&cluster.nodes[&7]);
     assert_eq!(status.not_ready.as_deref(), Some(why.as_str()));
