@@ -32,7 +32,7 @@ pub enum ClusterError {
     AdminRefused { code: &'static str, message: String },
 }
 
-/// Every code an [`AdminGate`](crate::admin::AdminGate) refuses with, and the HTTP status each
+/// Every code an [`AdminGate`](crate::control::AdminGate) refuses with, and the HTTP status each
 /// means.
 pub const ADMIN_REFUSAL_CODES: &[(&str, u16)] = &[
     ("unsigned", 401),

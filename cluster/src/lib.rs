@@ -4,18 +4,27 @@
 //! [`ClusterConfig`], and the networks that carry Raft traffic between nodes.
 //!
 //! ## Layout
-//! - [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit batches
-//!   of signed entries, read the ledger, shut down.
-//! - [`supervision`]: the node's critical tasks; one that dies fails readiness and stops it.
-//! - [`error`]: [`ClusterError`] and its stable codes.
-//! - [`raft_write`]: one proposal to openraft, with its errors mapped to ours.
-//! - [`checkpointer`]: signs every checkpoint this node's ledger reaches (SPEC 6.3).
-//! - [`network::tcp`]: Raft traffic and forwarded writes over TCP, with a network handshake.
-//! - [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process, with
-//!   links that can be cut. It drives the multi-node tests, as a test network drives raft-rs's.
 //!
-//! The `deai coordinator` binary, metrics and the process-level tests come next (see
-//! `ARCHITECTURE.md`).
+//! The modules form layers, bottom first; a module imports only modules below it.
+//!
+//! 1. [`error`]: [`ClusterError`] and its stable codes.
+//! 2. [`metrics`] (the node's series), [`supervision`] (the node's critical tasks; one that dies
+//!    fails readiness and stops it), [`identity`] (a coordinator's key file), [`control`] (what
+//!    one coordinator asks another outside Raft: leader-transfer steps and operators' signed
+//!    admin requests), [`raft_write`] (one proposal, with openraft's errors mapped to ours).
+//! 3. [`network::peer_auth`]: mutual TLS with the coordinators' own keys.
+//! 4. [`network::tcp`]: Raft traffic, forwarded writes and admin requests over TCP; it serves
+//!    any [`PeerService`](network::tcp::PeerService) and knows no node.
+//!    [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process,
+//!    with links that can be cut. It drives the multi-node tests, as a test network drives
+//!    raft-rs's.
+//! 5. [`batcher`]: the leader's group commit, stamping each batch with the node's clock.
+//! 6. [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit
+//!    batches of signed entries, read the ledger, shut down.
+//! 7. [`admin`] (status, membership, snapshots, leader transfer; the node's admin methods) and
+//!    [`outbox`] (the one way a coordinator's duties sign their own entries).
+//! 8. [`checkpointer`] (signs every checkpoint this node's ledger reaches, SPEC 6.3) and
+//!    [`peer_service`] (what a node answers its peers: the `PeerService` of the TCP listener).
 
 // openraft's error types, returned through its trait signatures, are large; errors are the cold
 // path.
@@ -24,12 +33,14 @@
 pub mod admin;
 pub mod batcher;
 pub mod checkpointer;
+pub mod control;
 pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod outbox;
+pub mod peer_service;
 pub mod raft_write;
 pub mod supervision;
 

@@ -1,12 +1,12 @@
 //! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
 
-use crate::admin::{AdminCommand, AdminGate, PeerControl, SignedAdmin};
 use crate::batcher::WriteBatcher;
+use crate::control::AdminGate;
+use crate::error::{admin_refusal, ClusterError, ERROR_CODES};
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 pub use crate::raft_write::Written;
 use crate::supervision::CriticalTasks;
-use crate::ClusterError;
 use deai_clock::SharedClock;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
@@ -100,14 +100,14 @@ pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
 pub const ADMIN_TIMEOUT_MS: u64 = 60_000;
 
 /// A failure reported by the node a request was forwarded to, as our own error.
-fn remote_error(f: RemoteFailure) -> ClusterError {
+pub(crate) fn remote_error(f: RemoteFailure) -> ClusterError {
     match f.code.as_str() {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
-        code => match crate::admin_refusal(code) {
+        code => match admin_refusal(code) {
             Some((code, _)) => ClusterError::AdminRefused { code, message: f.message },
             None => {
-                let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
+                let code = ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
                 ClusterError::Forwarded { code, message: f.message }
             }
         },
@@ -343,8 +343,15 @@ impl CoordinatorNode {
         self.forward_network = Some(network);
     }
 
+    /// The link that writes and admin commands reaching this follower go to the leader over,
+    /// and a leader's transfer steps go to its peers over; set by
+    /// [`forward_writes_over_tcp`](Self::forward_writes_over_tcp).
+    pub(crate) fn peer_network(&self) -> Option<&TcpNetwork> {
+        self.forward_network.as_ref()
+    }
+
     /// The leader's Raft address, when this node knows the leader and it is another node.
-    fn leader_addr(&self, leader: NodeId) -> Result<String, ClusterError> {
+    pub(crate) fn leader_addr(&self, leader: NodeId) -> Result<String, ClusterError> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.membership_config
@@ -425,6 +432,11 @@ impl CoordinatorNode {
         self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
+    /// The gate installed now, if any.
+    pub(crate) fn admin_gate(&self) -> Option<Arc<dyn AdminGate>> {
+        self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Why this node is not ready to serve, or `Ok` when it is: no critical task has died, it is
     /// a member of the cluster, knows a leader, and has applied what it knows to be committed
     /// (within [`READY_MAX_APPLY_LAG_ENTRIES`](crate::metrics::READY_MAX_APPLY_LAG_ENTRIES)).
@@ -446,56 +458,6 @@ impl CoordinatorNode {
             return Err(format!("applied index {applied} is behind the commit index {committed}"));
         }
         Ok(())
-    }
-
-    /// Runs an operator's signed admin request: here if this node leads or the command is
-    /// local, else forwarded once, signature and all, to the leader. Whichever node carries it
-    /// out checks it with its own gate first.
-    pub async fn admin_signed(&self, request: SignedAdmin) -> Result<String, ClusterError> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        if !request.command.needs_leader() || leader == Some(self.id) {
-            return self.admin_signed_here(request).await;
-        }
-        let (Some(network), Some(leader)) = (self.forward_network.as_ref(), leader) else {
-            return Err(ClusterError::NotLeader { leader });
-        };
-        let addr = self.leader_addr(leader)?;
-        let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
-        match network.admin(leader, &addr, request, deadline).await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(f)) => Err(remote_error(f)),
-            Err(e) => Err(ClusterError::Raft(e.to_string())),
-        }
-    }
-
-    /// Checks `request` with this node's gate and carries it out here, never forwarding it.
-    pub async fn admin_signed_here(&self, request: SignedAdmin) -> Result<String, ClusterError> {
-        let gate = self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(gate) = gate else {
-            return Err(ClusterError::AdminRefused {
-                code: "unknown_admin_key",
-                message: "this node takes no admin requests (no admin keys)".into(),
-            });
-        };
-        gate.admit(&request, self.id).await?;
-        self.admin_here(request.command).await
-    }
-
-    /// Runs an admin command the process itself issues (no operator signature): here if this
-    /// node leads or the command is local; a follower answers `not_leader`. Operators' requests
-    /// go through [`admin_signed`](Self::admin_signed).
-    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        if !command.needs_leader() || leader == Some(self.id) {
-            return self.admin_here(command).await;
-        }
-        Err(ClusterError::NotLeader { leader })
-    }
-
-    /// Runs an admin command on this node, never forwarding it.
-    pub async fn admin_here(&self, command: AdminCommand) -> Result<String, ClusterError> {
-        let peers = self.forward_network.as_ref().map(|n| n as &dyn PeerControl);
-        crate::admin::run_local(self, command, peers).await
     }
 
     /// Reads the ledger with the given consistency.
