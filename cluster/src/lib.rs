@@ -5,7 +5,8 @@
 //!
 //! ## Layout
 //!
-//! The modules form layers, bottom first; a module imports only modules below it.
+//! The modules form layers, bottom first; a module imports only modules below it
+//! (`tests/module_layers.rs` checks it).
 //!
 //! 1. [`error`]: [`ClusterError`] and its stable codes.
 //! 2. [`metrics`] (the node's series), [`supervision`] (the node's critical tasks; one that dies
