@@ -6,6 +6,7 @@
 mod common;
 
 use common::{get_text, new_agent, wait_for, Processes};
+use deai_clock::Clock;
 use deai_cluster::network::peer_auth::{MemberKeys, PeerAuth};
 use deai_cluster::network::tcp::TcpNetwork;
 use deai_protocol::message::{DevFaucet, Message};
@@ -294,7 +295,7 @@ fn admin_commands_are_refused_unsigned_elsewhere_or_again_on_every_node() {
     let network = cluster.network_id().0;
     let admin = deai_cluster::identity::CoordinatorIdentity::load(&dir.path().join("admin.key")).unwrap().signing;
     let stranger = SigningKey::from_bytes(&[0x44; 32]);
-    let now = deai_cluster::checkpointer::now_ms();
+    let now = deai_clock::SystemClock.now_ms();
     let snapshot = "/v1/admin/snapshot";
     for i in 0..3 {
         assert_eq!(post_admin(&cluster, i, snapshot, b"{}", &[]), (401, "unsigned".into()), "node {i}");
@@ -393,7 +394,7 @@ fn a_miner_session_cannot_be_taken_over_by_another_key() {
         let text = r.body_mut().read_to_string().ok()?;
         (text.matches("\"accepted\"").count() == 2).then_some(())
     });
-    let now = deai_cluster::checkpointer::now_ms();
+    let now = deai_clock::SystemClock.now_ms();
     assert_eq!(open_session(&cluster, 0, &id, &[]), (401, "unsigned_session".into()));
     let thief = SigningKey::from_bytes(&[0x52; 32]);
     let forged = session_headers(&thief, &network, now, 2000);

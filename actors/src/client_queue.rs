@@ -119,7 +119,7 @@ impl Handler<Submit> for ClientQueue {
         self.last_active = Instant::now();
         let frozen_until = {
             let ledger = self.duties.outbox.node().ledger().read();
-            let now = deai_cluster::checkpointer::now_ms().max(ledger.now_ms);
+            let now = self.duties.now_ms().max(ledger.now_ms);
             ledger.account(&self.client).map(|a| a.frozen_until_ms).filter(|until| *until > now)
         };
         let orders = msg.envelopes.iter().any(|e| e.kind == deai_protocol::message::MessageKind::PutOrder);

@@ -203,6 +203,12 @@ impl Duties {
         Ok(Duties { outbox, identity, runtime, config, metrics })
     }
 
+    /// The time on the node's clock, in ms since the Unix epoch: what the leader's batcher will
+    /// stamp, so what a tick or an epoch close is compared with.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.outbox.node().clock().now_ms()
+    }
+
     /// Whether this node leads now (a read of openraft's metrics watch; never blocks).
     pub(crate) fn leads(&self) -> bool {
         let node = self.outbox.node();

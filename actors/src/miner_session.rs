@@ -187,7 +187,7 @@ impl MinerSession {
         }
         if self.last_sent.elapsed() >= Duration::from_millis(self.duties.config.miner_heartbeat_ms) {
             let height = self.duties.outbox.node().ledger().read().height;
-            self.send(SessionEvent::Heartbeat { height, at_ms: deai_cluster::checkpointer::now_ms() }, ctx);
+            self.send(SessionEvent::Heartbeat { height, at_ms: self.duties.now_ms() }, ctx);
         }
     }
 

@@ -44,7 +44,7 @@ impl RewardEpoch {
             ctx.stop();
             return;
         }
-        if deai_cluster::checkpointer::now_ms() < ends_ms {
+        if self.duties.now_ms() < ends_ms {
             return;
         }
         self.in_flight = true;
@@ -74,7 +74,7 @@ impl Actor for RewardEpoch {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         self.duties.metrics.started("reward_epoch");
         let ends_ms = self.duties.outbox.node().ledger().read().epoch_ends_ms();
-        let wait_ms = ends_ms.saturating_sub(deai_cluster::checkpointer::now_ms());
+        let wait_ms = ends_ms.saturating_sub(self.duties.now_ms());
         tracing::debug!(epoch = self.number, wait_ms, "reward epoch waiting for its boundary");
         ctx.run_later(Duration::from_millis(wait_ms), |act, ctx| {
             act.try_close(ctx);

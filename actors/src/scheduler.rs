@@ -61,7 +61,7 @@ impl Scheduler {
         if self.tick_in_flight || self.deposed(ctx) {
             return;
         }
-        let now = deai_cluster::checkpointer::now_ms();
+        let now = self.duties.now_ms();
         if !tick_due(&self.duties.outbox.node().ledger().read(), now) {
             return;
         }

@@ -7,6 +7,7 @@
 use deai_actors::{
     ActorMetrics, ActorsConfig, CoordinatorActors, Duties, QueueError, SessionEvent, CLIENT_QUEUE_CAPACITY,
 };
+use deai_clock::Clock;
 use deai_cluster::admin::AdminCommand;
 use deai_cluster::identity::CoordinatorIdentity;
 use deai_cluster::network::peer_auth::PeerAuth;
@@ -29,7 +30,7 @@ const EPOCH_MS: u64 = 3_000;
 const TOKEN: u128 = deai_protocol::params::TOKEN;
 
 fn now_ms() -> u64 {
-    deai_cluster::checkpointer::now_ms()
+    deai_clock::SystemClock.now_ms()
 }
 
 async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
@@ -168,8 +169,9 @@ async fn start_network_with(
         let member_keys = (0..3u64).zip(identities.iter().map(|c| c.id())).collect();
         let auth = PeerAuth::new(id, &identities[id as usize].signing, member_keys).unwrap();
         let net = TcpNetwork::new(network.0.clone(), auth);
+        let node_dir = dir.path().join(format!("n{id}"));
         let mut node =
-            CoordinatorNode::start(id, &dir.path().join(format!("n{id}")), genesis.clone(), net.clone(), &config)
+            CoordinatorNode::start(id, &node_dir, genesis.clone(), net.clone(), &config, deai_clock::system())
                 .await
                 .unwrap();
         node.forward_writes_over_tcp(net.clone());

@@ -12,14 +12,18 @@
 //! 4. everything is switched back on, and a timer on every node switches it back on anyway if
 //!    the leader dies midway ([`ControlRequest::SetElection::restore_after_ms`]).
 
+use crate::node::{remote_error, ADMIN_TIMEOUT_MS};
 use crate::{ClusterError, CoordinatorNode};
-use deai_storage::{NodeId, TypeConfig};
-use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
+use deai_storage::NodeId;
+use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
+
+pub use crate::control::{
+    handle_control, AdminCommand, AdminGate, AdmitFuture, ControlFuture, ControlReply, ControlRequest, PeerControl,
+    SignedAdmin,
+};
 
 /// How long a node keeps its elections switched off before switching them on by itself, in ms.
 pub const TRANSFER_ROLLBACK_MS: u64 = 10_000;
@@ -27,119 +31,6 @@ pub const TRANSFER_ROLLBACK_MS: u64 = 10_000;
 pub const TRANSFER_MAX_CAMPAIGNS: u32 = 3;
 /// Longest the leader waits for the target to hold its whole log, in milliseconds.
 pub const TRANSFER_CATCH_UP_MS: u64 = 5_000;
-
-/// What one node asks another during a leader transfer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum ControlRequest {
-    /// Switches this node's own elections on or off; when off, they come back on by themselves
-    /// after `restore_after_ms`.
-    SetElection { enabled: bool, restore_after_ms: u64 },
-    /// Starts an election here and waits up to `wait_ms` to become leader.
-    Campaign { wait_ms: u64 },
-}
-
-/// The answer to a [`ControlRequest`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ControlReply {
-    Done,
-    /// The campaign ended with this node as leader.
-    Elected,
-    /// The campaign ended without a win; the known leader, if any.
-    NotElected {
-        leader: Option<NodeId>,
-    },
-}
-
-/// Carries out `request` on `raft`.
-pub async fn handle_control(raft: &Raft<TypeConfig>, request: ControlRequest) -> Result<ControlReply, String> {
-    match request {
-        ControlRequest::SetElection { enabled, restore_after_ms } => {
-            raft.runtime_config().elect(enabled);
-            if !enabled {
-                let raft = raft.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(restore_after_ms)).await;
-                    raft.runtime_config().elect(true);
-                });
-            }
-            Ok(ControlReply::Done)
-        }
-        ControlRequest::Campaign { wait_ms } => {
-            raft.trigger().elect().await.map_err(|e| e.to_string())?;
-            let won = raft
-                .wait(Some(Duration::from_millis(wait_ms)))
-                .state(ServerState::Leader, "won the transfer campaign")
-                .await
-                .is_ok();
-            if won {
-                Ok(ControlReply::Elected)
-            } else {
-                Ok(ControlReply::NotElected { leader: raft.metrics().borrow().current_leader })
-            }
-        }
-    }
-}
-
-/// A future that a [`PeerControl`] returns.
-pub type ControlFuture<'a> = Pin<Box<dyn Future<Output = Result<ControlReply, String>> + Send + 'a>>;
-
-/// How the leader reaches its peers' control handlers: over TCP in a deployment, directly in
-/// the in-process tests.
-pub trait PeerControl: Send + Sync {
-    fn control<'a>(&'a self, peer: NodeId, addr: &'a str, request: ControlRequest) -> ControlFuture<'a>;
-}
-
-/// An operator's signed admin request, carried as it reached the cluster to the node that carries
-/// it out, which checks the signature itself (`docs/decisions.md`, "Admin authority"): no node
-/// takes another's word for an operator's authority.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SignedAdmin {
-    /// What the request asks, as the receiving node read it; the executing node reads the signed
-    /// path and body again and refuses a mismatch.
-    pub command: AdminCommand,
-    pub method: String,
-    pub path: String,
-    pub body: Vec<u8>,
-    /// The node the operator addressed; the signature covers it.
-    pub node: NodeId,
-    /// The operator's clock when signing, in ms since the Unix epoch.
-    pub time_ms: u64,
-    /// The admin's public key.
-    pub key: [u8; 32],
-    pub signature: Vec<u8>,
-}
-
-/// A future that an [`AdminGate`] returns.
-pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ClusterError>> + Send + 'a>>;
-
-/// The node's authority over admin commands: checks a signed request for the node `executing`
-/// (key, signature, time, network, target node) and records it cluster-wide so that it runs
-/// once; only then may the node carry it out.
-pub trait AdminGate: Send + Sync {
-    fn admit<'a>(&'a self, request: &'a SignedAdmin, executing: NodeId) -> AdmitFuture<'a>;
-}
-
-/// An operator's request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AdminCommand {
-    /// Adds a node that follows the log without voting.
-    AddLearner { id: NodeId, raft_addr: String },
-    /// Makes a learner a voter.
-    Promote { id: NodeId },
-    /// Removes a voter or learner from the cluster.
-    Remove { id: NodeId },
-    /// Moves leadership to `to`, a voter.
-    TransferLeader { to: NodeId },
-    /// Builds a snapshot on the node that receives it (never forwarded).
-    Snapshot,
-}
-
-impl AdminCommand {
-    /// Whether the command must run on the leader.
-    pub fn needs_leader(&self) -> bool {
-        !matches!(self, AdminCommand::Snapshot)
-    }
-}
 
 /// What a node reports about itself and the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,7 +117,60 @@ pub fn status(node: &CoordinatorNode) -> NodeStatus {
         ledger_height,
         ledger_root,
         last_certificate,
-        not_ready: crate::metrics::readiness(node).err(),
+        not_ready: node.readiness().err(),
+    }
+}
+
+/// The node's admin commands. They are methods of [`CoordinatorNode`] defined here, above the
+/// node, so that the node itself knows nothing of how a command runs.
+impl CoordinatorNode {
+    /// Runs an operator's signed admin request: here if this node leads or the command is
+    /// local, else forwarded once, signature and all, to the leader. Whichever node carries it
+    /// out checks it with its own gate first.
+    pub async fn admin_signed(&self, request: SignedAdmin) -> Result<String, ClusterError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if !request.command.needs_leader() || leader == Some(self.id) {
+            return self.admin_signed_here(request).await;
+        }
+        let (Some(network), Some(leader)) = (self.peer_network(), leader) else {
+            return Err(ClusterError::NotLeader { leader });
+        };
+        let addr = self.leader_addr(leader)?;
+        let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
+        match network.admin(leader, &addr, request, deadline).await {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(f)) => Err(remote_error(f)),
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Checks `request` with this node's gate and carries it out here, never forwarding it.
+    pub async fn admin_signed_here(&self, request: SignedAdmin) -> Result<String, ClusterError> {
+        let Some(gate) = self.admin_gate() else {
+            return Err(ClusterError::AdminRefused {
+                code: "unknown_admin_key",
+                message: "this node takes no admin requests (no admin keys)".into(),
+            });
+        };
+        gate.admit(&request, self.id).await?;
+        self.admin_here(request.command).await
+    }
+
+    /// Runs an admin command the process itself issues (no operator signature): here if this
+    /// node leads or the command is local; a follower answers `not_leader`. Operators' requests
+    /// go through [`admin_signed`](Self::admin_signed).
+    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
+        let leader = self.raft.metrics().borrow().current_leader;
+        if !command.needs_leader() || leader == Some(self.id) {
+            return self.admin_here(command).await;
+        }
+        Err(ClusterError::NotLeader { leader })
+    }
+
+    /// Runs an admin command on this node, never forwarding it.
+    pub async fn admin_here(&self, command: AdminCommand) -> Result<String, ClusterError> {
+        let peers = self.peer_network().map(|n| n as &dyn PeerControl);
+        run_local(self, command, peers).await
     }
 }
 

@@ -24,8 +24,9 @@
 //! batch is formed, after the head, so the coordinator's nonces follow log order without making
 //! the head wait for the outbox.
 
-use crate::node::client_write;
-use crate::{ClusterError, Written};
+use crate::raft_write::{client_write, Written};
+use crate::ClusterError;
+use deai_clock::SharedClock;
 use deai_protocol::ledger::Entry;
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
@@ -135,8 +136,10 @@ impl WriteBatcher {
     /// Starts the batching task for node `id`'s `raft`, whose state machine is `ledger`; it
     /// ends when every `WriteBatcher` clone is dropped. While `transferring` is set (a leader
     /// transfer holds writes back), it plans no heads of its own.
+    /// Every batch is stamped with `clock` when it is sealed.
     /// The task is critical (`supervision`): if it dies the node is not ready. With
     /// `panic_after_batches` (fault injection) it panics after proposing that many batches.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: NodeId,
         raft: Raft<TypeConfig>,
@@ -144,6 +147,7 @@ impl WriteBatcher {
         metrics: crate::NodeMetrics,
         transferring: Arc<AtomicBool>,
         critical: &crate::supervision::CriticalTasks,
+        clock: SharedClock,
         panic_after_batches: Option<u64>,
     ) -> Self {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
@@ -155,6 +159,7 @@ impl WriteBatcher {
             raft,
             ledger,
             metrics,
+            clock,
             head: head.clone(),
             head_installed: head_installed.clone(),
             network: network.clone(),
@@ -215,6 +220,8 @@ struct Sequencer {
     raft: Raft<TypeConfig>,
     ledger: SharedLedger,
     metrics: crate::NodeMetrics,
+    /// Stamps every batch when it is sealed.
+    clock: SharedClock,
     head: Arc<Mutex<Option<Arc<BatchHead>>>>,
     head_installed: Arc<Notify>,
     /// The ledger's network, which never changes.
@@ -352,7 +359,7 @@ impl Sequencer {
         head: Option<&PlannedHead>,
         batch: Vec<QueuedWrite>,
     ) -> (Vec<Entry>, Vec<(oneshot::Sender<Result<Written, ClusterError>>, usize)>) {
-        let stamped_ms = crate::checkpointer::now_ms();
+        let stamped_ms = self.clock.now_ms();
         let ledger = self.ledger.read();
         let mut nonces: Vec<(ParticipantId, u64)> = Vec::new();
         let mut seal_own = |key: &SigningKey, message: &Message| {

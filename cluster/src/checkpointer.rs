@@ -13,13 +13,7 @@ use deai_protocol::ledger::checkpoint_signing_bytes;
 use deai_protocol::message::{Message, SignCheckpoint};
 use deai_protocol::types::ParticipantId;
 use ed25519_dalek::Signer;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
-
-/// Ledger time stamp from this node's clock, in ms since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// After a signature could not be written (no reachable leader), wait this long before trying
 /// again, in milliseconds.

@@ -4,16 +4,28 @@
 //! [`ClusterConfig`], and the networks that carry Raft traffic between nodes.
 //!
 //! ## Layout
-//! - [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit batches
-//!   of signed entries, read the ledger, shut down.
-//! - [`supervision`]: the node's critical tasks; one that dies fails readiness and stops it.
-//! - [`checkpointer`]: signs every checkpoint this node's ledger reaches (SPEC 6.3).
-//! - [`network::tcp`]: Raft traffic and forwarded writes over TCP, with a network handshake.
-//! - [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process, with
-//!   links that can be cut. It drives the multi-node tests, as a test network drives raft-rs's.
 //!
-//! The `deai coordinator` binary, metrics and the process-level tests come next (see
-//! `ARCHITECTURE.md`).
+//! The modules form layers, bottom first; a module imports only modules below it
+//! (`tests/module_layers.rs` checks it).
+//!
+//! 1. [`error`]: [`ClusterError`] and its stable codes.
+//! 2. [`metrics`] (the node's series), [`supervision`] (the node's critical tasks; one that dies
+//!    fails readiness and stops it), [`identity`] (a coordinator's key file), [`control`] (what
+//!    one coordinator asks another outside Raft: leader-transfer steps and operators' signed
+//!    admin requests), [`raft_write`] (one proposal, with openraft's errors mapped to ours).
+//! 3. [`network::peer_auth`]: mutual TLS with the coordinators' own keys.
+//! 4. [`network::tcp`]: Raft traffic, forwarded writes and admin requests over TCP; it serves
+//!    any [`PeerService`](network::tcp::PeerService) and knows no node.
+//!    [`network::in_process`]: a router that delivers Raft RPCs between nodes in one process,
+//!    with links that can be cut. It drives the multi-node tests, as a test network drives
+//!    raft-rs's.
+//! 5. [`batcher`]: the leader's group commit, stamping each batch with the node's clock.
+//! 6. [`node`]: [`CoordinatorNode`], one coordinator: start from a data directory, submit
+//!    batches of signed entries, read the ledger, shut down.
+//! 7. [`admin`] (status, membership, snapshots, leader transfer; the node's admin methods) and
+//!    [`outbox`] (the one way a coordinator's duties sign their own entries).
+//! 8. [`checkpointer`] (signs every checkpoint this node's ledger reaches, SPEC 6.3) and
+//!    [`peer_service`] (what a node answers its peers: the `PeerService` of the TCP listener).
 
 // openraft's error types, returned through its trait signatures, are large; errors are the cold
 // path.
@@ -22,139 +34,18 @@
 pub mod admin;
 pub mod batcher;
 pub mod checkpointer;
+pub mod control;
+pub mod error;
 pub mod identity;
 pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod outbox;
+pub mod peer_service;
+pub mod raft_write;
 pub mod supervision;
 
+pub use error::{admin_refusal, ClusterError, ADMIN_REFUSAL_CODES, ERROR_CODES};
 pub use metrics::NodeMetrics;
-pub use node::{ClusterConfig, Consistency, CoordinatorNode, Written};
-
-/// Everything that can go wrong starting or driving a node, with a stable code.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error(transparent)]
-    Storage(#[from] deai_storage::OpenError),
-    #[error("invalid cluster configuration: {0}")]
-    Config(String),
-    #[error("raft stopped: {0}")]
-    Fatal(String),
-    #[error("this node is not the leader{}", leader.map(|l| format!("; the leader is node {l}")).unwrap_or_default())]
-    NotLeader { leader: Option<deai_storage::NodeId> },
-    #[error("raft could not complete the request: {0}")]
-    Raft(String),
-    /// The write was not sent: the leader this node knows could not be reached.
-    #[error("the leader, node {leader}, cannot be reached; nothing was written: {reason}")]
-    LeaderUnreachable { leader: deai_storage::NodeId, reason: String },
-    #[error("a leader transfer is under way; retry shortly")]
-    TransferInProgress,
-    /// A batch that does not decode; nothing was proposed.
-    #[error("malformed batch: {0}")]
-    Malformed(#[from] deai_protocol::CodecError),
-    /// The node a request was forwarded to failed it; `code` is its code.
-    #[error("{message}")]
-    Forwarded { code: &'static str, message: String },
-    #[error("a batch of {size_bytes} bytes exceeds the log command limit of {limit_bytes} bytes; split it")]
-    TooLarge { size_bytes: usize, limit_bytes: usize },
-    /// An admin request the executing node refused: unsigned, stale, unknown key, replayed...
-    #[error("{message}")]
-    AdminRefused { code: &'static str, message: String },
-}
-
-/// Every code an [`AdminGate`](admin::AdminGate) refuses with, and the HTTP status each means.
-pub const ADMIN_REFUSAL_CODES: &[(&str, u16)] = &[
-    ("unsigned", 401),
-    ("malformed_signature", 400),
-    ("stale_request", 401),
-    ("unknown_admin_key", 403),
-    ("bad_signature", 401),
-    ("replay", 409),
-    ("wrong_node", 403),
-    ("admin_mismatch", 400),
-];
-
-/// `code` as one of [`ADMIN_REFUSAL_CODES`], with its HTTP status, if it is one.
-pub fn admin_refusal(code: &str) -> Option<(&'static str, u16)> {
-    ADMIN_REFUSAL_CODES.iter().find(|(c, _)| *c == code).copied()
-}
-
-/// Every code [`ClusterError::code`] can return, so that a code that crossed the network maps
-/// back to one of them.
-pub const ERROR_CODES: &[&str] = &[
-    "cluster_config",
-    "raft_fatal",
-    "not_leader",
-    "raft_error",
-    "batch_too_large",
-    "leader_transfer",
-    "leader_unreachable",
-    "storage_open_failed",
-    "storage_damaged",
-    "storage_snapshot_unreadable",
-    "storage_bad_genesis",
-];
-
-impl ClusterError {
-    /// Whether retrying later may succeed: leadership moving, a peer unreachable, a forwarded
-    /// request failing on the way. Configuration, storage and fatal errors are not transient.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ClusterError::NotLeader { .. }
-            | ClusterError::Raft(_)
-            | ClusterError::LeaderUnreachable { .. }
-            | ClusterError::TransferInProgress => true,
-            ClusterError::Forwarded { code, .. } => {
-                matches!(*code, "not_leader" | "raft_error" | "leader_unreachable" | "leader_transfer")
-            }
-            ClusterError::Storage(_)
-            | ClusterError::Config(_)
-            | ClusterError::Fatal(_)
-            | ClusterError::TooLarge { .. }
-            | ClusterError::AdminRefused { .. }
-            | ClusterError::Malformed(_) => false,
-        }
-    }
-
-    /// The same error for another caller of a shared proposal (storage errors, which never come
-    /// from a proposal, become `Fatal` with their text).
-    pub fn clone_for_caller(&self) -> ClusterError {
-        match self {
-            ClusterError::Storage(e) => ClusterError::Fatal(e.to_string()),
-            ClusterError::Config(s) => ClusterError::Config(s.clone()),
-            ClusterError::Fatal(s) => ClusterError::Fatal(s.clone()),
-            ClusterError::NotLeader { leader } => ClusterError::NotLeader { leader: *leader },
-            ClusterError::Raft(s) => ClusterError::Raft(s.clone()),
-            ClusterError::TooLarge { size_bytes, limit_bytes } => {
-                ClusterError::TooLarge { size_bytes: *size_bytes, limit_bytes: *limit_bytes }
-            }
-            ClusterError::LeaderUnreachable { leader, reason } => {
-                ClusterError::LeaderUnreachable { leader: *leader, reason: reason.clone() }
-            }
-            ClusterError::TransferInProgress => ClusterError::TransferInProgress,
-            ClusterError::Forwarded { code, message } => ClusterError::Forwarded { code, message: message.clone() },
-            ClusterError::Malformed(e) => ClusterError::Forwarded { code: e.code(), message: e.to_string() },
-            ClusterError::AdminRefused { code, message } => {
-                ClusterError::AdminRefused { code, message: message.clone() }
-            }
-        }
-    }
-
-    /// Stable code for logs and the API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ClusterError::Storage(e) => e.code(),
-            ClusterError::Config(_) => "cluster_config",
-            ClusterError::Fatal(_) => "raft_fatal",
-            ClusterError::NotLeader { .. } => "not_leader",
-            ClusterError::Raft(_) => "raft_error",
-            ClusterError::TooLarge { .. } => "batch_too_large",
-            ClusterError::TransferInProgress => "leader_transfer",
-            ClusterError::LeaderUnreachable { .. } => "leader_unreachable",
-            ClusterError::Forwarded { code, .. } => code,
-            ClusterError::Malformed(e) => e.code(),
-            ClusterError::AdminRefused { code, .. } => code,
-        }
-    }
-}
+pub use node::{ClusterConfig, Consistency, CoordinatorNode};
+pub use raft_write::Written;

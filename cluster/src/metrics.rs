@@ -1,12 +1,11 @@
-//! A coordinator's Prometheus metrics, and the health checks built on them.
+//! A coordinator's Prometheus metrics.
 //!
 //! One [`NodeMetrics`] per node owns a registry. Raft state (term, leadership, log indexes) is
 //! copied from openraft's metrics channel by [`watch_raft`]; ledger figures (height, checkpoint
 //! lag, divergences) are read from the ledger when scraped; storage timings come from
 //! `deai-storage`. The series names are stable: dashboards and alert rules depend on them.
 
-use crate::CoordinatorNode;
-use deai_storage::{NodeId, StorageMetrics, TypeConfig};
+use deai_storage::{NodeId, SharedLedger, StorageMetrics, TypeConfig};
 use openraft::{Raft, ServerState};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -16,7 +15,8 @@ use prometheus::{
 const RTT_BUCKETS_SECONDS: &[f64] =
     &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-/// A follower applying more than this many entries behind the commit index is not ready.
+/// A follower applying more than this many entries behind the commit index is not ready
+/// (`CoordinatorNode::readiness`).
 pub const READY_MAX_APPLY_LAG_ENTRIES: u64 = 1_000;
 
 /// Every series a coordinator exports.
@@ -143,10 +143,10 @@ impl NodeMetrics {
         &self.registry
     }
 
-    /// Every series in the Prometheus text format, with ledger figures read now.
-    pub fn render(&self, node: &CoordinatorNode) -> String {
+    /// Every series in the Prometheus text format, with figures of the node's `ledger` read now.
+    pub fn render(&self, ledger: &SharedLedger) -> String {
         {
-            let ledger = node.ledger().read();
+            let ledger = ledger.read();
             let certified = ledger.last_certificate.as_ref().map(|c| c.height).unwrap_or(0);
             self.ledger_height.set(clamp(ledger.height));
             self.last_certified_height.set(clamp(certified));
@@ -187,26 +187,4 @@ pub async fn watch_raft(raft: Raft<TypeConfig>, metrics: NodeMetrics) {
             return;
         }
     }
-}
-
-/// Why a node is not ready to serve, or `Ok` when it is: it is a member of the cluster, knows a
-/// leader, and has applied what it knows to be committed (within [`READY_MAX_APPLY_LAG_ENTRIES`]).
-pub fn readiness(node: &CoordinatorNode) -> Result<(), String> {
-    if let Some(failure) = node.critical_tasks().failure() {
-        return Err(format!("a critical task died: {failure}"));
-    }
-    let metrics = node.raft.metrics();
-    let m = metrics.borrow();
-    if m.membership_config.membership().get_node(&node.id).is_none() {
-        return Err("not a member of the cluster".into());
-    }
-    if m.current_leader.is_none() {
-        return Err("no known leader".into());
-    }
-    let committed = u64::try_from(node.metrics().storage.committed_index.get()).unwrap_or(0);
-    let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-    if applied.saturating_add(READY_MAX_APPLY_LAG_ENTRIES) < committed {
-        return Err(format!("applied index {applied} is behind the commit index {committed}"));
-    }
-    Ok(())
 }

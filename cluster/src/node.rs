@@ -1,17 +1,19 @@
 //! One coordinator: an openraft node whose log and state machine are `deai-storage`'s.
 
-use crate::admin::{AdminCommand, AdminGate, PeerControl, SignedAdmin};
 use crate::batcher::WriteBatcher;
+use crate::control::AdminGate;
+use crate::error::{admin_refusal, ClusterError, ERROR_CODES};
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
+pub use crate::raft_write::Written;
 use crate::supervision::CriticalTasks;
-use crate::ClusterError;
+use deai_clock::SharedClock;
 use deai_protocol::message::Message;
 use deai_protocol::Genesis;
 use deai_protocol::SignedEnvelope;
-use deai_storage::{CommandOutcome, LogCommand, NodeId, SharedLedger, TypeConfig, UnstampedBatch};
+use deai_storage::{NodeId, SharedLedger, TypeConfig, UnstampedBatch};
 use ed25519_dalek::SigningKey;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::network::RaftNetworkFactory;
 use openraft::raft::AppendEntriesRequest;
 use openraft::storage::RaftLogReader;
@@ -76,13 +78,6 @@ impl ClusterConfig {
     }
 }
 
-/// A batch the cluster committed: its log index and what applying it did.
-#[derive(Clone, Debug)]
-pub struct Written {
-    pub log_index: u64,
-    pub outcome: CommandOutcome,
-}
-
 /// How fresh a read must be (SPEC 7: linearizable by default, `?consistency=stale` on request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consistency {
@@ -105,14 +100,14 @@ pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
 pub const ADMIN_TIMEOUT_MS: u64 = 60_000;
 
 /// A failure reported by the node a request was forwarded to, as our own error.
-fn remote_error(f: RemoteFailure) -> ClusterError {
+pub(crate) fn remote_error(f: RemoteFailure) -> ClusterError {
     match f.code.as_str() {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
-        code => match crate::admin_refusal(code) {
+        code => match admin_refusal(code) {
             Some((code, _)) => ClusterError::AdminRefused { code, message: f.message },
             None => {
-                let code = crate::ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
+                let code = ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
                 ClusterError::Forwarded { code, message: f.message }
             }
         },
@@ -127,6 +122,9 @@ pub struct CoordinatorNode {
     metrics: NodeMetrics,
     batcher: WriteBatcher,
     config: ClusterConfig,
+    /// The one clock of this node: its batcher stamps entries with it, and whatever holds the
+    /// node reads the time from it.
+    clock: SharedClock,
     /// Set while a leader transfer holds writes back (see `admin::transfer_leader`).
     transferring: Arc<AtomicBool>,
     /// Set when writes and admin commands reaching this node as a follower are forwarded to the
@@ -164,34 +162,19 @@ impl Drop for WritesHeld {
     }
 }
 
-/// Proposes `command` to `raft`, mapping openraft's errors to ours.
-pub(crate) async fn client_write(raft: &Raft<TypeConfig>, command: LogCommand) -> Result<Written, ClusterError> {
-    if command.batch.len() > deai_storage::MAX_LOG_COMMAND_BYTES {
-        return Err(ClusterError::TooLarge {
-            size_bytes: command.batch.len(),
-            limit_bytes: deai_storage::MAX_LOG_COMMAND_BYTES,
-        });
-    }
-    match raft.client_write(command).await {
-        Ok(response) => Ok(Written { log_index: response.log_id.index, outcome: response.data }),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ClusterError::NotLeader { leader: f.leader_id })
-        }
-        Err(e) => Err(ClusterError::Raft(e.to_string())),
-    }
-}
-
 impl CoordinatorNode {
-    /// Opens the node's database in `data_dir` and starts its Raft. A restarted node keeps its
-    /// log, vote and snapshot, and re-applies its committed log.
+    /// Opens the node's database in `data_dir` and starts its Raft, reading the time from
+    /// `clock` (the process's one clock; `deai_clock::system()` in a deployment). A restarted
+    /// node keeps its log, vote and snapshot, and re-applies its committed log.
     pub async fn start<N: RaftNetworkFactory<TypeConfig>>(
         id: NodeId,
         data_dir: &Path,
         genesis: Genesis,
         network: N,
         config: &ClusterConfig,
+        clock: SharedClock,
     ) -> Result<Self, ClusterError> {
-        Self::start_with_metrics(id, data_dir, genesis, network, config, NodeMetrics::new(id)).await
+        Self::start_with_metrics(id, data_dir, genesis, network, config, clock, NodeMetrics::new(id)).await
     }
 
     /// [`start`](Self::start), reporting to `metrics` (whose round-trip series the network may
@@ -202,6 +185,7 @@ impl CoordinatorNode {
         genesis: Genesis,
         network: N,
         config: &ClusterConfig,
+        clock: SharedClock,
         metrics: NodeMetrics,
     ) -> Result<Self, ClusterError> {
         std::fs::create_dir_all(data_dir)
@@ -233,6 +217,7 @@ impl CoordinatorNode {
             metrics.clone(),
             transferring.clone(),
             &critical,
+            clock.clone(),
             config.faults.batcher_panic_after_batches,
         );
         Ok(CoordinatorNode {
@@ -242,6 +227,7 @@ impl CoordinatorNode {
             metrics,
             batcher,
             config: config.clone(),
+            clock,
             transferring,
             forward_network: None,
             critical,
@@ -257,6 +243,11 @@ impl CoordinatorNode {
 
     pub(crate) fn batcher(&self) -> &WriteBatcher {
         &self.batcher
+    }
+
+    /// This node's clock, the one its batcher stamps entries with.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The timeouts and limits this node runs with.
@@ -352,8 +343,15 @@ impl CoordinatorNode {
         self.forward_network = Some(network);
     }
 
+    /// The link that writes and admin commands reaching this follower go to the leader over,
+    /// and a leader's transfer steps go to its peers over; set by
+    /// [`forward_writes_over_tcp`](Self::forward_writes_over_tcp).
+    pub(crate) fn peer_network(&self) -> Option<&TcpNetwork> {
+        self.forward_network.as_ref()
+    }
+
     /// The leader's Raft address, when this node knows the leader and it is another node.
-    fn leader_addr(&self, leader: NodeId) -> Result<String, ClusterError> {
+    pub(crate) fn leader_addr(&self, leader: NodeId) -> Result<String, ClusterError> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.membership_config
@@ -434,54 +432,32 @@ impl CoordinatorNode {
         self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// Runs an operator's signed admin request: here if this node leads or the command is
-    /// local, else forwarded once, signature and all, to the leader. Whichever node carries it
-    /// out checks it with its own gate first.
-    pub async fn admin_signed(&self, request: SignedAdmin) -> Result<String, ClusterError> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        if !request.command.needs_leader() || leader == Some(self.id) {
-            return self.admin_signed_here(request).await;
-        }
-        let (Some(network), Some(leader)) = (self.forward_network.as_ref(), leader) else {
-            return Err(ClusterError::NotLeader { leader });
-        };
-        let addr = self.leader_addr(leader)?;
-        let deadline = std::time::Duration::from_millis(ADMIN_TIMEOUT_MS);
-        match network.admin(leader, &addr, request, deadline).await {
-            Ok(Ok(done)) => Ok(done),
-            Ok(Err(f)) => Err(remote_error(f)),
-            Err(e) => Err(ClusterError::Raft(e.to_string())),
-        }
+    /// The gate installed now, if any.
+    pub(crate) fn admin_gate(&self) -> Option<Arc<dyn AdminGate>> {
+        self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Checks `request` with this node's gate and carries it out here, never forwarding it.
-    pub async fn admin_signed_here(&self, request: SignedAdmin) -> Result<String, ClusterError> {
-        let gate = self.admin_gate.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(gate) = gate else {
-            return Err(ClusterError::AdminRefused {
-                code: "unknown_admin_key",
-                message: "this node takes no admin requests (no admin keys)".into(),
-            });
-        };
-        gate.admit(&request, self.id).await?;
-        self.admin_here(request.command).await
-    }
-
-    /// Runs an admin command the process itself issues (no operator signature): here if this
-    /// node leads or the command is local; a follower answers `not_leader`. Operators' requests
-    /// go through [`admin_signed`](Self::admin_signed).
-    pub async fn admin(&self, command: AdminCommand) -> Result<String, ClusterError> {
-        let leader = self.raft.metrics().borrow().current_leader;
-        if !command.needs_leader() || leader == Some(self.id) {
-            return self.admin_here(command).await;
+    /// Why this node is not ready to serve, or `Ok` when it is: no critical task has died, it is
+    /// a member of the cluster, knows a leader, and has applied what it knows to be committed
+    /// (within [`READY_MAX_APPLY_LAG_ENTRIES`](crate::metrics::READY_MAX_APPLY_LAG_ENTRIES)).
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(failure) = self.critical.failure() {
+            return Err(format!("a critical task died: {failure}"));
         }
-        Err(ClusterError::NotLeader { leader })
-    }
-
-    /// Runs an admin command on this node, never forwarding it.
-    pub async fn admin_here(&self, command: AdminCommand) -> Result<String, ClusterError> {
-        let peers = self.forward_network.as_ref().map(|n| n as &dyn PeerControl);
-        crate::admin::run_local(self, command, peers).await
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.membership_config.membership().get_node(&self.id).is_none() {
+            return Err("not a member of the cluster".into());
+        }
+        if m.current_leader.is_none() {
+            return Err("no known leader".into());
+        }
+        let committed = u64::try_from(self.metrics.storage.committed_index.get()).unwrap_or(0);
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        if applied.saturating_add(crate::metrics::READY_MAX_APPLY_LAG_ENTRIES) < committed {
+            return Err(format!("applied index {applied} is behind the commit index {committed}"));
+        }
+        Ok(())
     }
 
     /// Reads the ledger with the given consistency.

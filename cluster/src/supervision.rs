@@ -4,8 +4,8 @@
 //! never writes again; one whose peer listener has died is cut off. Such a node must say so and
 //! stop, so that an orchestrator restarts it. Every critical task is spawned through
 //! [`CriticalTasks`]: when one ends or panics while the node runs, its name and reason are
-//! recorded, readiness fails with them (`metrics::readiness`), and the process shell, which
-//! waits on [`CriticalTasks::failed`], stops the node and exits non-zero.
+//! recorded, readiness fails with them (`CoordinatorNode::readiness`), and the process shell,
+//! which waits on [`CriticalTasks::failed`], stops the node and exits non-zero.
 
 use std::future::Future;
 use std::sync::Arc;

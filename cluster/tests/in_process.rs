@@ -23,6 +23,32 @@ async fn three_nodes_elect_a_leader_and_replicate_signed_batches() {
     assert!(roots.iter().all(|r| *r == outcome.root), "every replica reaches the leader's root");
 }
 
+/// The leader's batcher stamps with the clock the node was started with, and only the leader's:
+/// each node here has a hand-driven clock of its own, and ledger time follows the leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_stamps_batches_with_its_injected_clock() {
+    use deai_clock::{ManualClock, SharedClock};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let manual: BTreeMap<u64, Arc<ManualClock>> =
+        (0..3).map(|id| (id, Arc::new(ManualClock::new(1_000_000 * (id + 1))))).collect();
+    let clocks: BTreeMap<u64, SharedClock> = manual.iter().map(|(id, c)| (*id, c.clone() as SharedClock)).collect();
+    let cluster = Cluster::start_with_clocks(3, common::fast_elections(), clocks).await;
+    let leader = cluster.leader().await;
+    assert_eq!(cluster.nodes[&leader].clock().now_ms(), 1_000_000 * (leader + 1), "node.clock() is the one injected");
+    let net = TestNet::new();
+    let first = cluster.nodes[&leader].submit(&faucet_batch(&net, "t1", 2)).await.expect("write");
+    cluster.wait_applied(first.log_index).await;
+    for node in cluster.nodes.values() {
+        assert_eq!(node.ledger().read().now_ms, 1_000_000 * (leader + 1), "ledger time is the leader's clock");
+    }
+    manual[&leader].advance(250);
+    let second = cluster.nodes[&leader].submit(&faucet_batch(&net, "t2", 1)).await.expect("write");
+    cluster.wait_applied(second.log_index).await;
+    assert_eq!(cluster.nodes[&leader].ledger().read().now_ms, 1_000_000 * (leader + 1) + 250);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_refuses_writes_and_names_the_leader() {
     let cluster = Cluster::start(3).await;
@@ -157,7 +183,6 @@ async fn leadership_cannot_go_to_a_non_voter() {
 /// what it knows is committed; a node nobody has added is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_needs_membership_and_a_leader() {
-    use deai_cluster::metrics::readiness;
     let mut cluster = Cluster::start(3).await;
     let leader = cluster.leader().await;
     for node in cluster.nodes.values() {
@@ -165,13 +190,13 @@ async fn readiness_needs_membership_and_a_leader() {
     }
     for (id, node) in &cluster.nodes {
         let deadline = std::time::Instant::now() + WAIT;
-        while readiness(node).is_err() {
-            assert!(std::time::Instant::now() < deadline, "node {id} never ready: {:?}", readiness(node));
+        while node.readiness().is_err() {
+            assert!(std::time::Instant::now() < deadline, "node {id} never ready: {:?}", node.readiness());
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
     cluster.start_node(7).await;
-    let why = readiness(&cluster.nodes[&7]).unwrap_err();
+    let why = cluster.nodes[&7].readiness().unwrap_err();
     assert!(why.contains("not a member"), "{why}");
     let status = deai_cluster::admin::status(&cluster.nodes[&7]);
     assert_eq!(status.not_ready.as_deref(), Some(why.as_str()));

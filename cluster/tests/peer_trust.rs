@@ -117,9 +117,9 @@ async fn a_forwarded_write_carries_no_time_of_its_sender() {
     assert_eq!(nodes[leader as usize].ledger().read().height, height, "nothing was written");
 
     // Envelopes written through a follower take the leader's clock.
-    let before = deai_cluster::checkpointer::now_ms();
+    let before = nodes[leader as usize].clock().now_ms();
     let written = nodes[follower as usize].write(&faucet_batch(&net, "near", 2)).await.expect("forwarded");
-    let after = deai_cluster::checkpointer::now_ms();
+    let after = nodes[leader as usize].clock().now_ms();
     assert_eq!(written.outcome.outcomes, vec![EntryOutcome::Accepted; 2]);
     let time = nodes[leader as usize].ledger().read().now_ms;
     assert!((before..=after).contains(&time), "ledger time {time} is the leader's clock ({before}..={after})");

@@ -207,7 +207,7 @@ pub struct AdminAuthority {
 impl AdminGate for AdminAuthority {
     fn admit<'a>(&'a self, request: &'a SignedAdmin, executing: u64) -> AdmitFuture<'a> {
         Box::pin(async move {
-            let hash = self.auth.check(request, executing, deai_clock::Clock::now_ms(&deai_clock::SystemClock))?;
+            let hash = self.auth.check(request, executing, self.outbox.node().clock().now_ms())?;
             let record = AuthorizeAdmin { request: hash, expires_ms: request.time_ms + MAX_ADMIN_SKEW_MS };
             let submitted = self.outbox.submit(Message::AuthorizeAdmin(record)).await?;
             match submitted.rejection() {

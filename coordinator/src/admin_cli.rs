@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use deai_clock::Clock;
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> an
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut request = agent.post(&format!("{base}{path}")).header("content-type", "application/json");
         if let Some(key) = key {
-            let now_ms = deai_clock::Clock::now_ms(&deai_clock::SystemClock);
+            let now_ms = deai_clock::SystemClock.now_ms();
             for (name, value) in crate::admin_auth::sign(key, &network, node_id, "POST", &path, now_ms, &bytes) {
                 request = request.header(name, value);
             }

@@ -20,7 +20,6 @@ use deai_api::views::{
     SnapshotBody, WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
 };
 use deai_api::Code;
-use deai_clock::Clock;
 use crate::edge_verifier::EdgeVerifier;
 use crate::http_body::BodyLimits;
 use crate::invalid_input::InvalidInputLimiter;
@@ -187,7 +186,7 @@ async fn livez() -> HttpResponse {
     (status = 503, description = "not ready, with the reason", body = String, content_type = "text/plain"),
 ))]
 async fn readyz(node: Node) -> HttpResponse {
-    match deai_cluster::metrics::readiness(&node) {
+    match node.readiness() {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready\n"),
         Err(why) => HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("not ready: {why}\n")),
     }
@@ -196,7 +195,9 @@ async fn readyz(node: Node) -> HttpResponse {
 /// Prometheus metrics in the text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "metrics", body = String, content_type = "text/plain")))]
 async fn metrics(node: Node) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(node.metrics().render(&node))
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(node.metrics().render(node.ledger()))
 }
 
 /// This node and the cluster as it sees them.
@@ -725,7 +726,7 @@ fn session_signer_check(
     let signed_ms: u64 = header(SESSION_TIME_HEADER).ok_or_else(unsigned)?.parse().map_err(|_| unsigned())?;
     let signature: [u8; 64] =
         header(SESSION_SIGNATURE_HEADER).and_then(unhex).and_then(|b| b.try_into().ok()).ok_or_else(unsigned)?;
-    let now_ms = deai_clock::SystemClock.now_ms();
+    let now_ms = node.clock().now_ms();
     if now_ms.abs_diff(signed_ms) > MAX_SESSION_SKEW_MS {
         return Err(ApiError::new(
             401,

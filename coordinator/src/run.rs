@@ -102,10 +102,17 @@ pub async fn run_until(
     let network = TcpNetwork::new(network_id.clone(), auth)
         .with_round_trip_metric(metrics.peer_round_trip_seconds.clone())
         .with_seed_peer_addrs(config.peer_map()?.into_values().collect());
-    let mut node =
-        CoordinatorNode::start_with_metrics(id, &config.data_dir, genesis, network.clone(), &config.raft, metrics)
-            .await
-            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+    let mut node = CoordinatorNode::start_with_metrics(
+        id,
+        &config.data_dir,
+        genesis,
+        network.clone(),
+        &config.raft,
+        deai_clock::system(),
+        metrics,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
     node.forward_writes_over_tcp(network.clone());
     let node = Arc::new(node);
 

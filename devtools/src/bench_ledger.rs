@@ -107,7 +107,8 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
     let identities: Vec<CoordinatorIdentity> =
         (0..BENCH_NODES).map(|i| CoordinatorIdentity::from_seed([i as u8 + 1; 32])).collect();
     let mut genesis = Genesis::dev(network, identities.iter().map(|c| c.info()).collect());
-    genesis.start_ms = deai_clock::Clock::now_ms(&deai_clock::SystemClock);
+    let clock = deai_clock::system();
+    genesis.start_ms = clock.now_ms();
     let member_keys: MemberKeys = (0..BENCH_NODES).zip(identities.iter().map(|c| c.id())).collect();
 
     // Size a write: whole signed entries until the batch reaches `entry_bytes`.
@@ -133,10 +134,10 @@ pub async fn run(settings: &LedgerBench) -> anyhow::Result<LedgerBenchReport> {
         let auth = PeerAuth::new(id, &identities[id as usize].signing, member_keys.clone())
             .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
         let net = TcpNetwork::new(network, auth);
-        let mut node =
-            CoordinatorNode::start(id, &dir.join(format!("node-{id}")), genesis.clone(), net.clone(), &config)
-                .await
-                .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+        let node_dir = dir.join(format!("node-{id}"));
+        let mut node = CoordinatorNode::start(id, &node_dir, genesis.clone(), net.clone(), &config, clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
         node.forward_writes_over_tcp(net.clone());
         if id == 0 {
             writer_auth = Some(net.auth().clone());

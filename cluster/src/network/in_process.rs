@@ -133,16 +133,16 @@ impl RaftNetwork<TypeConfig> for InProcessConnection {
 }
 
 /// Leader-transfer steps reach the other nodes' Raft directly.
-impl crate::admin::PeerControl for InProcessRouter {
+impl crate::control::PeerControl for InProcessRouter {
     fn control<'a>(
         &'a self,
         peer: NodeId,
         _addr: &'a str,
-        request: crate::admin::ControlRequest,
-    ) -> crate::admin::ControlFuture<'a> {
+        request: crate::control::ControlRequest,
+    ) -> crate::control::ControlFuture<'a> {
         Box::pin(async move {
             let raft = self.lock().nodes.get(&peer).cloned().ok_or_else(|| format!("node {peer} is not running"))?;
-            crate::admin::handle_control(&raft, request).await
+            crate::control::handle_control(&raft, request).await
         })
     }
 }

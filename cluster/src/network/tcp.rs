@@ -9,6 +9,10 @@
 //! leader-transfer step must come from the leader. Forwarded writes carry envelopes only; the
 //! leader stamps time (see `batcher.rs`).
 //!
+//! **Who answers.** The listener serves a [`PeerService`]: the Raft it hands RPCs to, and the
+//! node's answers to forwarded writes and admin requests. This file knows no node; the
+//! coordinator node implements the service above it (`peer_service.rs`).
+//!
 //! **What a stranger costs.** A connection that has not authenticated holds a handshake slot for
 //! at most [`HANDSHAKE_TIMEOUT_MS`]. There are at most [`MAX_HANDSHAKES_PER_ADDRESS`] of them per
 //! source address, and at most [`MAX_STRANGER_HANDSHAKES`] in all from addresses that are no
@@ -26,8 +30,11 @@
 //! [`MAX_BYTES_IN_FLIGHT_PER_NODE`] in all; past either it stops reading (TCP backpressure). A
 //! caller that gives up leaves its id behind; a late answer for it is dropped.
 
-use crate::admin::{ControlFuture, ControlReply, ControlRequest, PeerControl, SignedAdmin};
+use crate::control::{handle_control, ControlFuture, ControlReply, ControlRequest, PeerControl, SignedAdmin};
+use crate::metrics::NodeMetrics;
 use crate::network::peer_auth::PeerAuth;
+use crate::raft_write::Written;
+use crate::ClusterError;
 use deai_storage::{decode_raft_limited, encode_raft, CommandOutcome, NodeId, TypeConfig, UnstampedBatch};
 use openraft::error::{InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -35,7 +42,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Raft};
 use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -141,9 +148,9 @@ pub struct RemoteFailure {
 }
 
 impl RemoteFailure {
-    fn from_cluster(e: &crate::ClusterError) -> Self {
+    fn from_cluster(e: &ClusterError) -> Self {
         let leader = match e {
-            crate::ClusterError::NotLeader { leader } => *leader,
+            ClusterError::NotLeader { leader } => *leader,
             _ => None,
         };
         RemoteFailure { code: e.code().to_string(), message: e.to_string(), leader }
@@ -265,9 +272,39 @@ impl Drop for HandshakeSlot {
 /// A member's authenticated connections, oldest first, each with the signal that closes it.
 type MemberConnections = HashMap<NodeId, VecDeque<(u64, Arc<Notify>)>>;
 
+/// A future that a [`PeerService`] returns.
+pub type ServiceFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What answers the requests of authenticated members: the node behind a listener. The
+/// listener checks each request against the member that sent it first (its own name, its role,
+/// the caps); the service only carries it out.
+pub trait PeerService: Send + Sync + 'static {
+    /// The Raft that takes appends, votes and snapshot chunks, and whose membership and leader
+    /// the listener checks members against.
+    fn raft(&self) -> &Raft<TypeConfig>;
+
+    /// The series where refusals at the trust boundary are counted (`peer_refusals`).
+    fn metrics(&self) -> &NodeMetrics;
+
+    /// Why `rpc` would replace an entry this node holds as committed, if it would; the listener
+    /// then refuses it rather than hand it to openraft.
+    fn overwrites_committed<'a>(
+        &'a self,
+        rpc: &'a AppendEntriesRequest<TypeConfig>,
+    ) -> ServiceFuture<'a, Option<String>>;
+
+    /// Proposes a batch a follower forwarded, unstamped (this node must lead; it stamps the
+    /// batch and never forwards it again).
+    fn forwarded_write(&self, batch: UnstampedBatch) -> ServiceFuture<'_, Result<Written, ClusterError>>;
+
+    /// Checks an operator's signed admin request with this node's gate and carries it out
+    /// here, never forwarding it again.
+    fn forwarded_admin(&self, request: SignedAdmin) -> ServiceFuture<'_, Result<String, ClusterError>>;
+}
+
 /// Everything the listener of one node shares between its connections.
 struct PeerServer {
-    node: Arc<crate::CoordinatorNode>,
+    service: Arc<dyn PeerService>,
     network: TcpNetwork,
     handshakes: Arc<Mutex<Handshakes>>,
     member_hosts: RwLock<HashSet<IpAddr>>,
@@ -278,7 +315,7 @@ struct PeerServer {
 
 impl PeerServer {
     fn refuse(&self, reason: &str) {
-        self.node.metrics().peer_refusals.with_label_values(&[reason]).inc();
+        self.service.metrics().peer_refusals.with_label_values(&[reason]).inc();
     }
 
     /// A handshake slot for a connection from `address`, or `None` if its budget is spent.
@@ -300,7 +337,7 @@ impl PeerServer {
     /// handshake budget.
     async fn refresh_member_hosts(&self) {
         let mut addrs: Vec<String> = {
-            let metrics = self.node.raft.metrics();
+            let metrics = self.service.raft().metrics();
             let m = metrics.borrow();
             m.membership_config.membership().nodes().map(|(_, n)| n.addr.clone()).collect()
         };
@@ -320,7 +357,7 @@ impl PeerServer {
     /// the member table; once it has one, a removed member is refused even though its key is
     /// still in the table.
     fn in_membership(&self, member: NodeId) -> bool {
-        let metrics = self.node.raft.metrics();
+        let metrics = self.service.raft().metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         membership.nodes().next().is_none() || membership.get_node(&member).is_some()
@@ -353,12 +390,13 @@ impl PeerServer {
     }
 }
 
-/// Serves everything for `node` on `listener`: Raft RPCs, forwarded writes, admin commands and
-/// leader-transfer steps, to authenticated members only. `network` is the node's own (its
-/// handshake identity and member table). Runs until dropped.
-pub async fn serve_node(listener: TcpListener, node: Arc<crate::CoordinatorNode>, network: TcpNetwork) {
+/// Serves everything for `node` (a `CoordinatorNode`, or any [`PeerService`]) on `listener`:
+/// Raft RPCs, forwarded writes, admin commands and leader-transfer steps, to authenticated
+/// members only. `network` is the node's own (its handshake identity and member table). Runs
+/// until dropped.
+pub async fn serve_node(listener: TcpListener, node: Arc<dyn PeerService>, network: TcpNetwork) {
     let server = Arc::new(PeerServer {
-        node,
+        service: node,
         network,
         handshakes: Arc::default(),
         member_hosts: RwLock::default(),
@@ -495,8 +533,8 @@ async fn serve_member(
         let (server, answers) = (server.clone(), answers.clone());
         tokio::spawn(async move {
             let _held = (slot, held);
-            let body = match authorize(&request.body, member, &server.node) {
-                Ok(()) => handle(request.body, &server.node).await,
+            let body = match authorize(&request.body, member, server.service.raft()) {
+                Ok(()) => handle(request.body, server.service.as_ref()).await,
                 Err(why) => {
                     server.refuse("request");
                     tracing::warn!(member, kind = request.body.kind(), %why, "refused a peer request");
@@ -530,7 +568,7 @@ async fn read_request<R: AsyncRead + Unpin>(
 
 /// Whether authenticated `member` may make `request`: Raft messages only in its own name, a
 /// leader-transfer step only from the leader, a snapshot chunk only within the receive cap.
-fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -> Result<(), String> {
+fn authorize(request: &Request, member: NodeId, raft: &Raft<TypeConfig>) -> Result<(), String> {
     let own_name = |claimed: Option<NodeId>, what: &str| match claimed {
         Some(claimed) if claimed == member => Ok(()),
         claimed => Err(format!("node {member} sent a {what} in the name of node {claimed:?}")),
@@ -549,7 +587,7 @@ fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -
             Ok(())
         }
         Request::Control(_) => {
-            let leader = node.raft.metrics().borrow().current_leader;
+            let leader = raft.metrics().borrow().current_leader;
             if leader == Some(member) {
                 Ok(())
             } else {
@@ -560,12 +598,12 @@ fn authorize(request: &Request, member: NodeId, node: &crate::CoordinatorNode) -
     }
 }
 
-async fn handle(request: Request, node: &crate::CoordinatorNode) -> Response {
-    let raft = &node.raft;
+async fn handle(request: Request, service: &dyn PeerService) -> Response {
+    let raft = service.raft();
     match request {
-        Request::Append(rpc) => match node.overwrites_committed(&rpc).await {
+        Request::Append(rpc) => match service.overwrites_committed(&rpc).await {
             Some(why) => {
-                node.metrics().peer_refusals.with_label_values(&["overwrite_committed"]).inc();
+                service.metrics().peer_refusals.with_label_values(&["overwrite_committed"]).inc();
                 let leader = rpc.vote.leader_id().voted_for();
                 tracing::error!(?leader, %why, "refused an append that would overwrite a committed entry");
                 Response::Refused(why)
@@ -575,15 +613,16 @@ async fn handle(request: Request, node: &crate::CoordinatorNode) -> Response {
         Request::Vote(rpc) => Response::Vote(raft.vote(rpc).await),
         Request::Snapshot(rpc) => Response::Snapshot(raft.install_snapshot(rpc).await),
         Request::Write(batch) => Response::Written(
-            node.submit_batch(&batch)
+            service
+                .forwarded_write(batch)
                 .await
                 .map(|w| (w.log_index, w.outcome))
                 .map_err(|e| RemoteFailure::from_cluster(&e)),
         ),
         Request::Admin(request) => {
-            Response::Admin(node.admin_signed_here(request).await.map_err(|e| RemoteFailure::from_cluster(&e)))
+            Response::Admin(service.forwarded_admin(request).await.map_err(|e| RemoteFailure::from_cluster(&e)))
         }
-        Request::Control(request) => Response::Control(crate::admin::handle_control(raft, request).await),
+        Request::Control(request) => Response::Control(handle_control(raft, request).await),
     }
 }
 

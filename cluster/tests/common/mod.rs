@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use deai_clock::SharedClock;
 use deai_cluster::network::in_process::InProcessRouter;
 use deai_cluster::network::peer_auth::{MemberKeys, PeerAuth};
 use deai_cluster::network::tcp::{self, TcpNetwork};
@@ -39,6 +40,8 @@ pub struct Cluster {
     pub dirs: tempfile::TempDir,
     pub nodes: BTreeMap<u64, CoordinatorNode>,
     pub config: ClusterConfig,
+    /// Each node's clock; a node not listed reads the system clock.
+    pub clocks: BTreeMap<u64, SharedClock>,
 }
 
 impl Cluster {
@@ -47,9 +50,14 @@ impl Cluster {
     }
 
     pub async fn start_with(n: u64, config: ClusterConfig) -> Cluster {
+        Self::start_with_clocks(n, config, BTreeMap::new()).await
+    }
+
+    /// An `n`-node cluster whose nodes read the time from `clocks` (the system clock if not listed).
+    pub async fn start_with_clocks(n: u64, config: ClusterConfig, clocks: BTreeMap<u64, SharedClock>) -> Cluster {
         let router = InProcessRouter::new();
         let dirs = tempfile::tempdir().unwrap();
-        let mut cluster = Cluster { router, dirs, nodes: BTreeMap::new(), config };
+        let mut cluster = Cluster { router, dirs, nodes: BTreeMap::new(), config, clocks };
         for id in 0..n {
             cluster.start_node(id).await;
         }
@@ -64,7 +72,8 @@ impl Cluster {
 
     pub async fn start_node(&mut self, id: u64) {
         let dir = self.dir(id);
-        let node = start(id, &dir, &self.router, &self.config).await;
+        let clock = self.clocks.get(&id).cloned().unwrap_or_else(deai_clock::system);
+        let node = start_with_clock(id, &dir, &self.router, &self.config, clock).await;
         self.router.register(id, node.raft.clone());
         self.nodes.insert(id, node);
     }
@@ -97,7 +106,17 @@ impl Cluster {
 }
 
 pub async fn start(id: u64, dir: &Path, router: &InProcessRouter, config: &ClusterConfig) -> CoordinatorNode {
-    CoordinatorNode::start(id, dir, genesis(), router.network_for(id), config).await.expect("node starts")
+    start_with_clock(id, dir, router, config, deai_clock::system()).await
+}
+
+pub async fn start_with_clock(
+    id: u64,
+    dir: &Path,
+    router: &InProcessRouter,
+    config: &ClusterConfig,
+    clock: SharedClock,
+) -> CoordinatorNode {
+    CoordinatorNode::start(id, dir, genesis(), router.network_for(id), config, clock).await.expect("node starts")
 }
 
 /// `n` signed faucet envelopes from distinct clients, sealed against a fresh ledger.
@@ -164,6 +183,7 @@ pub async fn start_tcp_nodes(
             genesis.clone(),
             network.clone(),
             &tcp_config(),
+            deai_clock::system(),
         )
         .await
         .unwrap();
