@@ -467,15 +467,51 @@ impl CoordinatorNode {
         f: impl FnOnce(&deai_protocol::Ledger) -> T,
     ) -> Result<T, ClusterError> {
         if consistency == Consistency::Linearizable {
-            match self.raft.ensure_linearizable().await {
+            match self.read_index_here().await {
                 Ok(_) => {}
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                    return Err(ClusterError::NotLeader { leader: f.leader_id })
+                Err(ClusterError::NotLeader { leader: Some(leader) }) if leader != self.id => {
+                    self.follow_read_index(leader).await?
                 }
-                Err(e) => return Err(ClusterError::Raft(e.to_string())),
+                Err(e) => return Err(e),
             }
         }
         Ok(f(&self.ledger.read()))
+    }
+
+    /// On the leader: confirms leadership with a quorum and returns the index every
+    /// linearizable read must have applied (openraft waits until this node applied it).
+    pub(crate) async fn read_index_here(&self) -> Result<u64, ClusterError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(index) => Ok(index.map_or(0, |id| id.index)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ClusterError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// On a follower: asks the leader for its read index and waits until this node applied that
+    /// far, within [`FORWARD_TIMEOUT_MS`], so that a linearizable read works on any member.
+    async fn follow_read_index(&self, leader: NodeId) -> Result<(), ClusterError> {
+        let Some(network) = self.forward_network.as_ref() else {
+            return Err(ClusterError::NotLeader { leader: Some(leader) });
+        };
+        let addr = self.leader_addr(leader)?;
+        let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
+        let index = match network.read_index(leader, &addr, deadline).await {
+            Ok(Ok(index)) => index,
+            Ok(Err(f)) => return Err(remote_error(f)),
+            Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. } | LinkError::RequestRefused { .. })) => {
+                return Err(ClusterError::LeaderUnreachable { leader, reason: e.to_string() })
+            }
+            Err(e) => return Err(ClusterError::Raft(e.to_string())),
+        };
+        self.raft
+            .wait(Some(deadline))
+            .applied_index_at_least(Some(index), "linearizable read on a follower")
+            .await
+            .map(|_| ())
+            .map_err(|e| ClusterError::Raft(format!("this node did not apply up to the read index {index}: {e}")))
     }
 
     /// Stops the node's Raft; its data stays on disk.

@@ -36,4 +36,8 @@ impl PeerService for CoordinatorNode {
     fn forwarded_admin(&self, request: SignedAdmin) -> ServiceFuture<'_, Result<String, ClusterError>> {
         Box::pin(self.admin_signed_here(request))
     }
+
+    fn read_index(&self) -> ServiceFuture<'_, Result<u64, ClusterError>> {
+        Box::pin(self.read_index_here())
+    }
 }

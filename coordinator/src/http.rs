@@ -550,7 +550,7 @@ async fn read_until<T>(
 #[utoipa::path(get, path = "/v1/ledger/head", tag = "ledger", params(HeadQuery), responses(
     (status = 200, body = Head),
     (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
@@ -595,7 +595,7 @@ fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
     params(AccountPath, HeadQuery), responses(
     (status = 200, body = AccountView),
     (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn account(
@@ -766,7 +766,7 @@ fn not_found(what: &str) -> ApiError {
     (status = 200, body = OrderView),
     (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "no such order", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn order(
@@ -804,7 +804,7 @@ async fn order(
 #[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = Vec<Assignment>),
     (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn assignments(
@@ -830,7 +830,7 @@ async fn assignments(
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
     (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
@@ -859,7 +859,7 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
     (status = 200, body = EpochView),
     (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "not closed (or no longer retained)", body = ErrorBody),
-    (status = 421, description = "linearizable read on a follower: ask the leader named in the body", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
 async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {

@@ -123,6 +123,10 @@ enum Request {
     Admin(SignedAdmin),
     /// A step of a leader transfer.
     Control(ControlRequest),
+    /// A follower asks the leader how far a linearizable read must wait: the leader confirms
+    /// its leadership with a quorum and answers its commit index (Raft's ReadIndex, section 6.4
+    /// of the Raft thesis); the follower reads once it applied that far.
+    ReadIndex,
 }
 
 impl Request {
@@ -132,6 +136,7 @@ impl Request {
             Request::Vote(_) => "vote",
             Request::Snapshot(_) => "snapshot",
             Request::Write(_) => "write",
+            Request::ReadIndex => "read_index",
             Request::Admin(_) => "admin",
             Request::Control(_) => "control",
         }
@@ -165,6 +170,7 @@ enum Response {
     Written(Result<(u64, CommandOutcome), RemoteFailure>),
     Admin(Result<String, RemoteFailure>),
     Control(Result<ControlReply, String>),
+    ReadIndex(Result<u64, RemoteFailure>),
     /// The member may not make this request (in another's name, out of its role, too large).
     Refused(String),
 }
@@ -300,6 +306,10 @@ pub trait PeerService: Send + Sync + 'static {
     /// Checks an operator's signed admin request with this node's gate and carries it out
     /// here, never forwarding it again.
     fn forwarded_admin(&self, request: SignedAdmin) -> ServiceFuture<'_, Result<String, ClusterError>>;
+
+    /// The index a linearizable read must have applied, confirmed with a quorum (this node must
+    /// lead).
+    fn read_index(&self) -> ServiceFuture<'_, Result<u64, ClusterError>>;
 }
 
 /// Everything the listener of one node shares between its connections.
@@ -594,7 +604,7 @@ fn authorize(request: &Request, member: NodeId, raft: &Raft<TypeConfig>) -> Resu
                 Err(format!("node {member} sent a leader-transfer step, but the leader is {leader:?}"))
             }
         }
-        Request::Write(_) | Request::Admin(_) => Ok(()),
+        Request::Write(_) | Request::Admin(_) | Request::ReadIndex => Ok(()),
     }
 }
 
@@ -623,6 +633,9 @@ async fn handle(request: Request, service: &dyn PeerService) -> Response {
             Response::Admin(service.forwarded_admin(request).await.map_err(|e| RemoteFailure::from_cluster(&e)))
         }
         Request::Control(request) => Response::Control(handle_control(raft, request).await),
+        Request::ReadIndex => {
+            Response::ReadIndex(service.read_index().await.map_err(|e| RemoteFailure::from_cluster(&e)))
+        }
     }
 }
 
@@ -847,6 +860,20 @@ impl TcpNetwork {
     ) -> Result<Result<(u64, CommandOutcome), RemoteFailure>, LinkError> {
         match self.call(to, addr, Request::Write(batch), deadline).await? {
             Response::Written(r) => Ok(r),
+            _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
+        }
+    }
+
+    /// Asks node `to` at `addr`, which must lead, for the index a linearizable read must have
+    /// applied.
+    pub async fn read_index(
+        &self,
+        to: NodeId,
+        addr: &str,
+        deadline: Duration,
+    ) -> Result<Result<u64, RemoteFailure>, LinkError> {
+        match self.call(to, addr, Request::ReadIndex, deadline).await? {
+            Response::ReadIndex(r) => Ok(r),
             _ => Err(LinkError::Io { addr: addr.to_string(), reason: "response of the wrong kind".into() }),
         }
     }
