@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use deai_api::hex::hex;
 use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
 use deai_clock::Clock;
-use deai_api::views::SessionLine;
+use deai_api::views::{AccountView, ErrorBody, Head, SessionLine, WriteResult};
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::SignedEnvelope;
@@ -26,6 +26,12 @@ use std::time::Duration;
 /// request, even for an IP address. The lookup is bounded by the system resolver's own
 /// timeouts instead (`resolv.conf`).
 pub const API_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Rounds over the whole address list one request may take before it fails.
+pub const MAX_RETRY_ROUNDS: u32 = 6;
+/// Pause before the second round, in milliseconds; it doubles each round.
+pub const RETRY_BACKOFF_MS: u64 = 100;
+/// Longest one request keeps retrying (elections take a second or two), in milliseconds.
+pub const RETRY_BUDGET_MS: u64 = 15_000;
 
 /// An agent whose every request phase but the address lookup is bounded by `phase_ms` (see
 /// [`API_REQUEST_TIMEOUT_MS`]); answers of any status are returned, not turned into errors.
@@ -82,38 +88,71 @@ impl Coordinators {
     }
 
     /// Sends the request built by `send` to each coordinator in turn until one answers with
-    /// something other than "ask another node".
+    /// something other than "ask another node", in at most [`MAX_RETRY_ROUNDS`] rounds over the
+    /// list within [`RETRY_BUDGET_MS`], pausing [`RETRY_BACKOFF_MS`] (doubling) between rounds.
+    ///
+    /// Tried again: a connection that fails or times out, and the answers that mean another node
+    /// or a moment later can do it (421, 503, 408). Retrying a write is safe: an envelope carries
+    /// its nonce, so a second copy of one that was written is refused as a `replay` and changes
+    /// nothing (see [`Participant::submit_envelopes`]). Every other answer is final.
     fn call(
         &self,
         send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> anyhow::Result<Value> {
-        let start = self.current.load(Ordering::Relaxed);
+        self.call_tracked(send).map(|(value, _)| value)
+    }
+
+    /// [`call`](Self::call), also saying whether an earlier attempt may have reached a node
+    /// (it failed after the request was sent, so its effect is unknown).
+    fn call_tracked(
+        &self,
+        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> anyhow::Result<(Value, bool)> {
+        let started = std::time::Instant::now();
+        let mut ambiguous = false;
         let mut last = None;
-        for k in 0..self.bases.len() {
-            let i = (start + k) % self.bases.len();
-            let mut response = match send(&self.bases[i]) {
-                Ok(r) => r,
-                Err(e) => {
-                    last = Some(anyhow::anyhow!("{}: {e}", self.bases[i]));
+        let mut backoff_ms = RETRY_BACKOFF_MS;
+        for round in 0..MAX_RETRY_ROUNDS {
+            if round > 0 {
+                if started.elapsed() + Duration::from_millis(backoff_ms) > Duration::from_millis(RETRY_BUDGET_MS) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(backoff_ms));
+                backoff_ms = backoff_ms.saturating_mul(2);
+            }
+            let start = self.current.load(Ordering::Relaxed);
+            for k in 0..self.bases.len() {
+                let i = (start + k) % self.bases.len();
+                let mut response = match send(&self.bases[i]) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // A refused connection never reached the node; anything later may have.
+                        let refused = matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+                            || matches!(&e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound);
+                        ambiguous |= !refused;
+                        last = Some(anyhow::anyhow!("{}: {e}", self.bases[i]));
+                        continue;
+                    }
+                };
+                let status = response.status().as_u16();
+                let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
+                if (200..300).contains(&status) {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok((body, ambiguous));
+                }
+                let error: Option<ErrorBody> = serde_json::from_value(body).ok();
+                let failure = ApiFailure {
+                    status,
+                    code: error.as_ref().map_or_else(|| "unknown".to_string(), |e| e.code.as_str().to_string()),
+                    message: error.map(|e| e.message).unwrap_or_default(),
+                };
+                if matches!(status, 408 | 421 | 503) {
+                    ambiguous |= status != 421;
+                    last = Some(failure.into());
                     continue;
                 }
-            };
-            let status = response.status().as_u16();
-            let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
-            if (200..300).contains(&status) {
-                self.current.store(i, Ordering::Relaxed);
-                return Ok(body);
+                return Err(failure.into());
             }
-            let failure = ApiFailure {
-                status,
-                code: body["code"].as_str().unwrap_or("unknown").to_string(),
-                message: body["message"].as_str().unwrap_or("").to_string(),
-            };
-            if status == 421 || status == 503 {
-                last = Some(failure.into());
-                continue;
-            }
-            return Err(failure.into());
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
     }
@@ -196,7 +235,15 @@ impl Coordinators {
 
     /// POSTs `body` as `application/octet-stream`; the answer is JSON.
     pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
-        self.call(|base| self.agent.post(&format!("{base}{path}")).content_type("application/octet-stream").send(body))
+        self.post_bytes_tracked(path, body).map(|(value, _)| value)
+    }
+
+    /// [`post_bytes`](Self::post_bytes), also saying whether an earlier attempt may have been
+    /// carried out.
+    fn post_bytes_tracked(&self, path: &str, body: &[u8]) -> anyhow::Result<(Value, bool)> {
+        self.call_tracked(|base| {
+            self.agent.post(&format!("{base}{path}")).content_type("application/octet-stream").send(body)
+        })
     }
 }
 
@@ -218,9 +265,8 @@ pub struct Outcome {
 impl Participant {
     /// Reads the network id from the coordinators (it is part of every signature).
     pub fn connect(key: SigningKey, api: Coordinators) -> anyhow::Result<Self> {
-        let head: Value = api.get("/v1/ledger/head?consistency=stale")?;
-        let network = head["network_id"].as_str().context("the coordinator did not name its network")?.to_string();
-        Ok(Participant { key, api, network: NetworkId(network) })
+        let head: Head = api.get("/v1/ledger/head?consistency=stale")?;
+        Ok(Participant { key, api, network: NetworkId(head.network_id) })
     }
 
     pub fn id(&self) -> ParticipantId {
@@ -243,8 +289,8 @@ impl Participant {
 
     /// The next nonce, from a linearizable read of this participant's account.
     pub fn next_nonce(&self) -> anyhow::Result<u64> {
-        let account: Value = self.api.get(&format!("/v1/ledger/accounts/{}", self.id_hex()))?;
-        Ok(account["last_nonce"].as_u64().unwrap_or(0) + 1)
+        let account: AccountView = self.api.get(&format!("/v1/ledger/accounts/{}", self.id_hex()))?;
+        Ok(account.last_nonce + 1)
     }
 
     /// Seals `message` with nonce `nonce`.
@@ -267,15 +313,21 @@ impl Participant {
     /// or JSON to encode and parse). Returns the write's log index and one outcome per envelope,
     /// in order: `accepted` or the rejection code.
     pub fn submit_envelopes(&self, envelopes: &[SignedEnvelope]) -> anyhow::Result<(u64, Vec<String>)> {
-        let answer = self.api.post_bytes("/v1/ledger/entries", &deai_protocol::codec::encode_framed(envelopes))?;
-        let outcomes: Vec<String> = answer["outcomes"]
-            .as_array()
-            .map(|list| list.iter().map(|o| o.as_str().unwrap_or("unknown").to_string()).collect())
-            .unwrap_or_default();
+        let (answer, ambiguous) =
+            self.api.post_bytes_tracked("/v1/ledger/entries", &deai_protocol::codec::encode_framed(envelopes))?;
+        let answer: WriteResult =
+            serde_json::from_value(answer).context("the coordinator's answer to a write is no WriteResult")?;
+        // After an attempt whose fate is unknown, `replay` means that attempt wrote the envelope:
+        // this participant signs one envelope per nonce.
+        let outcomes: Vec<String> = answer
+            .outcomes
+            .into_iter()
+            .map(|o| if ambiguous && o == "replay" { "accepted".to_string() } else { o })
+            .collect();
         if outcomes.len() != envelopes.len() {
             bail!("the coordinator answered {} outcomes for {} envelopes", outcomes.len(), envelopes.len());
         }
-        Ok((answer["log_index"].as_u64().unwrap_or(0), outcomes))
+        Ok((answer.log_index, outcomes))
     }
 
     /// Like [`submit`](Self::submit), but an entry the ledger rejects is an error.
