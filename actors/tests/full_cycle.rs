@@ -278,10 +278,16 @@ async fn actors_drive_a_full_cycle_and_close_the_epoch_with_exact_payouts() {
 
 /// A miner that goes away mid-order (issue 5): its order passes its deadline, the leader's
 /// scheduler ticks, the ledger re-queues the order and takes the silent miner offline, and the
-/// scheduler allocates it to the other miner, which serves it.
+/// scheduler allocates it to the other miner, which serves it. The deadline (1 s) comes long
+/// before the silent miner's lease lapses, so one missed deadline must take it offline here
+/// (a failure limit of 1); with the defaults its lease would have lapsed first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_miner_went_away_is_requeued_and_served_elsewhere() {
-    let (mut nodes, network, _dir) = start_network(30, "deai-requeue", |g| g.params.order_timeout_ms = 1_000).await;
+    let (mut nodes, network, _dir) = start_network(30, "deai-requeue", |g| {
+        g.params.order_timeout_ms = 1_000;
+        g.params.miner_max_consecutive_failures = 1;
+    })
+    .await;
     leader_of(&nodes).await;
     let node = nodes[0].node.clone();
     let write = |entries: Vec<SignedEnvelope>| {

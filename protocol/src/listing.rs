@@ -7,9 +7,10 @@
 //! - collateral: `100_000 * collateral / (10 * min_collateral)`, capped at 100_000, weight 2;
 //! - service types: 10_000 points per offered service, capped at 100_000, weight 1.
 //!
-//! Ties break by ascending miner id. Only active, online, non-ejected miners are listed.
+//! Ties break by ascending miner id. Only active, non-ejected miners that are live at the current
+//! ledger time (online, lease not lapsed: the miners allocation would consider) are listed.
 
-use crate::ledger::{Ledger, MinerStatus};
+use crate::ledger::{Ledger, Liveness, MinerStatus};
 use crate::types::{Amount, ParticipantId, ServiceName};
 
 /// One row of the provider listing.
@@ -50,7 +51,11 @@ impl Ledger {
         let mut rows: Vec<ProviderListing> = self
             .miners
             .iter()
-            .filter(|(_, m)| m.status == MinerStatus::Active && m.online && !m.ejected)
+            .filter(|(_, m)| {
+                m.status == MinerStatus::Active
+                    && !m.ejected
+                    && m.liveness(self.now_ms, self.params.miner_lease_ms) == Liveness::Live
+            })
             .filter(|(_, m)| service.is_none_or(|s| m.services.contains_key(s)))
             .map(|(id, m)| ProviderListing {
                 miner: *id,

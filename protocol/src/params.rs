@@ -45,6 +45,13 @@ pub struct Params {
     /// `max(previous, min(stamped, previous + max_ledger_step_ms))`, so no stamp, however
     /// wrong, moves time far (`docs/decisions.md`, "Ledger time").
     pub max_ledger_step_ms: u64,
+    /// A miner's lease, in ms: it is eligible for new orders only while ledger time is at most
+    /// this far past the last accepted entry it signed (SPEC 5.3 "online"; `docs/decisions.md`,
+    /// "Miner liveness"). Its agent renews it well within this.
+    pub miner_lease_ms: u64,
+    /// Allocated orders in a row a miner may let time out; at this many the ledger sets it
+    /// offline until it signs `SetAvailability { online: true }` (SPEC 5.10).
+    pub miner_max_consecutive_failures: u32,
 }
 
 impl Default for Params {
@@ -74,6 +81,8 @@ impl Default for Params {
             subscription_period_ms: 30 * 24 * 3_600_000,
             order_retention_ms: 7 * 24 * 3_600_000,
             max_ledger_step_ms: DEFAULT_MAX_LEDGER_STEP_MS,
+            miner_lease_ms: DEFAULT_MINER_LEASE_MS,
+            miner_max_consecutive_failures: DEFAULT_MINER_MAX_CONSECUTIVE_FAILURES,
         }
     }
 }
@@ -81,6 +90,14 @@ impl Default for Params {
 /// The default of [`Params::max_ledger_step_ms`]: one minute. An honest leader stamps its own
 /// clock and ticks while idle, so ledger time never trails it by more than half of this.
 pub const DEFAULT_MAX_LEDGER_STEP_MS: u64 = 60_000;
+
+/// The default of [`Params::miner_lease_ms`]: 30 s, half of the default `order_timeout_ms`, so
+/// that a dead miner's lease has lapsed by the time its first order is re-queued and the order
+/// goes elsewhere. A miner agent renews every third of it.
+pub const DEFAULT_MINER_LEASE_MS: u64 = 30_000;
+
+/// The default of [`Params::miner_max_consecutive_failures`].
+pub const DEFAULT_MINER_MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 /// A parameter a proposal can change, with its new value.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -107,6 +124,8 @@ pub enum ParamChange {
     AssetPricePpm(AssetId, u64),
     OrderRetentionMs(u64),
     MaxLedgerStepMs(u64),
+    MinerLeaseMs(u64),
+    MinerMaxConsecutiveFailures(u32),
 }
 
 /// Upper bound on windows, so that no per-client history grows past it.
@@ -122,7 +141,8 @@ impl ParamChange {
                 Err("ratio above 1_000_000 ppm")
             }
             EpochMs(0) | OrderTimeoutMs(0) | RateWindowMs(0) | VotingPeriodMs(0) | ProbeWindowMs(0)
-            | OrderRetentionMs(0) | MaxLedgerStepMs(0) => Err("duration must be positive"),
+            | OrderRetentionMs(0) | MaxLedgerStepMs(0) | MinerLeaseMs(0) => Err("duration must be positive"),
+            MinerMaxConsecutiveFailures(0) => Err("consecutive failures must be at least 1"),
             StakeUnit(0) => Err("stake unit must be positive"),
             AbuseWindow(v) if v == 0 || v > MAX_ABUSE_WINDOW => Err("abuse window out of range"),
             MinReputationMilli(v) if v > 100_000 => Err("reputation above 100_000 milli-points"),
@@ -156,6 +176,8 @@ impl ParamChange {
             PassThresholdPpm(v) => p.pass_threshold_ppm = v,
             OrderRetentionMs(v) => p.order_retention_ms = v,
             MaxLedgerStepMs(v) => p.max_ledger_step_ms = v,
+            MinerLeaseMs(v) => p.miner_lease_ms = v,
+            MinerMaxConsecutiveFailures(v) => p.miner_max_consecutive_failures = v,
             AssetPricePpm(..) => {} // prices live in the asset table, see the ledger
         }
     }

@@ -61,14 +61,17 @@ pub struct TestNet {
 }
 
 /// The genesis of a [`TestNet`] with `n` coordinators: dev network `deai-test`, default
-/// parameters but one: ledger time may move any distance in one entry, so that a scenario can
-/// jump a week with one stamp instead of the catch-up ticks a leader would send. The time rule
-/// itself is tested with the default step (`tests/ledger_time.rs`). Replicas started from it
-/// accept the entries a `TestNet` seals.
+/// parameters but two: ledger time may move any distance in one entry, so that a scenario can
+/// jump a week with one stamp instead of the catch-up ticks a leader would send, and a miner's
+/// lease never lapses, so that a miner stays eligible across such a jump without the renewals
+/// its agent would send. The time rule and the lease are tested with their defaults
+/// (`tests/ledger_time.rs`, `tests/rules_liveness.rs`). Replicas started from it accept the
+/// entries a `TestNet` seals.
 pub fn test_genesis(n: usize) -> Genesis {
     let infos = (0..n).map(|i| CoordinatorKeys::from_name(&format!("coordinator-{i}")).info()).collect();
     let mut genesis = Genesis::dev("deai-test", infos);
     genesis.params.max_ledger_step_ms = u64::MAX;
+    genesis.params.miner_lease_ms = u64::MAX;
     genesis
 }
 

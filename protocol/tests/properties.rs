@@ -55,6 +55,9 @@ fn tweak(g: &mut Genesis) {
     g.params.t_restricted_ms = 60_000;
     g.params.abuse_window = 4;
     g.params.order_retention_ms = 240_000;
+    // A lease that the longer advances outrun, and suspension after two timeouts in a row.
+    g.params.miner_lease_ms = 100_000;
+    g.params.miner_max_consecutive_failures = 2;
 }
 
 fn fresh_net() -> TestNet {
@@ -251,8 +254,11 @@ enum Op {
         coord: u8,
         back_ms: u32,
     },
+    /// Time passes; then each online miner whose bit is set in `renew` renews its lease, as a
+    /// running agent does (the others' agents are gone, or paused).
     Advance {
         step: u8,
+        renew: u8,
     },
     /// `how`: 0 honest after waiting for the end, 1 honest right now, 2 wrong payouts, 3 wrong
     /// epoch number.
@@ -385,7 +391,12 @@ fn op_strategy(extreme: bool) -> BoxedStrategy<Op> {
                 .prop_map(|(coord, back_ms)| Op::Tick { coord, back_ms })
                 .boxed(),
         ),
-        (5, u().prop_map(|step| Op::Advance { step }).boxed()),
+        (
+            5,
+            (u(), prop_oneof![7 => Just(0b111u8), 1 => u()])
+                .prop_map(|(step, renew)| Op::Advance { step, renew })
+                .boxed(),
+        ),
         (
             3,
             (u(), prop_oneof![3 => Just(0u8), 1 => 1..4u8])
@@ -687,8 +698,16 @@ impl Sim {
                 e.stamped_ms = e.stamped_ms.saturating_sub(back_ms as u64);
                 self.push(e, Expect::Accept);
             }
-            Op::Advance { step } => {
+            Op::Advance { step, renew } => {
                 self.net.advance(ADVANCES[step as usize % ADVANCES.len()]);
+                for (i, k) in cast.miners.iter().enumerate() {
+                    let online =
+                        self.net.ledger.miner(&k.id).is_some_and(|m| m.status == MinerStatus::Active && m.online);
+                    if online && renew & (1 << i) != 0 {
+                        let e = self.as_who(k, Message::SetAvailability(SetAvailability { online: true }));
+                        self.push(e, Expect::Accept);
+                    }
+                }
             }
             Op::CloseEpoch { coord, how } => {
                 let how = how % 4;
@@ -947,8 +966,9 @@ impl Sim {
 }
 
 /// SPEC 5.3 eligibility of `miner` for `order`, with in-flight counts overridden by `load`: a
-/// registered (Active), online, not ejected miner offering the service, under capacity and at
-/// or above the reputation floor; for a charged order, also one whose asking price it meets
+/// registered (Active), online, not ejected miner whose lease is live at the ledger's time
+/// (`docs/decisions.md`, "Miner liveness"), offering the service, under capacity and at or
+/// above the reputation floor; for a charged order, also one whose asking price it meets
 /// (SPEC 5.9).
 fn is_eligible(l: &Ledger, miner: &ParticipantId, order: &Order, load: &BTreeMap<ParticipantId, u32>) -> bool {
     l.miner(miner).is_some_and(|m| {
@@ -959,6 +979,7 @@ fn is_eligible(l: &Ledger, miner: &ParticipantId, order: &Order, load: &BTreeMap
         };
         m.status == MinerStatus::Active
             && m.online
+            && l.now_ms - m.last_seen_ms <= l.params.miner_lease_ms
             && !m.ejected
             && m.services.contains_key(&order.service)
             && price_met
@@ -1210,10 +1231,11 @@ proptest! {
 
     /// SPEC 5.3 (AVRF eligibility and choice) and 5.10 (one re-queue): every allocation is of a
     /// pending order, to a miner that was, given the in-flight counts of earlier draws of the
-    /// same batch, Active, online, not ejected, offering the service (at an asking price a
-    /// charged order meets), under capacity and above the reputation floor; the miner is the one `select_weighted(u_i, reputations)` picks (or
-    /// the pre-specified one), with `u_i` drawn from the verified VRF output; and no order is
-    /// ever allocated while allocated, nor more than twice.
+    /// same batch, Active, online with a live lease, not ejected, offering the service (at an
+    /// asking price a charged order meets), under capacity and above the reputation floor; the
+    /// miner is the one `select_weighted(u_i, reputations)` picks (or the pre-specified one),
+    /// with `u_i` drawn from the verified VRF output; and no order is ever allocated while
+    /// allocated, nor more than twice.
     #[test]
     fn allocations_go_to_eligible_miners_at_most_twice((setup, ops) in scenario_strategy(MAX_OPS)) {
         let built = build(&setup, &ops);
@@ -1362,9 +1384,13 @@ fn scenario_generator_covers_the_protocol() {
     let mut events: BTreeMap<String, usize> = BTreeMap::new();
     let mut paid_epochs = 0;
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    let mut liveness: BTreeMap<&'static str, usize> = BTreeMap::new();
     for _ in 0..64 {
         let (setup, ops) = strategy.new_tree(&mut runner).expect("strategy").current();
         let built = build(&setup, &ops);
+        for id in built.ledger.miners.keys() {
+            *liveness.entry(built.ledger.miner_liveness(id).expect("a miner").name()).or_default() += 1;
+        }
         for (r, e) in built.results.iter().zip(&built.entries) {
             *codes.entry(code(r)).or_default() += 1;
             if r.is_err() {
@@ -1384,7 +1410,7 @@ fn scenario_generator_covers_the_protocol() {
             }
         }
     }
-    println!("results: {codes:?}\nevents: {events:?}\nrejections: {by_kind:#?}");
+    println!("results: {codes:?}\nevents: {events:?}\nliveness: {liveness:?}\nrejections: {by_kind:#?}");
     let rejections = codes.iter().filter(|(c, _)| **c != "ok").count();
     assert!(codes.get("ok").copied().unwrap_or(0) > 500, "{codes:?}");
     assert!(rejections >= 15, "too few distinct rejection codes: {codes:?}");
@@ -1407,6 +1433,9 @@ fn scenario_generator_covers_the_protocol() {
         assert!(events.contains_key(want), "no {want} event: {events:?}");
     }
     assert!(paid_epochs > 0, "no epoch paid anything: {events:?}");
+    for want in ["live", "lease_lapsed", "declared", "consecutive_failures"] {
+        assert!(liveness.contains_key(want), "no scenario ends with a miner {want}: {liveness:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 //! Miner registration with collateral, unregistration and availability (SPEC 5.10).
 
-use super::{credit, debit, Ctx, Effects, Event, Ledger, Miner, MinerStatus, MAX_SERVICES_PER_MINER, MAX_URL_BYTES};
+use super::{
+    credit, debit, Ctx, Effects, Event, Ledger, Miner, MinerStatus, OfflineReason, MAX_SERVICES_PER_MINER,
+    MAX_URL_BYTES,
+};
 use crate::error::Rejection;
 use crate::message::{RegisterMiner, SetAvailability};
 use crate::rules;
@@ -59,6 +62,9 @@ impl Ledger {
             endpoint: String::new(),
             services: BTreeMap::new(),
             online: true,
+            offline_reason: None,
+            last_seen_ms: ctx.now,
+            consecutive_failures: 0,
             ejected: false,
             in_flight: 0,
             latest_ratings: BTreeMap::new(),
@@ -77,7 +83,11 @@ impl Ledger {
         miner.capacity = m.capacity;
         miner.endpoint = m.endpoint;
         miner.services = services;
+        // A registration starts afresh: online, a new lease, no failures held against it.
         miner.online = true;
+        miner.offline_reason = None;
+        miner.last_seen_ms = ctx.now;
+        miner.consecutive_failures = 0;
         fx.events.push(Event::MinerRegistered { miner: ctx.signer });
         Ok(())
     }
@@ -110,6 +120,11 @@ impl Ledger {
         fx.events.push(Event::MinerUnregistered { miner: *id, collateral_returned: collateral });
     }
 
+    /// `SetAvailability`. Saying what is already so changes nothing but the lease, which every
+    /// accepted entry of the miner renews (see `Ledger::apply_checked`): `online: true` from an
+    /// online miner is the agent's lease renewal, so it flips nothing, emits no event and keeps
+    /// the failure count. Coming back online clears the offline reason and the failure count;
+    /// going offline records that the miner said so (an offline miner keeps its first reason).
     pub(super) fn set_availability(
         &mut self,
         ctx: &Ctx<'_>,
@@ -121,7 +136,16 @@ impl Ledger {
             .get_mut(&ctx.signer)
             .filter(|mi| mi.status == MinerStatus::Active)
             .ok_or(Rejection::UnknownMiner(ctx.signer))?;
+        if miner.online == m.online {
+            return Ok(());
+        }
         miner.online = m.online;
+        if m.online {
+            miner.offline_reason = None;
+            miner.consecutive_failures = 0;
+        } else {
+            miner.offline_reason = Some(OfflineReason::Declared);
+        }
         fx.events.push(Event::MinerAvailability { miner: ctx.signer, online: m.online });
         Ok(())
     }

@@ -210,7 +210,16 @@ pub struct Miner {
     pub capacity: u32,
     pub endpoint: String,
     pub services: BTreeMap<ServiceName, crate::message::ServiceOffer>,
+    /// The miner's own word (`SetAvailability`), unless the ledger took it offline; `false`
+    /// exactly when `offline_reason` is set. Eligibility also needs a live lease
+    /// ([`Miner::liveness`]).
     pub online: bool,
+    /// Why the miner is offline; `None` while online.
+    pub offline_reason: Option<OfflineReason>,
+    /// Ledger time of the last accepted entry the miner signed: its lease runs from here.
+    pub last_seen_ms: TimeMs,
+    /// Allocated orders in a row that timed out; a claim, or coming back online, resets it.
+    pub consecutive_failures: u32,
     pub ejected: bool,
     pub in_flight: u32,
     /// Each client's latest rating (paper 3.3: only the latest counts).
@@ -223,6 +232,64 @@ pub struct Miner {
     pub failed: u64,
     pub timed_out: u64,
     pub subscribers: u32,
+}
+
+/// Why a miner is offline (`docs/decisions.md`, "Miner liveness").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum OfflineReason {
+    /// The miner signed `SetAvailability { online: false }`.
+    Declared,
+    /// `miner_max_consecutive_failures` orders allocated to it in a row timed out.
+    ConsecutiveFailures,
+}
+
+impl OfflineReason {
+    /// Stable name, for views and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            OfflineReason::Declared => "declared",
+            OfflineReason::ConsecutiveFailures => "consecutive_failures",
+        }
+    }
+}
+
+/// Whether a miner counts as "online" for SPEC 5.3 at some ledger time, and if not, why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Online with a live lease: eligible, as far as liveness goes.
+    Live,
+    /// Online by its word, but it has signed nothing the ledger accepted for longer than
+    /// `miner_lease_ms`: its agent is presumed gone.
+    LeaseLapsed,
+    Offline(OfflineReason),
+}
+
+impl Liveness {
+    /// Stable name, for views and logs: `live`, `lease_lapsed`, or the offline reason.
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Live => "live",
+            Liveness::LeaseLapsed => "lease_lapsed",
+            Liveness::Offline(reason) => reason.name(),
+        }
+    }
+}
+
+impl Miner {
+    /// The miner's liveness at ledger time `now_ms` under a lease of `lease_ms`: live while
+    /// online and `now_ms - last_seen_ms <= lease_ms`.
+    pub fn liveness(&self, now_ms: TimeMs, lease_ms: u64) -> Liveness {
+        match self.offline_reason {
+            Some(reason) => Liveness::Offline(reason),
+            None if now_ms.saturating_sub(self.last_seen_ms) > lease_ms => Liveness::LeaseLapsed,
+            None => Liveness::Live,
+        }
+    }
+
+    /// Ledger time after which the lease lapses unless the miner signs something first.
+    pub fn lease_expires_ms(&self, lease_ms: u64) -> TimeMs {
+        self.last_seen_ms.saturating_add(lease_ms)
+    }
 }
 
 /// `Pending -> Allocated -> Completed -> Rated`, or `Expired` / `Failed` / `Invalidated`.
@@ -461,6 +528,9 @@ impl Ledger {
         if g.params.abuse_window == 0 || g.params.abuse_window > crate::params::MAX_ABUSE_WINDOW {
             return Err(Rejection::InvalidGenesis("abuse_window out of range"));
         }
+        if g.params.miner_lease_ms == 0 || g.params.miner_max_consecutive_failures == 0 {
+            return Err(Rejection::InvalidGenesis("miner lease and failure limit must be positive"));
+        }
         let mut coordinators = g.coordinators;
         coordinators.sort_by_key(|c| c.id);
         coordinators.dedup_by(|a, b| a.id == b.id);
@@ -558,7 +628,12 @@ impl Ledger {
         let mut fx = Effects::default();
         self.dispatch(&ctx, message, &mut fx)?;
 
-        // Accepted: commit the common parts.
+        // Accepted: commit the common parts. Any entry a miner signs renews its lease.
+        if kind.role() == Role::Participant {
+            if let Some(miner) = self.miners.get_mut(&signer) {
+                miner.last_seen_ms = ctx.now;
+            }
+        }
         self.now_ms = ctx.now;
         self.nonces.insert(signer, env.nonce);
         self.height = ctx.height;
@@ -632,6 +707,12 @@ impl Ledger {
 
     pub fn miner(&self, id: &ParticipantId) -> Option<&Miner> {
         self.miners.get(id)
+    }
+
+    /// A miner's liveness at the current ledger time (SPEC 5.3 "online"): what allocation
+    /// planned now, and the replay of an `Allocate` applied next, go by.
+    pub fn miner_liveness(&self, id: &ParticipantId) -> Option<Liveness> {
+        self.miners.get(id).map(|m| m.liveness(self.now_ms, self.params.miner_lease_ms))
     }
 
     pub fn order(&self, id: &OrderId) -> Option<&Order> {
@@ -769,6 +850,12 @@ impl Ledger {
             }
             if m.in_flight > m.capacity && m.status == MinerStatus::Active {
                 return Err(format!("miner {id} over capacity"));
+            }
+            if m.online != m.offline_reason.is_none() {
+                return Err(format!("miner {id} online {} with offline reason {:?}", m.online, m.offline_reason));
+            }
+            if m.last_seen_ms > self.now_ms {
+                return Err(format!("miner {id} last seen after ledger time"));
             }
         }
         for (id, a) in &self.accounts {

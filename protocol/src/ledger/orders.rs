@@ -2,8 +2,9 @@
 //! interleaved WRR (5.4), the miner's claim and expiry with one re-queue (5.10).
 
 use super::{
-    credit, debit, AllocationRecord, ClaimRecord, Ctx, Effects, Event, Ledger, MinerStatus, Order, OrderStatus,
-    PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_PLAN_DRAWS, MAX_URL_BYTES,
+    credit, debit, AllocationRecord, ClaimRecord, Ctx, Effects, Event, Ledger, Liveness, MinerStatus, OfflineReason,
+    Order, OrderStatus, PassState, RateWindow, MAX_ALLOCATION_BATCH, MAX_PENDING_PER_CLIENT, MAX_PLAN_DRAWS,
+    MAX_URL_BYTES,
 };
 use crate::error::Rejection;
 use crate::hash::{hash_fixed, hash_parts};
@@ -57,10 +58,13 @@ impl<'a> BatchView<'a> {
     fn candidate(&mut self, id: &ParticipantId, service: &str) -> Option<Candidate> {
         let m = self.ledger.miners.get(id)?;
         let offer = m.services.get(service)?;
+        // Liveness is judged at the ledger time before the `Allocate` entry, which the leader's
+        // plan sees too, so plan and replay agree whatever the entry's stamp.
+        let params = &self.ledger.params;
         let stable = m.status == MinerStatus::Active
             && !m.ejected
-            && m.online
-            && m.reputation_milli >= self.ledger.params.min_reputation_milli;
+            && m.liveness(self.ledger.now_ms, params.miner_lease_ms) == Liveness::Live
+            && m.reputation_milli >= params.min_reputation_milli;
         if !stable {
             return None;
         }
@@ -497,6 +501,7 @@ impl Ledger {
         let miner = self.miners.get_mut(&assigned).expect("assigned miner exists");
         miner.in_flight -= 1;
         miner.served += 1;
+        miner.consecutive_failures = 0;
         let unregistering = miner.status == MinerStatus::Unregistering;
         if price > 0 {
             self.accounts.get_mut(&client).expect("client exists").escrow -= price;
@@ -536,9 +541,11 @@ impl Ledger {
         fx.events.push(Event::Refunded { client, amount });
     }
 
-    /// Tick work: allocated orders past their deadline are re-queued once, then expire.
-    /// Returns how many deadlines it processed.
+    /// Tick work: allocated orders past their deadline are re-queued once, then expire; the
+    /// miner's history counts the timeout, and `miner_max_consecutive_failures` of them in a
+    /// row take it offline. Returns how many deadlines it processed.
     pub(super) fn expire_overdue(&mut self, now: TimeMs, budget: usize, fx: &mut Effects) -> usize {
+        let max_failures = self.params.miner_max_consecutive_failures;
         let mut used = 0;
         while used < budget {
             let Some(id) = super::pop_due(&mut self.deadlines, now) else { break };
@@ -549,11 +556,13 @@ impl Ledger {
             let miner = self.miners.get_mut(&miner_id).expect("assigned miner exists");
             miner.in_flight -= 1;
             miner.timed_out += 1;
-            // A miner that let a deadline pass is presumed gone (SPEC 5.10 is silent): it gets
-            // no new orders until it says it is online again, so the re-queued order goes to
-            // another miner rather than back to a dead one.
-            if miner.online {
+            // With the lease shorter than the order timeout (the defaults), a dead agent's lease
+            // lapsed before this deadline; the count catches an agent that renews its lease and
+            // does not serve (`docs/decisions.md`, "Miner liveness").
+            miner.consecutive_failures = miner.consecutive_failures.saturating_add(1);
+            if miner.online && miner.consecutive_failures >= max_failures {
                 miner.online = false;
+                miner.offline_reason = Some(OfflineReason::ConsecutiveFailures);
                 fx.events.push(Event::MinerAvailability { miner: miner_id, online: false });
             }
             let order = self.orders.get_mut(&id).expect("known");
