@@ -223,7 +223,16 @@ pub struct ProviderView {
     pub id: String,
     pub endpoint: String,
     pub services: Vec<String>,
+    /// Eligible as far as liveness goes: online by its word and its lease live
+    /// (docs/decisions.md, "Miner liveness").
     pub online: bool,
+    /// `live`, `lease_lapsed`, `declared` (it said it is offline) or `consecutive_failures`.
+    pub liveness: String,
+    /// Ledger time of the last entry the miner signed, and when its lease lapses without another.
+    pub last_seen_ms: u64,
+    pub lease_expires_ms: u64,
+    /// Allocated orders it let expire in a row; at the ledger's limit it goes offline.
+    pub consecutive_failures: u32,
     /// Reputation in thousandths (SPEC 5.5).
     pub reputation_milli: u32,
     pub in_flight: u32,

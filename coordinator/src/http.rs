@@ -30,6 +30,7 @@ use deai_actors::{
 };
 use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
+use deai_protocol::ledger::Liveness;
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use utoipa::{IntoParams, OpenApi};
@@ -843,7 +844,11 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
                     id: hex(&id.0),
                     endpoint: m.endpoint.clone(),
                     services: m.services.keys().map(|s| s.to_string()).collect(),
-                    online: m.online,
+                    online: m.liveness(l.now_ms, l.params.miner_lease_ms) == Liveness::Live,
+                    liveness: m.liveness(l.now_ms, l.params.miner_lease_ms).name().to_string(),
+                    last_seen_ms: m.last_seen_ms,
+                    lease_expires_ms: m.lease_expires_ms(l.params.miner_lease_ms),
+                    consecutive_failures: m.consecutive_failures,
                     reputation_milli: m.reputation_milli,
                     in_flight: m.in_flight,
                     capacity: m.capacity,

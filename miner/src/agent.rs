@@ -16,6 +16,7 @@ use anyhow::Context;
 use deai_api::hex::{hex, unhex, unhex32};
 use deai_api::views::{Assignment, ProviderView, SessionLine};
 use deai_client::{Coordinators, Participant};
+use deai_clock::Clock;
 use deai_protocol::message::{Claim, DevFaucet, Message, RegisterMiner, ServiceOffer, SetAvailability};
 use deai_protocol::types::{AssetId, OrderId, ParticipantId};
 use ed25519_dalek::SigningKey;
@@ -90,15 +91,18 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
     let mut session = SessionReader::start(me.clone(), generation, lines.clone(), stop.clone());
     let mut served: VecDeque<[u8; 32]> = VecDeque::new();
     let mut last_presence_check = std::time::Instant::now();
+    let probe_service = settings.services.first().cloned().unwrap_or_default();
+    let mut presence = Presence { suspended_since: None, probe_service };
     let mut last_line = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        // A deadline this miner missed took it offline (docs/decisions.md); say it is back.
         if last_presence_check.elapsed() >= Duration::from_millis(PRESENCE_CHECK_EVERY_MS) {
             last_presence_check = std::time::Instant::now();
             let listed: Vec<ProviderView> = me.api.get("/v1/miners?consistency=stale").unwrap_or_default();
-            if listed.iter().any(|m| m.id == me.id_hex() && !m.online) {
-                tracing::warn!("marked offline after a missed deadline; announcing that this miner is online");
-                let _ = me.submit(Message::SetAvailability(SetAvailability { online: true }));
+            if let Some(view) = listed.iter().find(|m| m.id == me.id_hex()) {
+                if let Some(why) = presence.renewal_due(view, deai_clock::SystemClock.now_ms(), &backend) {
+                    tracing::info!(liveness = %view.liveness, why, "renewing this miner's lease");
+                    let _ = me.submit(Message::SetAvailability(SetAvailability { online: true }));
+                }
             }
         }
         let line = match incoming.recv_timeout(Duration::from_millis(PRESENCE_CHECK_EVERY_MS)) {
@@ -150,6 +154,50 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
     let _ = me.submit(Message::SetAvailability(SetAvailability { online: false }));
     drop(server);
     Ok(())
+}
+
+/// When the miner signs `SetAvailability { online: true }` (docs/decisions.md, "Miner
+/// liveness"): to renew its lease once a third of it has passed, to come back after its lease
+/// lapsed, and after its orders failed in a row only once [`SUSPENSION_PAUSE_MS`] passed and its
+/// backend answers a probe again, so that a broken backend does not pull in orders it will fail.
+struct Presence {
+    suspended_since: Option<std::time::Instant>,
+    /// One of the services this miner offers, to probe its backend with.
+    probe_service: String,
+}
+
+/// Least pause after a suspension for failed orders before the miner says it is back, in ms.
+pub const SUSPENSION_PAUSE_MS: u64 = 10_000;
+/// The payload of the backend probe after a suspension.
+const PROBE_PAYLOAD: &[u8] = b"deai liveness probe";
+
+impl Presence {
+    fn renewal_due(&mut self, view: &ProviderView, now_ms: u64, backend: &Backend) -> Option<&'static str> {
+        match view.liveness.as_str() {
+            "consecutive_failures" => {
+                let since = *self.suspended_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() < Duration::from_millis(SUSPENSION_PAUSE_MS) {
+                    return None;
+                }
+                match backend.run(&self.probe_service, PROBE_PAYLOAD) {
+                    Ok(_) => {
+                        self.suspended_since = None;
+                        Some("the backend answers again after orders failed in a row")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "still suspended: the backend fails its probe");
+                        self.suspended_since = Some(std::time::Instant::now());
+                        None
+                    }
+                }
+            }
+            "declared" | "lease_lapsed" => Some("the ledger lists this miner offline"),
+            _ => {
+                let lease_ms = view.lease_expires_ms.saturating_sub(view.last_seen_ms);
+                (now_ms >= view.last_seen_ms.saturating_add(lease_ms / 3)).then_some("a third of the lease passed")
+            }
+        }
+    }
 }
 
 /// Reads the miner's session on its own thread and hands each line to the serving loop,
