@@ -60,9 +60,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Genesis(args) => deai_devtools::cli::run_genesis(args),
         Command::Keygen(args) => deai_devtools::cli::run_keygen(args),
         Command::Coordinator(args) => {
-            let config = args.load()?;
-            init_logs(config.log_format == "json", "info,openraft=warn");
-            deai_coordinator::cli::run_coordinator(config)
+            let loaded = args.load()?;
+            init_logs(loaded.config.log_format == "json", "info,openraft=warn");
+            for name in &loaded.ignored_env {
+                tracing::warn!(variable = %name, "ignored: it names no coordinator setting (docs/operations.md lists them)");
+            }
+            deai_coordinator::cli::run_coordinator(loaded.config)
         }
         Command::Admin(args) => deai_coordinator::cli::run_admin(args),
         Command::Dev(args) => {

@@ -34,8 +34,8 @@ fn schemathesis_finds_nothing_wrong_with_the_api() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-fuzz"]);
-    cluster.env.push(("DEAI_ACTORS__MINER_SESSION_MAX_MS".into(), STREAM_CAP_MS.into()));
-    cluster.env.push(("DEAI_MAX_LONG_POLL_MS".into(), STREAM_CAP_MS.into()));
+    cluster.env.push(("DEAI_NODE_ACTORS__MINER_SESSION_MAX_MS".into(), STREAM_CAP_MS.into()));
+    cluster.env.push(("DEAI_NODE_MAX_LONG_POLL_MS".into(), STREAM_CAP_MS.into()));
     cluster.start_all();
     // The bootstrap node leads at first; aim at every node so followers' answers are checked too.
     for i in 0..3 {

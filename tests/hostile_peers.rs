@@ -188,8 +188,8 @@ fn a_dead_batcher_fails_readiness_and_ends_the_process_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-batcher"]);
     let network = cluster.network_id();
-    cluster.env.push(("DEAI_RAFT__FAULTS__BATCHER_PANIC_AFTER_BATCHES".into(), "20".into()));
-    cluster.env.push(("DEAI_CRITICAL_FAILURE_HOLD_MS".into(), "3000".into()));
+    cluster.env.push(("DEAI_NODE_RAFT__FAULTS__BATCHER_PANIC_AFTER_BATCHES".into(), "20".into()));
+    cluster.env.push(("DEAI_NODE_CRITICAL_FAILURE_HOLD_MS".into(), "3000".into()));
     cluster.start_all();
     let leader = leader(&cluster);
     let key = SigningKey::from_bytes(&[0x33; 32]);
@@ -442,8 +442,8 @@ fn answer_of(stream: &mut std::net::TcpStream) -> String {
 fn stalled_oversized_and_crowded_bodies_are_refused_with_json_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Processes::create(dir.path(), &["--network", "deai-bodies"]);
-    cluster.env.push(("DEAI_BODY_READ_TIMEOUT_MS".into(), "500".into()));
-    cluster.env.push(("DEAI_MAX_CONCURRENT_BODIES".into(), "2".into()));
+    cluster.env.push(("DEAI_NODE_BODY_READ_TIMEOUT_MS".into(), "500".into()));
+    cluster.env.push(("DEAI_NODE_MAX_CONCURRENT_BODIES".into(), "2".into()));
     cluster.start_all();
     let addr = cluster.nodes[0].http.clone();
     let post = |length: usize| {

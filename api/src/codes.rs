@@ -170,6 +170,10 @@ codes! {
     InvalidGenesis = "invalid_genesis", 400, "fix the genesis as the message says";
     OrderOverdue = "order_overdue", 409, "the order's deadline passed: it is re-queued or expired";
     Overflow = "overflow", 400, "use smaller amounts";
+    // --- on the participant's machine (`deai client`, `deai miner`, `deai gov`) ---
+    BadArgument = "bad_argument", 400, "fix the argument as the message says; `--help` describes each one";
+    NoCoordinator = "no_coordinator", 503, "check --coordinator (or DEAI_COORDINATORS) and that those coordinators run";
+    LocalFailure = "local_failure", 500, "see the message: it happened on this machine, not on a coordinator";
 }
 
 impl Code {

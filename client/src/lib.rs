@@ -2,6 +2,7 @@
 //! hints, failover across addresses, bounded retries), and [`cli`], `deai client`.
 
 pub mod cli;
+pub mod output;
 pub mod sdk;
 pub mod units;
 

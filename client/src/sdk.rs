@@ -7,8 +7,8 @@
 use anyhow::{bail, Context};
 use deai_api::hex::hex;
 use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
-use deai_clock::Clock;
 use deai_api::views::{AccountView, ErrorBody, Head, SessionLine, WriteResult};
+use deai_clock::Clock;
 use deai_protocol::message::Message;
 use deai_protocol::types::{NetworkId, ParticipantId};
 use deai_protocol::SignedEnvelope;
@@ -62,6 +62,22 @@ pub struct ApiFailure {
     pub status: u16,
     pub code: String,
     pub message: String,
+}
+
+/// An entry the ledger refused; `code` is the rejection's (docs/error-codes.md).
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} rejected: {code}")]
+pub struct Rejected {
+    pub kind: &'static str,
+    pub code: String,
+}
+
+/// No coordinator of the list answered within the retry budget.
+#[derive(Debug, thiserror::Error)]
+#[error("no coordinator answered (tried {tried}); last failure: {last}")]
+pub struct Unreachable {
+    pub tried: String,
+    pub last: String,
 }
 
 impl Coordinators {
@@ -154,7 +170,20 @@ impl Coordinators {
                 return Err(failure.into());
             }
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
+        Err(self.unreachable(last))
+    }
+
+    /// The error after every address failed: the last API refusal if there was one (its code
+    /// says more), else [`Unreachable`].
+    fn unreachable(&self, last: Option<anyhow::Error>) -> anyhow::Error {
+        match last {
+            Some(e) if e.is::<ApiFailure>() => e,
+            other => Unreachable {
+                tried: self.bases.join(", "),
+                last: other.map_or_else(|| "none".to_string(), |e| format!("{e:#}")),
+            }
+            .into(),
+        }
     }
 
     /// Opens `/v1/miners/{miner}/session` lasting at most `max_ms` on the first coordinator that
@@ -208,18 +237,20 @@ impl Coordinators {
                     return Ok((self.bases[i].clone(), response.into_body()));
                 }
                 Ok(mut response) => {
-                    let body: Value = response.body_mut().read_json().unwrap_or(Value::Null);
-                    last = Some(anyhow::anyhow!(
-                        "{}: HTTP {} [{}]",
-                        self.bases[i],
-                        response.status().as_u16(),
-                        body["code"].as_str().unwrap_or("unknown")
-                    ));
+                    let error: Option<ErrorBody> = response.body_mut().read_json().ok();
+                    last = Some(
+                        ApiFailure {
+                            status: response.status().as_u16(),
+                            code: error.as_ref().map_or_else(|| "unknown".to_string(), |e| e.code.as_str().to_string()),
+                            message: format!("{}: {}", self.bases[i], error.map(|e| e.message).unwrap_or_default()),
+                        }
+                        .into(),
+                    );
                 }
                 Err(e) => last = Some(anyhow::anyhow!("{}: {e}", self.bases[i])),
             }
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator answered")))
+        Err(self.unreachable(last))
     }
 
     /// Moves to the next coordinator (after the current one went silent).
@@ -335,7 +366,7 @@ impl Participant {
         let kind = message.kind().name();
         let outcome = self.submit(message)?;
         if outcome.outcome != "accepted" {
-            bail!("{kind} rejected: {}", outcome.outcome);
+            return Err(Rejected { kind, code: outcome.outcome }.into());
         }
         Ok(outcome.log_index)
     }

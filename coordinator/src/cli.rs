@@ -9,15 +9,18 @@ use std::path::PathBuf;
 /// Runs one coordinator node until SIGINT or SIGTERM.
 #[derive(clap::Args, Debug)]
 pub struct CoordinatorArgs {
-    /// TOML configuration; `DEAI_NODE_*` environment variables override it.
-    #[arg(long, env = "DEAI_CONFIG")]
+    /// TOML configuration (`deai genesis` writes one per node); `DEAI_NODE_*` environment
+    /// variables override its fields (`DEAI_NODE_HTTP_ADDR`, `DEAI_NODE_RAFT__HEARTBEAT_INTERVAL_MS`;
+    /// docs/operations.md lists them).
+    #[arg(long, env = "DEAI_NODE_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
 impl CoordinatorArgs {
-    /// The configuration, for the caller to set up logging from before [`run`](Self::run).
-    pub fn load(&self) -> anyhow::Result<CoordinatorConfig> {
-        CoordinatorConfig::load(self.config.as_deref())
+    /// The configuration, for the caller to set up logging from before [`run`](Self::run), and
+    /// the `DEAI_NODE_*` variables that name no field (to warn about).
+    pub fn load(&self) -> anyhow::Result<crate::config::Loaded> {
+        CoordinatorConfig::load_from(self.config.as_deref(), std::env::vars())
     }
 }
 

@@ -1,9 +1,15 @@
-//! `deai coordinator` configuration: a TOML file, then `DEAI_*` environment variables on top.
+//! `deai coordinator` configuration: a TOML file, then `DEAI_NODE_*` environment variables on
+//! top.
 //!
-//! Every field has a default, so a file holds only what differs. Environment variables name a
-//! field in upper case (`DEAI_NODE_ID`, `DEAI_RAFT_ADDR`); nested fields join with a double
-//! underscore (`DEAI_RAFT__HEARTBEAT_INTERVAL_MS`). Relative paths in the file are relative to
-//! the file's own directory, so a cluster directory can move as a whole.
+//! Every field has a default, so a file holds only what differs. Environment variables are
+//! `DEAI_NODE_` and the field in upper case (`DEAI_NODE_RAFT_ADDR`; the node id is
+//! `DEAI_NODE_ID`); nested fields join with a double underscore
+//! (`DEAI_NODE_RAFT__HEARTBEAT_INTERVAL_MS`). Only that prefix is read, so one environment can
+//! also hold what `deai client` and `deai miner` read (`DEAI_COORDINATORS`, ...); a
+//! `DEAI_NODE_*` variable that names no field is warned about and ignored, not fatal, while an
+//! unknown field in the file is an error (a file is written for this program alone). Relative
+//! paths in the file are relative to the file's own directory, so a cluster directory can move
+//! as a whole.
 
 use anyhow::{bail, Context};
 use deai_cluster::ClusterConfig;
@@ -105,17 +111,75 @@ impl Default for CoordinatorConfig {
     }
 }
 
+/// The prefix of the environment variables a coordinator reads its configuration from.
+pub const ENV_PREFIX: &str = "DEAI_NODE_";
+
+/// A configuration, and the environment variables it ignored (for the caller to warn about once
+/// logging is set up).
+pub struct Loaded {
+    pub config: CoordinatorConfig,
+    pub ignored_env: Vec<String>,
+}
+
+/// The field a `DEAI_NODE_*` variable names, as figment keys it (lower case, `.` for `__`).
+fn env_key(rest: &str) -> String {
+    let key = rest.to_ascii_lowercase().replace("__", ".");
+    if key == "id" {
+        "node_id".to_string()
+    } else {
+        key
+    }
+}
+
+/// Every key the configuration has, nested ones joined with `.`.
+fn known_keys() -> std::collections::BTreeSet<String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        if let serde_json::Value::Object(fields) = value {
+            for (name, inner) in fields {
+                let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+                walk(&key, inner, out);
+                out.insert(key);
+            }
+        }
+    }
+    let mut keys = std::collections::BTreeSet::new();
+    if let Ok(defaults) = serde_json::to_value(CoordinatorConfig::default()) {
+        walk("", &defaults, &mut keys);
+    }
+    keys
+}
+
 impl CoordinatorConfig {
     /// Defaults, then `file` (if given), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load_from(file, std::env::vars()).map(|loaded| loaded.config)
+    }
+
+    /// Defaults, then `file` (if given), then the `DEAI_NODE_*` variables among `env`.
+    pub fn load_from(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Loaded> {
         let mut figment = Figment::from(Serialized::defaults(CoordinatorConfig::default()));
         if let Some(file) = file {
             if !file.exists() {
-                bail!("config file {} does not exist", file.display());
+                bail!("config file {} does not exist; `deai genesis --out DIR` writes one per node", file.display());
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("DEAI_").split("__").ignore(&["log", "config", "admin_node"]));
+        let known = known_keys();
+        let mut ignored_env = Vec::new();
+        let mut values = figment::value::Dict::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let key = env_key(rest);
+            if !known.contains(&key) || rest == "CONFIG" {
+                if rest != "CONFIG" {
+                    ignored_env.push(name);
+                }
+                continue;
+            }
+            let parsed: figment::value::Value = value.parse().unwrap_or(figment::value::Value::from(value));
+            insert_nested(&mut values, &key, parsed);
+        }
+        figment = figment.merge(Serialized::defaults(values));
         let mut config: CoordinatorConfig = figment.extract().context("invalid coordinator configuration")?;
         if let Some(base) = file.and_then(Path::parent) {
             for path in [&mut config.data_dir, &mut config.genesis_file, &mut config.key_file] {
@@ -125,7 +189,8 @@ impl CoordinatorConfig {
             }
         }
         config.check()?;
-        Ok(config)
+        ignored_env.sort();
+        Ok(Loaded { config, ignored_env })
     }
 
     fn check(&self) -> anyhow::Result<()> {
@@ -158,6 +223,23 @@ impl CoordinatorConfig {
     }
 }
 
+/// Puts `value` at `key` (`a.b.c`) in `dict`, making the inner dictionaries on the way.
+fn insert_nested(dict: &mut figment::value::Dict, key: &str, value: figment::value::Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_string(), value);
+        }
+        Some((head, rest)) => {
+            let inner = dict
+                .entry(head.to_string())
+                .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+            if let figment::value::Value::Dict(_, inner) = inner {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
 /// Parses `id=value,id=value` (`id=host:port` for peers, `id=key` for member keys).
 pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut peers = BTreeMap::new();
@@ -181,7 +263,7 @@ pub fn node_file(
     bootstrap: bool,
 ) -> String {
     format!(
-        "# deai coordinator {node_id}. Every field can be overridden by a DEAI_* environment variable.\n\
+        "# deai coordinator {node_id}. Every field can be overridden by a DEAI_NODE_* environment variable.\n\
          node_id = {node_id}\n\
          data_dir = \"data/node-{node_id}\"\n\
          genesis_file = \"genesis.bin\"\n\
@@ -228,8 +310,51 @@ mod tests {
         assert_eq!(config.member_key_map().unwrap()[&1], ParticipantId([0xab; 32]));
         assert_eq!(config.data_dir, dir.path().join("data/node-1"));
         assert_eq!(config.raft.heartbeat_interval_ms, ClusterConfig::default().heartbeat_interval_ms);
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn node_variables_override_and_others_are_left_alone_or_warned_about() {
+        let env = vars(&[
+            ("DEAI_NODE_ID", "7"),
+            ("DEAI_NODE_RAFT_ADDR", "127.0.0.1:7999"),
+            ("DEAI_NODE_BOOTSTRAP", "false"),
+            ("DEAI_NODE_RAFT__HEARTBEAT_INTERVAL_MS", "42"),
+            ("DEAI_NODE_ADMIN_KEYS", "[\"ab\"]"),
+            ("DEAI_NODE_NOT_A_FIELD", "1"),
+            ("DEAI_COORDINATORS", "127.0.0.1:8100"),
+            ("DEAI_CLIENT_KEY_FILE", "client.key"),
+            ("DEAI_RAFT_ADDR", "127.0.0.1:1"),
+        ]);
+        let loaded = CoordinatorConfig::load_from(None, env).unwrap();
+        assert_eq!(loaded.config.node_id, 7);
+        assert_eq!(loaded.config.raft_addr, "127.0.0.1:7999");
+        assert_eq!(loaded.config.raft.heartbeat_interval_ms, 42);
+        assert_eq!(loaded.config.admin_keys, vec!["ab".to_string()]);
+        assert_eq!(loaded.ignored_env, vec!["DEAI_NODE_NOT_A_FIELD".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_field() {
+        let err = CoordinatorConfig::load_from(None, vars(&[("DEAI_NODE_MAX_BODY_BYTES", "lots")])).err().unwrap();
+        assert!(format!("{err:#}").contains("max_body_bytes"), "{err:#}");
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_make_one() {
+        let err = CoordinatorConfig::load_from(Some(Path::new("/nonexistent/node.toml")), []).err().unwrap();
+        assert!(err.to_string().contains("deai genesis"), "{err}");
+    }
+
+    #[test]
+    fn file_errors_stay_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
         std::fs::write(&file, "node_id = 1\nnot_a_field = 2\n").unwrap();
-        let err = format!("{:#}", CoordinatorConfig::load(Some(&file)).unwrap_err());
+        let err = format!("{:#}", CoordinatorConfig::load_from(Some(&file), []).err().unwrap());
         assert!(err.contains("not_a_field"), "{err}");
     }
 }

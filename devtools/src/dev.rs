@@ -7,12 +7,12 @@
 //! that the payouts sum exactly to the epoch's reward and reached the miners, prints what
 //! happened, and exits 0 only if all of that held.
 
+use crate::genesis::NewCluster;
+use anyhow::bail;
 use deai_client::cli::{fetch_output, put_order, rate};
 use deai_client::{Coordinators, Participant};
 use deai_coordinator::config::CoordinatorConfig;
-use crate::genesis::NewCluster;
 use deai_miner::MinerSettings;
-use anyhow::bail;
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message};
 use deai_protocol::types::{AssetId, Rating};
 use ed25519_dalek::SigningKey;
@@ -60,7 +60,41 @@ fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> anyhow::Re
     }
 }
 
+/// Every port the network will listen on, with what listens there.
+fn ports(settings: &DevSettings) -> Vec<(u16, String)> {
+    let mut ports = Vec::new();
+    for i in 0..DEV_COORDINATORS as u16 {
+        ports.push((
+            settings.raft_port_base.saturating_add(i),
+            format!("coordinator {i}'s peer port (--raft-port-base)"),
+        ));
+        ports.push((settings.http_port_base.saturating_add(i), format!("coordinator {i}'s API (--http-port-base)")));
+    }
+    for i in 0..DEV_MINERS {
+        ports.push((
+            settings.miner_port_base.saturating_add(i),
+            format!("miner {i}'s output server (--miner-port-base)"),
+        ));
+    }
+    ports
+}
+
+/// Fails at once, naming the port, if any port the network needs is taken (another `deai dev`
+/// would otherwise answer this one's readiness checks).
+fn check_ports_free(settings: &DevSettings) -> anyhow::Result<()> {
+    for (port, what) in ports(settings) {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            bail!(
+                "port {port} ({what}) is not free: {e}. Stop what listens there (another `deai dev`?) \
+                 or choose other ports with --raft-port-base, --http-port-base and --miner-port-base"
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(settings: DevSettings) -> anyhow::Result<()> {
+    check_ports_free(&settings)?;
     let temp;
     let dir = match &settings.dir {
         Some(dir) => dir.clone(),
@@ -99,10 +133,14 @@ pub fn run(settings: DevSettings) -> anyhow::Result<()> {
         (0..DEV_COORDINATORS).map(|i| format!("127.0.0.1:{}", u64::from(settings.http_port_base) + i)).collect();
     let api = Coordinators::new(&http.join(","))?;
     let ready = wait_until("the coordinators", || {
+        if nodes.iter().any(|node| node.is_finished()) {
+            return Some(Err(anyhow::anyhow!("a coordinator stopped while starting (its error follows)")));
+        }
         http.iter()
             .all(|a| api.agent().get(&format!("http://{a}/readyz")).call().is_ok_and(|r| r.status().is_success()))
-            .then_some(())
-    });
+            .then_some(Ok(()))
+    })
+    .and_then(|started| started);
     let result = ready.and_then(|()| run_network(&settings, &http));
     let _ = stop_tx.send(true);
     for node in nodes {
@@ -135,9 +173,7 @@ fn run_network(settings: &DevSettings, http: &[String]) -> anyhow::Result<()> {
         };
         let stop = stop.clone();
         miners.push(
-            std::thread::Builder::new()
-                .name(format!("deai-miner-{m}"))
-                .spawn(move || deai_miner::run(miner, stop))?,
+            std::thread::Builder::new().name(format!("deai-miner-{m}")).spawn(move || deai_miner::run(miner, stop))?,
         );
     }
     let api = Coordinators::new(&http.join(","))?;
