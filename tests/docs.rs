@@ -23,6 +23,18 @@ fn named_files(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The workspace's crate folders (and their `src/`).
+fn crate_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(root()).unwrap().flatten() {
+        if entry.path().join("Cargo.toml").exists() {
+            dirs.push(entry.path().join("src"));
+            dirs.push(entry.path());
+        }
+    }
+    dirs
+}
+
 #[test]
 fn every_file_the_documents_name_exists() {
     let mut documents = vec!["README.md".to_string(), "ARCHITECTURE.md".to_string()];
@@ -38,9 +50,13 @@ fn every_file_the_documents_name_exists() {
         let base = Path::new(document).parent().unwrap_or(Path::new(""));
         for named in named_files(&read(document)) {
             checked += 1;
-            // A bare file name may be one of the document's neighbours or a file anywhere.
-            let exists =
-                root().join(&named).exists() || root().join(base).join(&named).exists() || !named.contains('/');
+            // Named from the root, from the document's folder, or inside a crate (a crate's
+            // section names `tests/x.rs` for `<crate>/tests/x.rs`); a bare file name may be
+            // anywhere.
+            let exists = !named.contains('/')
+                || root().join(&named).exists()
+                || root().join(base).join(&named).exists()
+                || crate_dirs().iter().any(|dir| dir.join(&named).exists());
             if !exists {
                 missing.push(format!("{document} names {named}"));
             }

@@ -14,7 +14,7 @@
 use anyhow::{bail, Context};
 use deai_cluster::ClusterConfig;
 use deai_protocol::types::ParticipantId;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
