@@ -419,7 +419,7 @@ fn rate_records_the_rating() {
     assert_eq!(market.order(&order).status, "rated");
     let page: ClientOrdersPage = serde_json::from_value(client.ok(&["orders"])).unwrap();
     assert_eq!(page.orders[0].rating.as_deref(), Some("fair"));
-    assert!(client.json(&["rate", &order, "splendid"]).is_err(), "only good, fair or bad");
+    assert_eq!(client.refused(&["rate", &order, "splendid"]).code, Code::BadArgument, "only good, fair or bad");
 }
 
 #[test]

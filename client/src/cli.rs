@@ -79,28 +79,14 @@ fn run_action(args: &ClientArgs) -> anyhow::Result<Printed> {
     run(&me, &args.action, Spinner::wanted(args.json))
 }
 
-/// A rating as the command line writes it.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RatingArg {
-    Good,
-    Fair,
-    Bad,
-}
-
-impl RatingArg {
-    fn rating(self) -> Rating {
-        match self {
-            RatingArg::Good => Rating::Good,
-            RatingArg::Fair => Rating::Fair,
-            RatingArg::Bad => Rating::Bad,
-        }
-    }
-    fn name(self) -> &'static str {
-        match self {
-            RatingArg::Good => "good",
-            RatingArg::Fair => "fair",
-            RatingArg::Bad => "bad",
-        }
+/// A rating as the command line writes it: `good`, `fair` or `bad`. Parsed here rather than by
+/// clap, so that a wrong one is a `bad_argument` error like any other (JSON with `--json`).
+pub fn parse_rating(text: &str) -> anyhow::Result<Rating> {
+    match text {
+        "good" => Ok(Rating::Good),
+        "fair" => Ok(Rating::Fair),
+        "bad" => Ok(Rating::Bad),
+        other => Err(BadArgument(format!("a rating is good, fair or bad, not {other:?}")).into()),
     }
 }
 
@@ -197,8 +183,7 @@ pub enum ClientAction {
         /// The order id, 64 hex digits.
         order: String,
         /// good, fair or bad.
-        #[arg(value_enum)]
-        rating: RatingArg,
+        rating: String,
     },
     /// Reports that the miner did not deliver a claimed order's output (SPEC 5.8).
     Report {
@@ -611,8 +596,8 @@ pub fn run(me: &Participant, action: &ClientAction, spinner: bool) -> anyhow::Re
             Printed::new(orders_text(&page), &page)
         }
         ClientAction::Rate { order, rating } => {
-            rate(me, order, rating.rating())?;
-            Printed::new(format!("rated {order} {}", rating.name()), &json!({ "order": order, "rating": rating.name() }))
+            rate(me, order, parse_rating(rating)?)?;
+            Printed::new(format!("rated {order} {rating}"), &json!({ "order": order, "rating": rating }))
         }
         ClientAction::Report { order } => {
             let id = order_id(order)?;
