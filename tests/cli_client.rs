@@ -139,7 +139,13 @@ impl Client<'_> {
 
     /// Runs `deai client --json ARGS` with `input` on stdin.
     fn json_with_stdin(&self, args: &[&str], input: &[u8]) -> Result<Value, Value> {
-        let mut child = self.command(true, args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .command(true, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         parse(args, &child.wait_with_output().unwrap())
     }
@@ -358,7 +364,11 @@ fn subscription_miner(market: &Market, price: u128) -> String {
         collateral,
         capacity: 1,
         endpoint: "http://127.0.0.1:9".into(),
-        services: vec![ServiceOffer { service: SUBSCRIBED.into(), price_per_request: TOKEN, subscription_price: Some(price) }],
+        services: vec![ServiceOffer {
+            service: SUBSCRIBED.into(),
+            price_per_request: TOKEN,
+            subscription_price: Some(price),
+        }],
     }))
     .unwrap();
     id
@@ -455,8 +465,12 @@ fn epochs_lists_closed_epochs_newest_first() {
     assert!(list.len() >= 2);
     assert!(list.windows(2).all(|w| w[0].number > w[1].number), "newest first");
     let newest = &list[0];
-    let read: EpochView = serde_json::from_value(market.api(&format!("/v1/epochs/{}", newest.number)).unwrap()).unwrap();
-    assert_eq!((read.reward.as_str(), read.payouts_root.as_str()), (newest.reward.as_str(), newest.payouts_root.as_str()));
+    let read: EpochView =
+        serde_json::from_value(market.api(&format!("/v1/epochs/{}", newest.number)).unwrap()).unwrap();
+    assert_eq!(
+        (read.reward.as_str(), read.payouts_root.as_str()),
+        (newest.reward.as_str(), newest.payouts_root.as_str())
+    );
     let limited: Vec<EpochView> = serde_json::from_value(client.ok(&["epochs", "--limit", "1"])).unwrap();
     assert_eq!(limited.len(), 1);
 }
@@ -469,9 +483,8 @@ fn payouts_lists_what_the_miner_was_paid() {
     assert_eq!(market.order(&order).status, "completed");
     let (epoch, amount) = wait_for("an epoch that paid the miner", || {
         let list: Vec<EpochView> = serde_json::from_value(market.api("/v1/epochs")?).ok()?;
-        list.iter().find_map(|e| {
-            e.payouts.iter().find(|(m, _)| *m == market.miner_id).map(|(_, a)| (e.number, a.clone()))
-        })
+        list.iter()
+            .find_map(|e| e.payouts.iter().find(|(m, _)| *m == market.miner_id).map(|(_, a)| (e.number, a.clone())))
     });
     let listed = client.ok(&["payouts", "--miner", &market.miner_id]);
     let found = listed

@@ -270,7 +270,10 @@ pub fn fetch_output_watching(
         }
         std::thread::sleep(Duration::from_millis(ORDER_POLL_MS));
     };
-    let endpoint = view.miner_endpoint.as_deref().context("the order has no miner endpoint: report it with `deai client report`")?;
+    let endpoint = view
+        .miner_endpoint
+        .as_deref()
+        .context("the order has no miner endpoint: report it with `deai client report`")?;
     let order_id = unhex32(order).context("order ids are 64 hex digits")?;
     let time_ms = deai_clock::SystemClock.now_ms();
     let signature = me.key.sign(&output_request_bytes(me.network(), &order_id, time_ms)).to_bytes();
@@ -281,9 +284,14 @@ pub fn fetch_output_watching(
         .header("x-deai-time-ms", time_ms.to_string())
         .header("x-deai-signature", hex(&signature))
         .call()
-        .with_context(|| format!("cannot reach the miner at {endpoint}; if it stays away, `deai client report {order}`"))?;
+        .with_context(|| {
+            format!("cannot reach the miner at {endpoint}; if it stays away, `deai client report {order}`")
+        })?;
     if !response.status().is_success() {
-        bail!("the miner refused the output: HTTP {}; if it keeps refusing, `deai client report {order}`", response.status());
+        bail!(
+            "the miner refused the output: HTTP {}; if it keeps refusing, `deai client report {order}`",
+            response.status()
+        );
     }
     let output = response.body_mut().read_to_vec().context("reading the output from the miner")?;
     let actual = hex(&deai_protocol::ledger::output_hash(&output));
@@ -359,8 +367,12 @@ fn read_prompt(prompt: &Option<String>, file: &Option<PathBuf>) -> anyhow::Resul
         (None, Some(path)) => {
             std::fs::read(path).with_context(|| format!("cannot read the prompt file {}", path.display()))
         }
-        (None, None) => Err(BadArgument("give a prompt: as an argument, or with --prompt-file FILE (- for stdin)".into()).into()),
-        (Some(_), Some(_)) => Err(BadArgument("give the prompt as an argument or with --prompt-file, not both".into()).into()),
+        (None, None) => {
+            Err(BadArgument("give a prompt: as an argument, or with --prompt-file FILE (- for stdin)".into()).into())
+        }
+        (Some(_), Some(_)) => {
+            Err(BadArgument("give the prompt as an argument or with --prompt-file, not both".into()).into())
+        }
     }
 }
 
@@ -375,7 +387,6 @@ fn unknown_service(service: &str, catalog: &ServiceCatalog) -> anyhow::Error {
 
 /// The order command: checks the service and the prompt's size against the ledger before
 /// sending, puts the order, and unless `no_wait`, waits for and checks the output.
-#[allow(clippy::too_many_arguments)]
 fn order(
     me: &Participant,
     service: &str,
@@ -439,7 +450,11 @@ fn amounts_text(amounts: &[AssetAmount]) -> String {
 }
 
 fn balance_text(view: &AccountView) -> String {
-    let frozen = if view.frozen_until_ms == 0 { "never".to_string() } else { format!("{} ms (ledger time)", view.frozen_until_ms) };
+    let frozen = if view.frozen_until_ms == 0 {
+        "never".to_string()
+    } else {
+        format!("{} ms (ledger time)", view.frozen_until_ms)
+    };
     format!(
         "account          {}\nfree balance     {}\nlocked stake     {}\neffective stake  {}\npass             {}\nfrozen until     {frozen}\nin escrow        {}\norders in flight {}",
         view.id,
@@ -523,12 +538,18 @@ pub fn run(me: &Participant, action: &ClientAction, spinner: bool) -> anyhow::Re
         ClientAction::Faucet { tokens: text, asset } => {
             let amount = tokens(text)?;
             me.submit_accepted(Message::DevFaucet(DevFaucet { asset: AssetId(*asset), amount }))?;
-            Printed::new(format!("{} tokens of asset {asset} from the faucet", format_tokens(amount)), &asset_json(*asset, amount))
+            Printed::new(
+                format!("{} tokens of asset {asset} from the faucet", format_tokens(amount)),
+                &asset_json(*asset, amount),
+            )
         }
         ClientAction::Stake { tokens: text, asset } => {
             let amount = tokens(text)?;
             me.submit_accepted(Message::LockStake(LockStake { asset: AssetId(*asset), amount }))?;
-            Printed::new(format!("{} tokens of asset {asset} locked as stake", format_tokens(amount)), &asset_json(*asset, amount))
+            Printed::new(
+                format!("{} tokens of asset {asset} locked as stake", format_tokens(amount)),
+                &asset_json(*asset, amount),
+            )
         }
         ClientAction::Unstake { tokens: text, asset } => {
             let amount = tokens(text)?;
@@ -541,7 +562,10 @@ pub fn run(me: &Participant, action: &ClientAction, spinner: bool) -> anyhow::Re
         ClientAction::Withdraw { tokens: text, asset } => {
             let amount = tokens(text)?;
             me.submit_accepted(Message::Withdraw(Withdraw { asset: AssetId(*asset), amount }))?;
-            Printed::new(format!("{} tokens of asset {asset} withdrawn", format_tokens(amount)), &asset_json(*asset, amount))
+            Printed::new(
+                format!("{} tokens of asset {asset} withdrawn", format_tokens(amount)),
+                &asset_json(*asset, amount),
+            )
         }
         ClientAction::Pass => {
             me.submit_accepted(Message::AcquirePass(AcquirePass {}))?;
@@ -569,7 +593,11 @@ pub fn run(me: &Participant, action: &ClientAction, spinner: bool) -> anyhow::Re
         }
         ClientAction::Subscribe { miner, service, periods } => {
             let id = participant_id(miner)?;
-            me.submit_accepted(Message::Subscribe(Subscribe { miner: id, service: service.clone(), periods: *periods }))?;
+            me.submit_accepted(Message::Subscribe(Subscribe {
+                miner: id,
+                service: service.clone(),
+                periods: *periods,
+            }))?;
             Printed::new(
                 format!("subscribed to {miner} for {service}: {periods} period(s) paid"),
                 &json!({ "miner": hex(&id.0), "service": service, "periods": periods }),
@@ -642,7 +670,11 @@ pub fn run(me: &Participant, action: &ClientAction, spinner: bool) -> anyhow::Re
                 let mut text = format!("payouts to {id}:\n");
                 for p in &payouts {
                     let certified = if p.certified { "certified" } else { "not yet certified" };
-                    text.push_str(&format!("epoch {:<5} {} tokens ({certified})\n", p.epoch, format_base_units(&p.amount)));
+                    text.push_str(&format!(
+                        "epoch {:<5} {} tokens ({certified})\n",
+                        p.epoch,
+                        format_base_units(&p.amount)
+                    ));
                 }
                 text.push_str(&format!("total       {} tokens", format_tokens(total)));
                 text
