@@ -893,9 +893,7 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
 ))]
 async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let view = node
-        .read(consistency_of(&query)?, |l| {
-            l.closed_epochs.get(&path.number).map(epoch_view)
-        })
+        .read(consistency_of(&query)?, |l| l.closed_epochs.get(&path.number).map(epoch_view))
         .await?
         .ok_or_else(|| not_found("closed epoch"))?;
     Ok(HttpResponse::Ok().json(view))
@@ -963,12 +961,12 @@ async fn client_orders(
 ) -> Result<HttpResponse, ApiError> {
     let client = parse_id(&path.id)?;
     let limit = page_limit(page.limit, MAX_CLIENT_ORDERS_PER_PAGE)?;
-    let before = page.before.as_deref().map(|text| parse_id(text).map(|id| deai_protocol::types::OrderId(id.0))).transpose()?;
+    let before =
+        page.before.as_deref().map(|text| parse_id(text).map(|id| deai_protocol::types::OrderId(id.0))).transpose()?;
     let page = node
         .read(consistency_of(&query)?, |l| {
             let before_seq = before.and_then(|id| l.order(&id)).map_or(u64::MAX, |o| o.seq);
-            let mut mine: Vec<_> =
-                l.orders.iter().filter(|(_, o)| o.client == client && o.seq < before_seq).collect();
+            let mut mine: Vec<_> = l.orders.iter().filter(|(_, o)| o.client == client && o.seq < before_seq).collect();
             mine.sort_by_key(|(_, o)| std::cmp::Reverse(o.seq));
             let more = mine.len() > limit;
             mine.truncate(limit);
@@ -1017,7 +1015,9 @@ async fn epochs(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_limit(list.limit, MAX_EPOCHS_PER_REQUEST)?;
     let views = node
-        .read(consistency_of(&query)?, |l| l.closed_epochs.values().rev().take(limit).map(epoch_view).collect::<Vec<_>>())
+        .read(consistency_of(&query)?, |l| {
+            l.closed_epochs.values().rev().take(limit).map(epoch_view).collect::<Vec<_>>()
+        })
         .await?;
     Ok(HttpResponse::Ok().json(views))
 }
