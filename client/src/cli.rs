@@ -252,8 +252,8 @@ pub fn fetch_output_watching(
 ) -> anyhow::Result<Served> {
     let started = Instant::now();
     let (view, claimed) = loop {
-        let view: OrderView =
-            me.api.get(&format!("/v1/orders/{order}?consistency=stale&wait_ms={ORDER_LONG_POLL_MS}"))?;
+        // Linearizable: a node that has not applied the order yet would answer 404.
+        let view: OrderView = me.api.get(&format!("/v1/orders/{order}?wait_ms={ORDER_LONG_POLL_MS}"))?;
         seen(&view);
         if let Some(hash) = view.output_hash.clone() {
             break (view, hash);

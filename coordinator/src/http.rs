@@ -211,7 +211,7 @@ async fn metrics(node: Node) -> HttpResponse {
 }
 
 /// This node and the cluster as it sees them.
-#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_cluster::admin::NodeStatus)))]
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_api::views::NodeStatus)))]
 async fn status(node: Node) -> HttpResponse {
     HttpResponse::Ok().json(deai_cluster::admin::status(&node))
 }
