@@ -510,3 +510,38 @@ fn a_json_error_is_the_api_error_object_with_its_code() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("deai client pass"), "the next step is said");
     assert_eq!(client.refused(&["stake", "ten"]).code, Code::BadArgument);
 }
+
+#[test]
+fn help_lists_every_command_and_the_amount_convention() {
+    let out = Command::new(env!("CARGO_BIN_EXE_deai")).args(["client", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let commands = [
+        "keygen",
+        "balance",
+        "faucet",
+        "stake",
+        "unstake",
+        "pass",
+        "release",
+        "order",
+        "subscribe",
+        "status",
+        "orders",
+        "rate",
+        "report",
+        "providers",
+        "epochs",
+        "payouts",
+        "withdraw",
+    ];
+    for command in commands {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "{command} is listed:\n{help}"
+        );
+    }
+    assert!(help.contains("base units"), "the help states the amount convention:\n{help}");
+    let out = Command::new(env!("CARGO_BIN_EXE_deai")).args(["client", "order", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("16384 bytes"), "the order help names the prompt limit");
+}
