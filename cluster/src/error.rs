@@ -32,22 +32,22 @@ pub enum ClusterError {
     AdminRefused { code: &'static str, message: String },
 }
 
-/// Every code an [`AdminGate`](crate::control::AdminGate) refuses with, and the HTTP status each
-/// means.
-pub const ADMIN_REFUSAL_CODES: &[(&str, u16)] = &[
-    ("unsigned", 401),
-    ("malformed_signature", 400),
-    ("stale_request", 401),
-    ("unknown_admin_key", 403),
-    ("bad_signature", 401),
-    ("replay", 409),
-    ("wrong_node", 403),
-    ("admin_mismatch", 400),
+/// Every code an [`AdminGate`](crate::control::AdminGate) refuses with (their HTTP statuses are
+/// in the API's code list, `deai_api::codes`).
+pub const ADMIN_REFUSAL_CODES: &[&str] = &[
+    "unsigned",
+    "malformed_signature",
+    "stale_request",
+    "unknown_admin_key",
+    "bad_signature",
+    "replay",
+    "wrong_node",
+    "admin_mismatch",
 ];
 
-/// `code` as one of [`ADMIN_REFUSAL_CODES`], with its HTTP status, if it is one.
-pub fn admin_refusal(code: &str) -> Option<(&'static str, u16)> {
-    ADMIN_REFUSAL_CODES.iter().find(|(c, _)| *c == code).copied()
+/// `code` as one of [`ADMIN_REFUSAL_CODES`], if it is one.
+pub fn admin_refusal(code: &str) -> Option<&'static str> {
+    ADMIN_REFUSAL_CODES.iter().find(|c| **c == code).copied()
 }
 
 /// Every code [`ClusterError::code`] can return, so that a code that crossed the network maps

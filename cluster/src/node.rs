@@ -105,7 +105,7 @@ pub(crate) fn remote_error(f: RemoteFailure) -> ClusterError {
         "not_leader" => ClusterError::NotLeader { leader: f.leader },
         "leader_transfer" => ClusterError::TransferInProgress,
         code => match admin_refusal(code) {
-            Some((code, _)) => ClusterError::AdminRefused { code, message: f.message },
+            Some(code) => ClusterError::AdminRefused { code, message: f.message },
             None => {
                 let code = ERROR_CODES.iter().find(|c| **c == code).copied().unwrap_or("raft_error");
                 ClusterError::Forwarded { code, message: f.message }

@@ -14,7 +14,9 @@
 
 use deai_api::hex::{hex, unhex, unhex32};
 pub use deai_api::signed_requests::admin_request_bytes;
-use deai_api::signed_requests::{ADMIN_KEY_HEADER as KEY_HEADER, ADMIN_SIGNATURE_HEADER as SIGNATURE_HEADER, ADMIN_TIME_HEADER as TIME_HEADER};
+use deai_api::signed_requests::{
+    ADMIN_KEY_HEADER as KEY_HEADER, ADMIN_SIGNATURE_HEADER as SIGNATURE_HEADER, ADMIN_TIME_HEADER as TIME_HEADER,
+};
 use deai_api::views::{IdBody, LearnerBody, SnapshotBody};
 use deai_cluster::admin::{AdminCommand, AdminGate, AdmitFuture, SignedAdmin};
 use deai_cluster::outbox::CoordinatorOutbox;
@@ -24,7 +26,6 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
 /// How far an admin request's time may be from the executing node's clock, in milliseconds.
 pub const MAX_ADMIN_SKEW_MS: u64 = 60_000;
-
 
 /// The three headers that sign one admin request to node `node`.
 pub fn sign(
@@ -45,7 +46,7 @@ pub fn sign(
 }
 
 /// Why an admin request was refused; each has a stable code (one of
-/// `deai_cluster::ADMIN_REFUSAL_CODES`) and an HTTP status.
+/// `deai_cluster::ADMIN_REFUSAL_CODES`), whose HTTP status the API's code list gives.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AdminAuthError {
     #[error("sign admin requests: {KEY_HEADER}, {TIME_HEADER} and {SIGNATURE_HEADER} (deai admin --key)")]
@@ -117,16 +118,16 @@ pub fn signed_request(
     path: &str,
     body: &[u8],
     header: impl Fn(&str) -> Option<String>,
-) -> Result<SignedAdmin, (u16, AdminAuthError)> {
+) -> Result<SignedAdmin, AdminAuthError> {
     let (Some(key), Some(time), Some(signature)) = (header(KEY_HEADER), header(TIME_HEADER), header(SIGNATURE_HEADER))
     else {
-        return Err((401, AdminAuthError::Unsigned));
+        return Err(AdminAuthError::Unsigned);
     };
-    let time_ms: u64 = time.trim().parse().map_err(|_| (400, AdminAuthError::Malformed(TIME_HEADER)))?;
-    let key = unhex32(key.trim()).ok_or((400, AdminAuthError::Malformed(KEY_HEADER)))?;
+    let time_ms: u64 = time.trim().parse().map_err(|_| AdminAuthError::Malformed(TIME_HEADER))?;
+    let key = unhex32(key.trim()).ok_or(AdminAuthError::Malformed(KEY_HEADER))?;
     let signature =
-        unhex(signature.trim()).filter(|s| s.len() == 64).ok_or((400, AdminAuthError::Malformed(SIGNATURE_HEADER)))?;
-    let command = command_of(path, body).map_err(|e| (400, AdminAuthError::Mismatch(e)))?;
+        unhex(signature.trim()).filter(|s| s.len() == 64).ok_or(AdminAuthError::Malformed(SIGNATURE_HEADER))?;
+    let command = command_of(path, body).map_err(AdminAuthError::Mismatch)?;
     Ok(SignedAdmin {
         command,
         method: method.to_string(),
@@ -242,7 +243,7 @@ mod tests {
         let signed = sign(&admin, "net-a", 1, "POST", path, now, body);
 
         let unsigned = signed_request(1, "POST", path, body, |_| None).unwrap_err();
-        assert_eq!(unsigned, (401, AdminAuthError::Unsigned));
+        assert_eq!(unsigned, AdminAuthError::Unsigned);
         let good = request(signed.clone(), 1, path, body);
         assert!(auth.check(&good, 0, now).is_ok(), "a cluster command may run on the leader it was forwarded to");
         let mut wrong_body = good.clone();

@@ -14,14 +14,6 @@
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
-use deai_api::hex::{hex, unhex, unhex32};
-use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
-use deai_api::views::{
-    AccountPath, AccountView, AdminDone, Assignment, EnvelopesBody, EpochPath, EpochView, ErrorBody, Head, HeadQuery,
-    IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery,
-    SnapshotBody, WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
-};
-use deai_api::Code;
 use crate::edge_verifier::EdgeVerifier;
 use crate::http_body::BodyLimits;
 use crate::invalid_input::InvalidInputLimiter;
@@ -30,13 +22,21 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use deai_actors::{
     AssignmentInfo, ClientQueues, MinerSessions, QueueError, SessionEvent, MAX_SESSION_MS, MAX_SESSION_SKEW_MS,
 };
-use deai_cluster::admin::SignedAdmin;
-use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
-use deai_protocol::ledger::{Liveness, PassState};
+use deai_api::hex::{hex, unhex, unhex32};
+use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
+use deai_api::views::{
+    AccountPath, AccountView, AdminDone, Assignment, EnvelopesBody, EpochPath, EpochView, ErrorBody, Head, HeadQuery,
+    IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery, SnapshotBody,
+    WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
+};
 use deai_api::views::{
     AssetAmount, ClientOrderView, ClientOrdersPage, ClientOrdersQuery, EpochsQuery, OfferView, ServiceCatalog,
     ServiceView, MAX_CLIENT_ORDERS_PER_PAGE, MAX_EPOCHS_PER_REQUEST,
 };
+use deai_api::Code;
+use deai_cluster::admin::SignedAdmin;
+use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
+use deai_protocol::ledger::{Liveness, PassState};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use utoipa::{IntoParams, OpenApi};
@@ -101,20 +101,22 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    /// An error with `status`, a stable `code` (one of [`Code`]) and a message; no leader hint,
-    /// no `until_ms`.
-    pub(crate) fn new(status: u16, code: &str, message: impl Into<String>) -> Self {
+    /// An error with a stable `code` (one of [`Code`]) and a message; its HTTP status is the
+    /// code's in the one list. No leader hint, no `until_ms`.
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> Self {
         let known = Code::of(code);
         debug_assert!(known != Code::Unknown, "error code {code:?} is missing from deai_api::Code");
-        ApiError { body: ErrorBody { code: known, message: message.into(), leader: None, until_ms: None }, status }
+        ApiError {
+            status: known.http_status(),
+            body: ErrorBody { code: known, message: message.into(), leader: None, until_ms: None },
+        }
     }
 
-    pub(crate) fn bad_request(code: &str, message: impl Into<String>) -> Self {
-        ApiError::new(400, code, message)
-    }
-
-    fn unavailable(code: &str, message: impl Into<String>) -> Self {
-        ApiError::new(503, code, message)
+    /// An envelope the edge refuses on its face, answered 400 whatever the code: the write
+    /// routes document a 400 for every envelope that fails its checks before consensus, while
+    /// the same code as an entry's outcome (in a 200) may carry another status in the list.
+    pub(crate) fn refused_envelope(code: &str, message: impl Into<String>) -> Self {
+        ApiError { status: 400, ..ApiError::new(code, message) }
     }
 
     fn with_leader(mut self, leader: Option<u64>) -> Self {
@@ -130,29 +132,13 @@ impl ApiError {
 
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
-        let status = match &e {
-            // 421 Misdirected Request: this node cannot answer; the leader named in the body can.
-            ClusterError::NotLeader { .. } => 421,
-            ClusterError::TransferInProgress | ClusterError::LeaderUnreachable { .. } | ClusterError::Raft(_) => 503,
-            ClusterError::TooLarge { .. } => 413,
-            ClusterError::Config(_) | ClusterError::Malformed(_) => 400,
-            ClusterError::Fatal(_) | ClusterError::Storage(_) => 500,
-            ClusterError::AdminRefused { code, .. } => {
-                deai_cluster::admin_refusal(code).map_or(403, |(_, status)| status)
-            }
-            ClusterError::Forwarded { code, .. } => match *code {
-                "not_leader" => 421,
-                "cluster_config" => 400,
-                "batch_too_large" => 413,
-                "raft_fatal" => 500,
-                _ => 503,
-            },
-        };
+        // 421 Misdirected Request for `not_leader`: this node cannot answer; the leader named
+        // in the body can.
         let leader = match &e {
             ClusterError::NotLeader { leader } => *leader,
             _ => None,
         };
-        ApiError::new(status, e.code(), e.to_string()).with_leader(leader)
+        ApiError::new(e.code(), e.to_string()).with_leader(leader)
     }
 }
 
@@ -174,13 +160,12 @@ type Verifier = web::Data<EdgeVerifier>;
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
-        let (status, until_ms) = match e {
+        let until_ms = match e {
             QueueError::Cluster(inner) => return ApiError::from(inner),
-            QueueError::Full => (429, None),
-            QueueError::Frozen { until_ms } => (429, Some(until_ms)),
-            QueueError::Overloaded | QueueError::Stopped | QueueError::Timeout { .. } => (503, None),
+            QueueError::Frozen { until_ms } => Some(until_ms),
+            QueueError::Full | QueueError::Overloaded | QueueError::Stopped | QueueError::Timeout { .. } => None,
         };
-        ApiError::new(status, e.code(), e.to_string()).with_until_ms(until_ms)
+        ApiError::new(e.code(), e.to_string()).with_until_ms(until_ms)
     }
 }
 
@@ -228,12 +213,10 @@ struct AdminSignatureHeaders(Option<String>, Option<u64>, Option<String>);
 /// checks its signature (`admin_auth.rs`).
 fn signed(node: &CoordinatorNode, req: &HttpRequest, body: &[u8]) -> Result<SignedAdmin, ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    crate::admin_auth::signed_request(node.id, req.method().as_str(), req.path(), body, header).map_err(
-        |(status, e)| {
-            tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
-            ApiError::new(status, e.code(), e.to_string())
-        },
-    )
+    crate::admin_auth::signed_request(node.id, req.method().as_str(), req.path(), body, header).map_err(|e| {
+        tracing::warn!(code = e.code(), path = req.path(), "admin request refused");
+        ApiError::new(e.code(), e.to_string())
+    })
 }
 
 /// Every admin route: reads the body, packages the signed request, and has the node that
@@ -387,7 +370,7 @@ async fn write_entries(
     // Refuse what cannot decode here, before it costs a log entry.
     let envelopes: Vec<SignedEnvelope> = deai_protocol::codec::decode_framed_large(&body).map_err(|e| {
         limiter.charge(source, None, Instant::now());
-        ApiError::bad_request(e.code(), e.to_string())
+        ApiError::refused_envelope(e.code(), e.to_string())
     })?;
     write_envelopes(&node, queues.get_ref().as_ref(), &verifier, &limiter, source, envelopes).await
 }
@@ -402,7 +385,7 @@ fn edge_source(req: &HttpRequest, limiter: &InvalidInputLimiter) -> Result<Optio
 }
 
 fn too_much_invalid_input(wait_ms: u64) -> ApiError {
-    ApiError::new(429, "too_much_invalid_input", format!("too many invalid requests; retry in {wait_ms} ms"))
+    ApiError::new("too_much_invalid_input", format!("too many invalid requests; retry in {wait_ms} ms"))
 }
 
 /// Refuses a batch holding an envelope the ledger would refuse on its face (SPEC 3: oversized
@@ -450,22 +433,20 @@ async fn write_entries_json(
     let bytes = limits.read(&req, payload, MAX_JSON_BODY_BYTES).await?;
     let body: EnvelopesBody = serde_json::from_slice(&bytes).map_err(|e| {
         limiter.charge(source, None, Instant::now());
-        ApiError::bad_request("malformed_request", format!("the body: {e}"))
+        ApiError::new("malformed_request", format!("the body: {e}"))
     })?;
     if body.envelopes.len() > MAX_JSON_ENVELOPES {
         return Err(ApiError::new(
-            413,
             "batch_too_large",
             format!("at most {MAX_JSON_ENVELOPES} envelopes per JSON write; use /v1/ledger/entries for more"),
         ));
     }
     let mut envelopes = Vec::with_capacity(body.envelopes.len());
     for (i, text) in body.envelopes.iter().enumerate() {
-        let envelope = unhex(text)
-            .ok_or_else(|| ApiError::bad_request("bad_hex", format!("envelope {i} is not hex")))
-            .and_then(|bytes| {
+        let envelope =
+            unhex(text).ok_or_else(|| ApiError::new("bad_hex", format!("envelope {i} is not hex"))).and_then(|bytes| {
                 SignedEnvelope::from_wire(&bytes)
-                    .map_err(|e| ApiError::bad_request(e.code(), format!("envelope {i}: {e}")))
+                    .map_err(|e| ApiError::refused_envelope(e.code(), format!("envelope {i}: {e}")))
             });
         match envelope {
             Ok(envelope) => envelopes.push(envelope),
@@ -488,7 +469,7 @@ async fn write_envelopes(
 ) -> Result<HttpResponse, ApiError> {
     if envelopes.is_empty() {
         limiter.charge(source, None, Instant::now());
-        return Err(ApiError::bad_request("empty_batch", "a write needs at least one entry"));
+        return Err(ApiError::new("empty_batch", "a write needs at least one entry"));
     }
     if let Some(wait_ms) = envelopes.iter().find_map(|e| limiter.key_wait_ms(&e.signer, Instant::now())) {
         return Err(too_much_invalid_input(wait_ms));
@@ -500,11 +481,14 @@ async fn write_envelopes(
         Ok(()) => verifier
             .verify(envelopes)
             .await
-            .map_err(|e| ApiError::unavailable("shutting_down", format!("the edge check did not run: {e}")))?,
+            .map_err(|e| ApiError::new("shutting_down", format!("the edge check did not run: {e}")))?,
     };
     if let Err((i, rejection)) = checked {
         limiter.charge(source, Some(envelopes[i].signer), Instant::now());
-        return Err(ApiError::bad_request(rejection.code(), format!("envelope {i}: {rejection}; nothing was written")));
+        return Err(ApiError::refused_envelope(
+            rejection.code(),
+            format!("envelope {i}: {rejection}; nothing was written"),
+        ));
     }
     // One participant's batch goes through its client queue (in order, bounded, frozen clients
     // answered at once); anything else straight to the cluster.
@@ -591,7 +575,7 @@ async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, 
 fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError> {
     unhex32(text)
         .map(deai_protocol::types::ParticipantId)
-        .ok_or_else(|| ApiError::bad_request("bad_id", format!("{:?} is not 64 hex digits", echoed(text))))
+        .ok_or_else(|| ApiError::new("bad_id", format!("{:?} is not 64 hex digits", echoed(text))))
 }
 
 /// Most characters of a caller's input an error message repeats.
@@ -658,7 +642,7 @@ async fn account(
 
 /// 405 with the `Allow` header RFC 9110 asks for.
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let error = ApiError::new(405, "method_not_allowed", format!("this route takes {allow} only"));
+    let error = ApiError::new("method_not_allowed", format!("this route takes {allow} only"));
     HttpResponse::MethodNotAllowed().insert_header(("Allow", allow)).json(error.body)
 }
 
@@ -720,17 +704,14 @@ async fn miner_session(
 ) -> Result<HttpResponse, ApiError> {
     let miner = parse_id(&path.id)?;
     let Some(sessions) = sessions.get_ref() else {
-        return Err(ApiError::unavailable("no_sessions", "this node runs no actors; open the session on another"));
+        return Err(ApiError::new("no_sessions", "this node runs no actors; open the session on another"));
     };
     let max_ms = query.max_ms.unwrap_or(DEFAULT_SESSION_MS);
     if max_ms == 0 || max_ms > MAX_SESSION_MS {
-        return Err(ApiError::bad_request("bad_max_ms", format!("max_ms is 1 to {MAX_SESSION_MS}")));
+        return Err(ApiError::new("bad_max_ms", format!("max_ms is 1 to {MAX_SESSION_MS}")));
     }
     let signed_ms = session_signer_check(&req, &node, &miner, max_ms)?;
-    let events = sessions.open(miner, max_ms, signed_ms).map_err(|e| match e {
-        deai_actors::SessionError::Replayed { .. } => ApiError::new(409, e.code(), e.to_string()),
-        _ => ApiError::unavailable(e.code(), e.to_string()),
-    })?;
+    let events = sessions.open(miner, max_ms, signed_ms).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     let lines = futures_util::stream::unfold(events, |mut events| async move {
         let event = events.recv().await?;
         let mut line = serde_json::to_vec(&session_line(event)).unwrap_or_default();
@@ -752,7 +733,6 @@ fn session_signer_check(
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let unsigned = || {
         ApiError::new(
-            401,
             "unsigned_session",
             format!(
                 "sign the session request with the miner's key: {SESSION_TIME_HEADER} and {SESSION_SIGNATURE_HEADER}"
@@ -765,7 +745,6 @@ fn session_signer_check(
     let now_ms = node.clock().now_ms();
     if now_ms.abs_diff(signed_ms) > MAX_SESSION_SKEW_MS {
         return Err(ApiError::new(
-            401,
             "stale_session",
             format!("the session request is more than {MAX_SESSION_SKEW_MS} ms from this node's clock"),
         ));
@@ -776,14 +755,10 @@ fn session_signer_check(
     };
     let bytes = session_request_bytes(&network, &miner.0, signed_ms, max_ms);
     if !deai_protocol::envelope::verify_detached(miner, &bytes, &signature) {
-        return Err(ApiError::new(
-            401,
-            "bad_session_signature",
-            "the session request is not signed by this miner's key",
-        ));
+        return Err(ApiError::new("bad_session_signature", "the session request is not signed by this miner's key"));
     }
     if !registered {
-        return Err(ApiError::new(403, "unknown_miner", "no such registered miner: register (with collateral) first"));
+        return Err(ApiError::new("unknown_miner", "no such registered miner: register (with collateral) first"));
     }
     Ok(signed_ms)
 }
@@ -794,7 +769,7 @@ pub const MAX_ASSIGNMENTS_PER_REQUEST: usize = 512;
 pub const MAX_PROVIDERS_PER_REQUEST: usize = 1_000;
 
 fn not_found(what: &str) -> ApiError {
-    ApiError::new(404, "not_found", format!("no such {what}"))
+    ApiError::new("not_found", format!("no such {what}"))
 }
 
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
@@ -996,7 +971,7 @@ fn page_limit(requested: Option<usize>, max: usize) -> Result<usize, ApiError> {
     match requested {
         None => Ok(max),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request("malformed_request", format!("limit is 1 to {max}, not {n}"))),
+        Some(n) => Err(ApiError::new("malformed_request", format!("limit is 1 to {max}, not {n}"))),
     }
 }
 
@@ -1054,7 +1029,7 @@ async fn services(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespon
 // --- end of client reads ---
 
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
-    ApiError::bad_request("malformed_request", err.to_string()).into()
+    ApiError::new("malformed_request", err.to_string()).into()
 }
 
 /// A resource with one method; any other method gets 405 with `Allow`.
@@ -1132,7 +1107,7 @@ pub fn serve(
             .service(one_route("/v1/clients/{id}/orders", "GET", client_orders))
             .service(one_route("/v1/epochs", "GET", epochs))
             .service(one_route("/v1/services", "GET", services))
-            .default_service(web::to(|| async { ApiError::new(404, "not_found", "no such route").error_response() }))
+            .default_service(web::to(|| async { ApiError::new("not_found", "no such route").error_response() }))
     })
     .workers(HTTP_WORKERS)
     .client_request_timeout(std::time::Duration::from_millis(header_read_timeout_ms))
@@ -1155,7 +1130,11 @@ mod tests {
             for status in ["200", "400", "413", "421", "429", "503"] {
                 let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
                 let wanted = if status == "200" { "WriteResult" } else { "ErrorBody" };
-                assert_eq!(schema.as_str(), Some(format!("#/components/schemas/{wanted}").as_str()), "{route} {status}");
+                assert_eq!(
+                    schema.as_str(),
+                    Some(format!("#/components/schemas/{wanted}").as_str()),
+                    "{route} {status}"
+                );
                 assert!(responses[status]["description"].as_str().is_some_and(|d| !d.is_empty()), "{route} {status}");
             }
         }

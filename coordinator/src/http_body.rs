@@ -51,7 +51,7 @@ impl BodyLimits {
         limit_bytes: usize,
     ) -> Result<web::Bytes, ApiError> {
         let too_large =
-            || ApiError::new(413, "body_too_large", format!("this route takes bodies of at most {limit_bytes} bytes"));
+            || ApiError::new("body_too_large", format!("this route takes bodies of at most {limit_bytes} bytes"));
         let declared = req
             .headers()
             .get(actix_web::http::header::CONTENT_LENGTH)
@@ -60,7 +60,7 @@ impl BodyLimits {
         if declared.is_some_and(|n| n > limit_bytes) {
             return Err(too_large());
         }
-        let busy = || ApiError::new(503, "busy", "too many request bodies are being read; retry shortly");
+        let busy = || ApiError::new("busy", "too many request bodies are being read; retry shortly");
         let _body = self.bodies.clone().try_acquire_owned().map_err(|_| busy())?;
         // Bytes are taken from the shared budget as they arrive, and given back when this
         // request is done with them.
@@ -68,7 +68,7 @@ impl BodyLimits {
         let mut body = web::BytesMut::new();
         let read = async {
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+                let chunk = chunk.map_err(|e| ApiError::new("bad_body", e.to_string()))?;
                 if body.len() + chunk.len() > limit_bytes {
                     return Err(too_large());
                 }
@@ -85,7 +85,6 @@ impl BodyLimits {
             Ok(result) => result?,
             Err(_) => {
                 return Err(ApiError::new(
-                    408,
                     "body_timeout",
                     format!("the body did not arrive within {} ms", self.read_timeout.as_millis()),
                 ))
