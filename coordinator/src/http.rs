@@ -19,6 +19,10 @@ use deai_api::views::{
     IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery,
     SnapshotBody, WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
 };
+use deai_api::views::{
+    CoordinatorMemberView, MinerPayoutView, MinerServiceView, MinerView, ProposalActionView, ProposalList,
+    ProposalPageQuery, ProposalPath, ProposalView, VoteView, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
+};
 use deai_api::Code;
 use crate::edge_verifier::EdgeVerifier;
 use crate::http_body::BodyLimits;
@@ -59,6 +63,9 @@ use utoipa::{IntoParams, OpenApi};
         epoch,
         assignments,
         miner_session,
+        miner,
+        proposals,
+        proposal,
     ),
     components(schemas(ReadConsistency))
 )]
@@ -827,7 +834,8 @@ async fn assignments(
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// Registered miners, their services and reputations.
+/// Registered miners (and unregistering ones, until their collateral returns), their services
+/// and reputations.
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
     (status = 400, description = "bad parameter", body = ErrorBody),
@@ -839,6 +847,7 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
         .read(consistency_of(&query)?, |l| {
             l.miners
                 .iter()
+                .filter(|(_, m)| m.status != deai_protocol::ledger::MinerStatus::Unregistered)
                 .take(MAX_PROVIDERS_PER_REQUEST)
                 .map(|(id, m)| ProviderView {
                     id: hex(&id.0),
@@ -885,6 +894,214 @@ async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQue
         .ok_or_else(|| not_found("closed epoch"))?;
     Ok(HttpResponse::Ok().json(view))
 }
+
+// --- miners and governance ---
+
+/// A miner as `MinerView` shows it, read from `l`.
+fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantId) -> Option<MinerView> {
+    use deai_protocol::ledger::MinerStatus;
+    let m = l.miner(id)?;
+    let liveness = m.liveness(l.now_ms, l.params.miner_lease_ms);
+    let recent_payouts = l
+        .closed_epochs
+        .values()
+        .rev()
+        .take(MINER_PAYOUT_EPOCHS)
+        .filter_map(|e| {
+            let (_, amount) = e.payouts.iter().find(|(miner, _)| miner == id)?;
+            Some(MinerPayoutView { epoch: e.number, amount: amount.to_string(), certified: e.certified })
+        })
+        .collect();
+    Some(MinerView {
+        id: hex(&id.0),
+        status: match m.status {
+            MinerStatus::Active => "active",
+            MinerStatus::Unregistering => "unregistering",
+            MinerStatus::Unregistered => "unregistered",
+        }
+        .to_string(),
+        ejected: m.ejected,
+        collateral: m.collateral.to_string(),
+        capacity: m.capacity,
+        endpoint: m.endpoint.clone(),
+        services: m
+            .services
+            .values()
+            .map(|offer| MinerServiceView {
+                service: offer.service.to_string(),
+                price_per_request: offer.price_per_request.to_string(),
+                subscription_price: offer.subscription_price.map(|p| p.to_string()),
+            })
+            .collect(),
+        online: liveness == Liveness::Live,
+        liveness: liveness.name().to_string(),
+        last_seen_ms: m.last_seen_ms,
+        lease_expires_ms: m.lease_expires_ms(l.params.miner_lease_ms),
+        consecutive_failures: m.consecutive_failures,
+        reputation_milli: m.reputation_milli,
+        raters: m.latest_ratings.len(),
+        good_ratings: m.good_ratings,
+        bad_ratings: m.bad_ratings,
+        in_flight: m.in_flight,
+        served: m.served,
+        failed: m.failed,
+        timed_out: m.timed_out,
+        subscribers: m.subscribers,
+        epoch_contribution: l.epoch.contributions.get(id).copied().unwrap_or(0).to_string(),
+        recent_payouts,
+    })
+}
+
+/// One miner: registration, collateral, services and prices, liveness, reputation, work done
+/// and its payouts in the last closed epochs.
+#[utoipa::path(get, path = "/v1/miners/{id}", tag = "miners", params(AccountPath, HeadQuery), responses(
+    (status = 200, body = MinerView),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "the ledger knows no miner with this id", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn miner(node: Node, path: web::Path<AccountPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.id)?;
+    let view = node.read(consistency_of(&query)?, |l| miner_view(l, &id)).await?.ok_or_else(|| {
+        ApiError::new(404, "not_found", "no such miner: register it first with `deai miner register`")
+    })?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn proposal_action_view(action: &deai_protocol::params::ProposalAction) -> ProposalActionView {
+    use deai_protocol::params::{ParamChange, ProposalAction};
+    match action {
+        ProposalAction::SetParam(change) => ProposalActionView::SetParam {
+            name: change.name().to_string(),
+            value: change.value().to_string(),
+            asset: match change {
+                ParamChange::AssetPricePpm(asset, _) => Some(asset.0),
+                _ => None,
+            },
+        },
+        ProposalAction::SetServiceWeight { service, weight } => {
+            ProposalActionView::SetServiceWeight { service: service.to_string(), weight: *weight }
+        }
+        ProposalAction::RemoveService { service } => ProposalActionView::RemoveService { service: service.to_string() },
+        ProposalAction::EjectMiner { miner } => ProposalActionView::EjectMiner { miner: hex(&miner.0) },
+        ProposalAction::SetCoordinators { coordinators } => ProposalActionView::SetCoordinators {
+            coordinators: coordinators
+                .iter()
+                .map(|c| CoordinatorMemberView { id: hex(&c.id.0), vrf_key: hex(&c.vrf_key) })
+                .collect(),
+        },
+    }
+}
+
+/// Proposal `id` as `ProposalView` shows it: a closed one with the tally it was decided by, an
+/// open one with the tally of its votes at today's stakes.
+fn proposal_view(l: &deai_protocol::Ledger, id: u64) -> Option<ProposalView> {
+    let native = deai_protocol::types::AssetId::NATIVE;
+    let view = |p: &deai_protocol::ledger::Proposal, weigh: &dyn Fn(&deai_protocol::types::ParticipantId) -> u128| {
+        let votes: Vec<VoteView> = p
+            .votes
+            .iter()
+            .map(|(voter, approve)| VoteView { voter: hex(&voter.0), approve: *approve, weight: weigh(voter).to_string() })
+            .collect();
+        ProposalView {
+            id,
+            proposer: hex(&p.proposer.0),
+            action: proposal_action_view(&p.action),
+            opened_ms: p.opened_ms,
+            ends_ms: p.ends_ms,
+            state: match p.closed {
+                None => "open",
+                Some(true) => "passed",
+                Some(false) => "rejected",
+            }
+            .to_string(),
+            yes: String::new(),
+            no: String::new(),
+            total_locked: String::new(),
+            quorum_ppm: l.params.quorum_ppm,
+            pass_threshold_ppm: l.params.pass_threshold_ppm,
+            votes,
+        }
+    };
+    if let Some(closed) = l.closed_proposals.get(&id) {
+        let mut shown = view(&closed.proposal, &|voter| closed.weights.get(voter).copied().unwrap_or(0));
+        shown.yes = closed.yes.to_string();
+        shown.no = closed.no.to_string();
+        shown.total_locked = closed.total_locked.to_string();
+        return Some(shown);
+    }
+    let open = l.proposals.get(&id)?;
+    let mut shown = view(open, &|voter| l.voting_power(voter));
+    let (mut yes, mut no) = (0u128, 0u128);
+    for (voter, approve) in &open.votes {
+        let weight = l.voting_power(voter);
+        if *approve {
+            yes = yes.saturating_add(weight);
+        } else {
+            no = no.saturating_add(weight);
+        }
+    }
+    shown.yes = yes.to_string();
+    shown.no = no.to_string();
+    shown.total_locked =
+        l.accounts.values().fold(0u128, |sum, a| sum.saturating_add(a.locked(native))).to_string();
+    Some(shown)
+}
+
+/// Governance proposals, open and closed (the last ones the ledger keeps), with their tallies,
+/// ascending by number, at most `MAX_PROPOSALS_PER_PAGE` a page.
+#[utoipa::path(get, path = "/v1/proposals", tag = "governance", params(ProposalPageQuery, HeadQuery), responses(
+    (status = 200, body = ProposalList),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn proposals(
+    node: Node,
+    page: web::Query<ProposalPageQuery>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let from = page.after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let list = node
+        .read(consistency_of(&query)?, |l| {
+            let range = (from, std::ops::Bound::Unbounded);
+            let mut ids: Vec<u64> = l.closed_proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1).collect();
+            ids.extend(l.proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1));
+            ids.sort_unstable();
+            let more = ids.len() > MAX_PROPOSALS_PER_PAGE;
+            ids.truncate(MAX_PROPOSALS_PER_PAGE);
+            ProposalList {
+                next_after: if more { ids.last().copied() } else { None },
+                proposals: ids.into_iter().filter_map(|id| proposal_view(l, id)).collect(),
+            }
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One governance proposal and its tally.
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "governance", params(ProposalPath, HeadQuery), responses(
+    (status = 200, body = ProposalView),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "no such proposal (or closed too long ago to be retained)", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn proposal(
+    node: Node,
+    path: web::Path<ProposalPath>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.id;
+    let view = node
+        .read(consistency_of(&query)?, |l| proposal_view(l, id))
+        .await?
+        .ok_or_else(|| ApiError::new(404, "not_found", format!("no proposal {id}: `deai gov show` lists them")))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+// --- end of miners and governance ---
 
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
     ApiError::bad_request("malformed_request", err.to_string()).into()
@@ -962,6 +1179,9 @@ pub fn serve(
             .service(one_route("/v1/epochs/{number}", "GET", epoch))
             .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
             .service(one_route("/v1/miners/{id}/session", "GET", miner_session))
+            .service(one_route("/v1/miners/{id}", "GET", miner))
+            .service(one_route("/v1/proposals", "GET", proposals))
+            .service(one_route("/v1/proposals/{id}", "GET", proposal))
             .default_service(web::to(|| async { ApiError::new(404, "not_found", "no such route").error_response() }))
     })
     .workers(HTTP_WORKERS)
