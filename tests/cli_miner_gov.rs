@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{hex, new_agent, wait_for, Processes};
+use common::{free_port, hex, new_agent, wait_for, KilledOnDrop, Processes};
 use deai_api::views::{
     AccountView, ErrorBody, MinerView, ProposalActionView, ProposalList, ProposalView, ProviderView,
 };
@@ -223,6 +223,38 @@ fn unregister_returns_the_collateral_and_takes_the_miner_off_the_list() {
     // A second unregistration is refused with the ledger's code, and changes nothing.
     assert_eq!(c.refused("miner", 62, &["unregister"]).code, Code::UnknownMiner);
     assert_eq!(account(&c, &id).balance, (500 * TOKEN).to_string());
+}
+
+#[test]
+fn run_registers_again_a_miner_that_unregistered() {
+    let c = cluster();
+    let me = c.funded(71, 400, 0);
+    let id = me.id_hex();
+    let _: MinerView = typed!(c.ok(
+        "miner",
+        71,
+        &["register", "--collateral", "100", "--services", "text-generation", "--endpoint", "http://127.0.0.1:9995"],
+    ));
+    let _: MinerView = typed!(c.ok("miner", 71, &["unregister"]));
+    let log = std::fs::File::create(c.dir.path().join("miner-71.log")).unwrap();
+    let _running = KilledOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_deai"))
+            .args(["miner", "run", "--coordinator", &c.addresses(), "--services", "text-embedding"])
+            .args(["--collateral", "110", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--key")
+            .arg(c.key_file(71))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let back: MinerView = wait_for("the miner registered again", || {
+        let view: MinerView = typed!(c.read(0, &format!("/v1/miners/{id}")));
+        (view.status == "active").then_some(view)
+    });
+    assert_eq!(back.collateral, (110 * TOKEN).to_string());
+    assert_eq!(back.services.iter().map(|s| s.service.as_str()).collect::<Vec<_>>(), vec!["text-embedding"]);
+    assert_eq!(account(&c, &id).balance, (290 * TOKEN).to_string());
 }
 
 #[test]
