@@ -120,7 +120,8 @@ pub fn put_order(me: &Participant, service: &str, prompt: &str) -> anyhow::Resul
 pub fn fetch_output(me: &Participant, order: &str, wait: Duration) -> anyhow::Result<Served> {
     let started = Instant::now();
     let view = loop {
-        let view: Value = me.api.get(&format!("/v1/orders/{order}?consistency=stale&wait_ms={ORDER_LONG_POLL_MS}"))?;
+        // Linearizable: a node that has not applied the order yet would answer 404.
+        let view: Value = me.api.get(&format!("/v1/orders/{order}?wait_ms={ORDER_LONG_POLL_MS}"))?;
         if view["output_hash"].is_string() {
             break view;
         }

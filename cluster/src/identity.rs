@@ -36,37 +36,15 @@ impl CoordinatorIdentity {
         ParticipantId(self.signing.verifying_key().to_bytes())
     }
 
-    /// Reads a key file: 64 hex digits, surrounding white space ignored.
+    /// Reads a key file (`deai_api::key_file`: 64 hex digits, white space around them ignored).
     pub fn load(path: &Path) -> Result<Self, ClusterError> {
-        let bad = |why: String| ClusterError::Config(format!("key file {}: {why}", path.display()));
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let text = text.trim();
-        if text.len() != 64 {
-            return Err(bad(format!("expected 64 hex digits, found {} characters", text.len())));
-        }
-        let mut seed = [0u8; 32];
-        for (i, byte) in seed.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(|_| bad(format!("not hex at character {}", 2 * i)))?;
-        }
+        let seed = deai_api::key_file::load_seed(path).map_err(|e| ClusterError::Config(e.to_string()))?;
         Ok(Self::from_seed(seed))
     }
 
     /// Writes the key file, readable by its owner only; refuses to overwrite an existing one.
     pub fn save(&self, path: &Path) -> Result<(), ClusterError> {
-        use std::io::Write;
-        let bad = |e: std::io::Error| ClusterError::Config(format!("key file {}: {e}", path.display()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(path).map_err(bad)?;
-        let hex: String = self.seed.iter().map(|b| format!("{b:02x}")).collect();
-        writeln!(file, "{hex}").map_err(bad)?;
-        file.sync_all().map_err(bad)
+        deai_api::key_file::save_seed(path, &self.seed).map_err(|e| ClusterError::Config(e.to_string()))
     }
 }
 
