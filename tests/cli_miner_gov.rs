@@ -401,6 +401,6 @@ fn refusals_print_the_apis_error_body_with_the_right_code() {
     );
     assert_eq!(low.code, Code::CollateralTooLow);
     assert!(!low.message.is_empty());
-    assert_eq!(c.refused("miner", 69, &["status"]).code, Code::BadArgument, "no miner with this key");
+    assert_eq!(c.refused("miner", 69, &["status"]).code, Code::NotFound, "no miner with this key");
     assert_eq!(c.refused("miner", 69, &["status", "nothex"]).code, Code::BadId);
 }

@@ -899,7 +899,6 @@ async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQue
 
 /// A miner as `MinerView` shows it, read from `l`.
 fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantId) -> Option<MinerView> {
-    use deai_protocol::ledger::MinerStatus;
     let m = l.miner(id)?;
     let liveness = m.liveness(l.now_ms, l.params.miner_lease_ms);
     let recent_payouts = l
@@ -914,12 +913,7 @@ fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantI
         .collect();
     Some(MinerView {
         id: hex(&id.0),
-        status: match m.status {
-            MinerStatus::Active => "active",
-            MinerStatus::Unregistering => "unregistering",
-            MinerStatus::Unregistered => "unregistered",
-        }
-        .to_string(),
+        status: m.status.name().to_string(),
         ejected: m.ejected,
         collateral: m.collateral.to_string(),
         capacity: m.capacity,
@@ -995,58 +989,51 @@ fn proposal_action_view(action: &deai_protocol::params::ProposalAction) -> Propo
 }
 
 /// Proposal `id` as `ProposalView` shows it: a closed one with the tally it was decided by, an
-/// open one with the tally of its votes at today's stakes.
+/// open one with its votes weighed at today's stakes.
 fn proposal_view(l: &deai_protocol::Ledger, id: u64) -> Option<ProposalView> {
-    let native = deai_protocol::types::AssetId::NATIVE;
-    let view = |p: &deai_protocol::ledger::Proposal, weigh: &dyn Fn(&deai_protocol::types::ParticipantId) -> u128| {
-        let votes: Vec<VoteView> = p
-            .votes
-            .iter()
-            .map(|(voter, approve)| VoteView { voter: hex(&voter.0), approve: *approve, weight: weigh(voter).to_string() })
-            .collect();
-        ProposalView {
-            id,
-            proposer: hex(&p.proposer.0),
-            action: proposal_action_view(&p.action),
-            opened_ms: p.opened_ms,
-            ends_ms: p.ends_ms,
-            state: match p.closed {
-                None => "open",
-                Some(true) => "passed",
-                Some(false) => "rejected",
-            }
-            .to_string(),
-            yes: String::new(),
-            no: String::new(),
-            total_locked: String::new(),
-            quorum_ppm: l.params.quorum_ppm,
-            pass_threshold_ppm: l.params.pass_threshold_ppm,
-            votes,
+    let (proposal, weights, total_locked) = match l.closed_proposals.get(&id) {
+        Some(closed) => (&closed.proposal, closed.weights.clone(), closed.total_locked),
+        None => {
+            let open = l.proposals.get(&id)?;
+            let weights = open.votes.keys().map(|voter| (*voter, l.voting_power(voter))).collect();
+            let native = deai_protocol::types::AssetId::NATIVE;
+            let total_locked = l.accounts.values().fold(0u128, |sum, a| sum.saturating_add(a.locked(native)));
+            (open, weights, total_locked)
         }
     };
-    if let Some(closed) = l.closed_proposals.get(&id) {
-        let mut shown = view(&closed.proposal, &|voter| closed.weights.get(voter).copied().unwrap_or(0));
-        shown.yes = closed.yes.to_string();
-        shown.no = closed.no.to_string();
-        shown.total_locked = closed.total_locked.to_string();
-        return Some(shown);
-    }
-    let open = l.proposals.get(&id)?;
-    let mut shown = view(open, &|voter| l.voting_power(voter));
+    let weight_of = |voter| weights.get(voter).copied().unwrap_or(0);
     let (mut yes, mut no) = (0u128, 0u128);
-    for (voter, approve) in &open.votes {
-        let weight = l.voting_power(voter);
-        if *approve {
-            yes = yes.saturating_add(weight);
-        } else {
-            no = no.saturating_add(weight);
-        }
+    for (voter, approve) in &proposal.votes {
+        let side = if *approve { &mut yes } else { &mut no };
+        *side = side.saturating_add(weight_of(voter));
     }
-    shown.yes = yes.to_string();
-    shown.no = no.to_string();
-    shown.total_locked =
-        l.accounts.values().fold(0u128, |sum, a| sum.saturating_add(a.locked(native))).to_string();
-    Some(shown)
+    Some(ProposalView {
+        id,
+        proposer: hex(&proposal.proposer.0),
+        action: proposal_action_view(&proposal.action),
+        opened_ms: proposal.opened_ms,
+        ends_ms: proposal.ends_ms,
+        state: match proposal.closed {
+            None => "open",
+            Some(true) => "passed",
+            Some(false) => "rejected",
+        }
+        .to_string(),
+        yes: yes.to_string(),
+        no: no.to_string(),
+        total_locked: total_locked.to_string(),
+        quorum_ppm: l.params.quorum_ppm,
+        pass_threshold_ppm: l.params.pass_threshold_ppm,
+        votes: proposal
+            .votes
+            .iter()
+            .map(|(voter, approve)| VoteView {
+                voter: hex(&voter.0),
+                approve: *approve,
+                weight: weight_of(voter).to_string(),
+            })
+            .collect(),
+    })
 }
 
 /// Governance proposals, open and closed (the last ones the ledger keeps), with their tallies,

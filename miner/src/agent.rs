@@ -71,7 +71,7 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
             me.submit_accepted(Message::SetAvailability(SetAvailability { online: true }))?;
             tracing::info!(miner = %me.id_hex(), "back online");
         }
-        Some(view) if view.status == "unregistering" => anyhow::bail!(
+        Some(view) if view.status == crate::registration::UNREGISTERING => anyhow::bail!(
             "this miner is unregistering ({} orders in flight): start it again once `deai miner status` says unregistered",
             view.in_flight
         ),

@@ -8,7 +8,7 @@ use crate::agent::MinerSettings;
 use crate::registration::{self, Offer};
 use anyhow::Context;
 use deai_api::views::MinerView;
-use deai_client::output::{emit, BadArgument, Printed};
+use deai_client::output::{emit, Printed};
 use deai_client::units::{format_base_units, parse_tokens};
 use deai_client::{Coordinators, Participant};
 use std::path::PathBuf;
@@ -163,62 +163,62 @@ pub fn run_miner(args: &MinerArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot handle SIGINT and SIGTERM: {e}"))?;
             crate::agent::run(settings, stop)
         }
-        other => emit(args.json, change_or_show(args, other)),
+        MinerCommand::Register(register) => emit(args.json, register_miner(args, register)),
+        MinerCommand::Unregister => emit(args.json, unregister_miner(args)),
+        MinerCommand::Status { id } => emit(args.json, miner_status(args, id.as_deref())),
     }
 }
 
-fn change_or_show(args: &MinerArgs, command: &MinerCommand) -> anyhow::Result<Printed> {
-    let me = args.participant()?;
-    let own = me.id_hex();
-    let view_of = |id: &str| {
-        registration::lookup(&me, id)?.ok_or_else(|| {
-            anyhow::Error::new(BadArgument(format!(
-                "the ledger knows no miner {id}: register it with `deai miner register`"
-            )))
-        })
+/// The ledger's view of the miner `me` just changed; it must exist.
+fn changed_view(me: &Participant) -> anyhow::Result<MinerView> {
+    registration::lookup(me, &me.id_hex())?
+        .context("the entry was accepted but the miner is not listed; `deai miner status` shows it")
+}
+
+fn register_miner(args: &MinerArgs, register: &RegisterArgs) -> anyhow::Result<Printed> {
+    let (price_per_request, subscription_price) = register.prices.base_units()?;
+    let offer = Offer {
+        collateral: parse_tokens(&register.collateral).context("--collateral")?,
+        capacity: register.capacity,
+        endpoint: register.endpoint.clone(),
+        services: service_list(&register.services),
+        price_per_request,
+        subscription_price,
     };
-    match command {
-        MinerCommand::Run(_) => unreachable!("run is dispatched before"),
-        MinerCommand::Register(reg) => {
-            let (price_per_request, subscription_price) = reg.prices.base_units()?;
-            let offer = Offer {
-                collateral: parse_tokens(&reg.collateral).context("--collateral")?,
-                capacity: reg.capacity,
-                endpoint: reg.endpoint.clone(),
-                services: service_list(&reg.services),
-                price_per_request,
-                subscription_price,
-            };
-            registration::register(&me, &offer, reg.faucet)?;
-            let view = view_of(&own)?;
-            let text = format!(
-                "registered miner {own} with {} tokens of collateral\n{}",
-                format_base_units(&view.collateral),
-                status_text(&view)
-            );
-            Ok(Printed::new(text, &view))
-        }
-        MinerCommand::Unregister => {
-            let before = registration::lookup(&me, &own)?;
-            registration::unregister(&me)?;
-            let view = view_of(&own)?;
-            let collateral = before.map(|b| format_base_units(&b.collateral)).unwrap_or_default();
-            let text = if view.status == "unregistered" {
-                format!("unregistered miner {own}; {collateral} tokens of collateral returned to its balance")
-            } else {
-                format!(
-                    "miner {own} is unregistering: no new work; its {collateral} tokens of collateral return once its {} in-flight orders end",
-                    view.in_flight
-                )
-            };
-            Ok(Printed::new(text, &view))
-        }
-        MinerCommand::Status { id } => {
-            let id = id.clone().unwrap_or(own);
-            let view = view_of(&id)?;
-            Ok(Printed::new(status_text(&view), &view))
-        }
-    }
+    let me = args.participant()?;
+    registration::register(&me, &offer, register.faucet)?;
+    let view = changed_view(&me)?;
+    let text = format!(
+        "registered miner {} with {} tokens of collateral\n{}",
+        view.id,
+        format_base_units(&view.collateral),
+        status_text(&view)
+    );
+    Ok(Printed::new(text, &view))
+}
+
+fn unregister_miner(args: &MinerArgs) -> anyhow::Result<Printed> {
+    let me = args.participant()?;
+    let before = registration::lookup(&me, &me.id_hex())?;
+    registration::unregister(&me)?;
+    let view = changed_view(&me)?;
+    let collateral = before.map(|b| format_base_units(&b.collateral)).unwrap_or_default();
+    let text = if view.status == registration::UNREGISTERED {
+        format!("unregistered miner {}; {collateral} tokens of collateral returned to its balance", view.id)
+    } else {
+        format!(
+            "miner {} is unregistering: no new work; its {collateral} tokens of collateral return once its {} in-flight orders end",
+            view.id, view.in_flight
+        )
+    };
+    Ok(Printed::new(text, &view))
+}
+
+fn miner_status(args: &MinerArgs, id: Option<&str>) -> anyhow::Result<Printed> {
+    let me = args.participant()?;
+    let id = id.map_or_else(|| me.id_hex(), str::to_string);
+    let view: MinerView = me.api.get(&format!("/v1/miners/{id}"))?;
+    Ok(Printed::new(status_text(&view), &view))
 }
 
 /// A miner's view for people: one fact a line.

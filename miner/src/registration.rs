@@ -27,8 +27,10 @@ pub struct Offer {
     pub subscription_price: Option<u128>,
 }
 
-/// The ledger's registration state of a miner, as `status` names it in [`MinerView`].
+/// The ledger's registration states of a miner, as `status` names them in [`MinerView`].
 pub const ACTIVE: &str = "active";
+pub const UNREGISTERING: &str = "unregistering";
+pub const UNREGISTERED: &str = "unregistered";
 
 /// Signs `RegisterMiner` for `offer`, after taking the collateral from the dev faucet if
 /// `use_faucet` (dev networks only). A refusal is an error carrying the ledger's code.

@@ -205,6 +205,17 @@ pub enum MinerStatus {
     Unregistered,
 }
 
+impl MinerStatus {
+    /// Stable name, for views and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MinerStatus::Active => "active",
+            MinerStatus::Unregistering => "unregistering",
+            MinerStatus::Unregistered => "unregistered",
+        }
+    }
+}
+
 /// "Node info" of SPEC 4.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct Miner {
