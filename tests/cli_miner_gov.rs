@@ -12,7 +12,8 @@ mod common;
 
 use common::{free_port, hex, new_agent, wait_for, KilledOnDrop, Processes};
 use deai_api::views::{
-    AccountView, ErrorBody, MinerView, ProposalActionView, ProposalList, ProposalView, ProviderView,
+    AccountView, CoordinatorMemberView, ErrorBody, MinerView, ProposalActionView, ProposalList, ProposalView,
+    ProviderView,
 };
 use deai_api::Code;
 use deai_client::{Coordinators, Participant};
@@ -332,6 +333,44 @@ fn propose_opens_a_proposal_with_the_right_action() {
     let read: ProposalView = typed!(c.read(0, &format!("/v1/proposals/{}", weight.id)));
     assert_eq!(read.action, ProposalActionView::SetServiceWeight { service: "image-generation".into(), weight: 6 });
     assert!(weight.id > amount.id && amount.id > shown.id);
+
+    // Every other action, each read back as the ledger holds it.
+    let miner = c.funded(72, 200, 0);
+    let _: MinerView = typed!(c.ok(
+        "miner",
+        72,
+        &["register", "--collateral", "100", "--services", "text-generation", "--endpoint", "http://127.0.0.1:9994"],
+    ));
+    let ejected = miner.id_hex();
+    let (first, second) = (hex(&[1; 32]), hex(&[2; 32]));
+    let members = [format!("{first}:{second}"), format!("{second}:{first}")];
+    let cases: Vec<(Vec<&str>, ProposalActionView)> = vec![
+        (
+            vec!["set-asset-price", "1", "2000000"],
+            ProposalActionView::SetParam { name: "asset_price_ppm".into(), value: "2000000".into(), asset: Some(1) },
+        ),
+        (
+            vec!["remove-service", "text-embedding"],
+            ProposalActionView::RemoveService { service: "text-embedding".into() },
+        ),
+        (vec!["eject-miner", ejected.as_str()], ProposalActionView::EjectMiner { miner: ejected.clone() }),
+        (
+            vec!["set-coordinators", members[0].as_str(), members[1].as_str()],
+            ProposalActionView::SetCoordinators {
+                coordinators: vec![
+                    CoordinatorMemberView { id: first.clone(), vrf_key: second.clone() },
+                    CoordinatorMemberView { id: second.clone(), vrf_key: first.clone() },
+                ],
+            },
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut command = vec!["propose"];
+        command.extend(&args);
+        let opened: ProposalView = typed!(c.ok("gov", 64, &command));
+        let read: ProposalView = typed!(c.read(1, &format!("/v1/proposals/{}", opened.id)));
+        assert_eq!(read.action, expected, "deai gov {command:?}");
+    }
 }
 
 #[test]
