@@ -101,6 +101,20 @@ impl Cluster {
         value
     }
 
+    /// Runs `deai <role> --coordinator ... --key <seed's key> <args>` for people; what it
+    /// printed, once it exited with success.
+    fn text(&self, role: &str, seed: u8, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .args([role, "--coordinator", &self.addresses()])
+            .arg("--key")
+            .arg(self.key_file(seed))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deai {role} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// Runs a command that must fail; the API's error object it printed.
     fn refused(&self, role: &str, seed: u8, args: &[&str]) -> ErrorBody {
         let (success, body) = self.run(role, seed, args);
@@ -293,14 +307,7 @@ fn status_shows_what_the_ledger_holds_about_a_miner() {
         assert!(shown.recent_payouts.is_empty());
     }
     // For people: amounts in tokens.
-    let out = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["miner", "--coordinator", &c.addresses(), "status", &id])
-        .arg("--key")
-        .arg(c.key_file(70))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    let text = c.text("miner", 70, &["status", &id]);
     assert!(text.contains("collateral    120 tokens"), "{text}");
     assert!(text.contains("reputation    50.000 of 100"), "{text}");
 }
@@ -420,6 +427,11 @@ fn show_lists_proposals_with_their_tallies_until_and_after_they_close() {
     assert_eq!(closed.votes.len(), 1);
     let listed: Vec<ProposalView> = typed!(c.ok("gov", 68, &["show"]));
     assert!(listed.iter().any(|p| p.id == opened.id && p.state == "passed"));
+    // For people: the tally in tokens.
+    let text = c.text("gov", 68, &["show", &opened.id.to_string()]);
+    assert!(text.contains("state     passed"), "{text}");
+    assert!(text.contains("tally     yes 10000 / no 0 tokens"), "{text}");
+    assert!(c.text("gov", 68, &["show"]).contains(&format!("#{:<4} passed", opened.id)));
 }
 
 #[test]
