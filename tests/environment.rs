@@ -62,3 +62,30 @@ fn a_missing_config_file_says_how_to_make_one() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("deai genesis"), "{stderr}");
 }
+
+#[test]
+fn a_coordinator_on_a_busy_http_port_names_it_and_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Processes::create(dir.path(), &["--network", "deai-busy"]);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = busy.local_addr().unwrap().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .arg("coordinator")
+        .arg("--config")
+        .arg(dir.path().join("node-0.toml"))
+        .env("DEAI_NODE_RAFT_ADDR", &cluster.nodes[0].raft)
+        .env("DEAI_NODE_HTTP_ADDR", &taken)
+        .env("DEAI_NODE_PEERS", &cluster.peers)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("deai coordinator runs");
+    let mut child = KilledOnDrop(child);
+    let status = wait_for("the coordinator to give up", || child.0.try_wait().unwrap());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains(&format!("cannot serve HTTP on {taken}")), "{stderr}");
+    assert!(stderr.contains("DEAI_NODE_HTTP_ADDR"), "the error names the setting to change: {stderr}");
+    drop(busy);
+}

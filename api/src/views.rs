@@ -45,6 +45,41 @@ pub struct IdBody {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SnapshotBody {}
 
+/// What a node reports about itself and the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct NodeStatus {
+    pub id: u64,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// Raft address by node id (JSON object keys are the ids in decimal).
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
+    pub voters: std::collections::BTreeMap<u64, String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
+    pub learners: std::collections::BTreeMap<u64, String>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    pub snapshot_index: Option<u64>,
+    pub ledger_height: u64,
+    /// Hex of the ledger root.
+    pub ledger_root: String,
+    pub last_certificate: Option<CertificateStatus>,
+    /// Why the node is not ready, if it is not.
+    pub not_ready: Option<String>,
+}
+
+/// The last quorum certificate (SPEC 6.3) as the status reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CertificateStatus {
+    pub height: u64,
+    pub root: String,
+    pub signers: usize,
+}
+
 /// What a write returns.
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

@@ -2,7 +2,7 @@
 //! (`--json`), errors included. An error in JSON is the API's own error object, so a script
 //! handles a refusal the same way whether a coordinator or this machine found it.
 
-use crate::sdk::{ApiFailure, Rejected, Unreachable};
+use crate::sdk::ClientError;
 use deai_api::codes::Code;
 use deai_api::views::ErrorBody;
 use serde::Serialize;
@@ -32,12 +32,8 @@ pub fn error_body(error: &anyhow::Error) -> ErrorBody {
     let code = error
         .chain()
         .find_map(|cause| {
-            if let Some(failure) = cause.downcast_ref::<ApiFailure>() {
-                Some(Code::of(&failure.code))
-            } else if let Some(rejected) = cause.downcast_ref::<Rejected>() {
-                Some(Code::of(&rejected.code))
-            } else if cause.is::<Unreachable>() {
-                Some(Code::NoCoordinator)
+            if let Some(client) = cause.downcast_ref::<ClientError>() {
+                Some(client.code())
             } else if cause.is::<BadArgument>() || cause.is::<crate::units::AmountError>() {
                 Some(Code::BadArgument)
             } else {

@@ -4,7 +4,7 @@
 //! and on a connection failure or a 421/503 answer it tries the next. Participants sign their
 //! envelopes here; the nonce comes from a linearizable read of their account.
 
-use anyhow::{bail, Context};
+use deai_api::codes::Code;
 use deai_api::hex::hex;
 use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
 use deai_api::views::{AccountView, ErrorBody, Head, SessionLine, WriteResult};
@@ -64,6 +64,51 @@ pub struct ApiFailure {
     pub message: String,
 }
 
+/// Everything the SDK can fail with. Each error has a code from the API's one list, so a caller
+/// (and `--json` output) handles a refusal the same way wherever it was found.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Api(#[from] ApiFailure),
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
+    #[error("no coordinator address given: pass --coordinator host:port[,host:port...] or set DEAI_COORDINATORS")]
+    NoAddress,
+    /// An answer that is not the shape `/v1` documents (a coordinator of another version, or not
+    /// a coordinator at all).
+    #[error("unexpected answer to {what}: {reason}")]
+    UnexpectedAnswer { what: String, reason: String },
+}
+
+impl ClientError {
+    /// The error's code in the API's list.
+    pub fn code(&self) -> Code {
+        match self {
+            ClientError::Api(failure) => Code::of(&failure.code),
+            ClientError::Rejected(rejected) => Code::of(&rejected.code),
+            ClientError::Unreachable(_) => Code::NoCoordinator,
+            ClientError::NoAddress => Code::BadArgument,
+            ClientError::UnexpectedAnswer { .. } => Code::Unknown,
+        }
+    }
+}
+
+/// The last failure of a round over the addresses: a refusal (its code says more) or a
+/// transport failure.
+enum Last {
+    Refused(ApiFailure),
+    Transport(String),
+}
+
+/// What SDK calls return.
+pub type ClientResult<T> = Result<T, ClientError>;
+
+fn unexpected(what: impl Into<String>, reason: impl std::fmt::Display) -> ClientError {
+    ClientError::UnexpectedAnswer { what: what.into(), reason: reason.to_string() }
+}
+
 /// An entry the ledger refused; `code` is the rejection's (docs/error-codes.md).
 #[derive(Debug, thiserror::Error)]
 #[error("{kind} rejected: {code}")]
@@ -82,7 +127,7 @@ pub struct Unreachable {
 
 impl Coordinators {
     /// `list` is `host:port[,host:port...]` of coordinators' HTTP endpoints.
-    pub fn new(list: &str) -> anyhow::Result<Self> {
+    pub fn new(list: &str) -> ClientResult<Self> {
         let bases: Vec<String> = list
             .split(',')
             .map(str::trim)
@@ -90,7 +135,7 @@ impl Coordinators {
             .map(|s| if s.starts_with("http") { s.to_string() } else { format!("http://{s}") })
             .collect();
         if bases.is_empty() {
-            bail!("no coordinator address given");
+            return Err(ClientError::NoAddress);
         }
         Ok(Coordinators {
             bases,
@@ -114,7 +159,7 @@ impl Coordinators {
     fn call(
         &self,
         send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<Value> {
+    ) -> ClientResult<Value> {
         self.call_tracked(send).map(|(value, _)| value)
     }
 
@@ -123,7 +168,7 @@ impl Coordinators {
     fn call_tracked(
         &self,
         send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> anyhow::Result<(Value, bool)> {
+    ) -> ClientResult<(Value, bool)> {
         let started = std::time::Instant::now();
         let mut ambiguous = false;
         let mut last = None;
@@ -146,7 +191,7 @@ impl Coordinators {
                         let refused = matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
                             || matches!(&e, ureq::Error::ConnectionFailed | ureq::Error::HostNotFound);
                         ambiguous |= !refused;
-                        last = Some(anyhow::anyhow!("{}: {e}", self.bases[i]));
+                        last = Some(Last::Transport(format!("{}: {e}", self.bases[i])));
                         continue;
                     }
                 };
@@ -164,7 +209,7 @@ impl Coordinators {
                 };
                 if matches!(status, 408 | 421 | 503) {
                     ambiguous |= status != 421;
-                    last = Some(failure.into());
+                    last = Some(Last::Refused(failure));
                     continue;
                 }
                 return Err(failure.into());
@@ -175,14 +220,11 @@ impl Coordinators {
 
     /// The error after every address failed: the last API refusal if there was one (its code
     /// says more), else [`Unreachable`].
-    fn unreachable(&self, last: Option<anyhow::Error>) -> anyhow::Error {
+    fn unreachable(&self, last: Option<Last>) -> ClientError {
         match last {
-            Some(e) if e.is::<ApiFailure>() => e,
-            other => Unreachable {
-                tried: self.bases.join(", "),
-                last: other.map_or_else(|| "none".to_string(), |e| format!("{e:#}")),
-            }
-            .into(),
+            Some(Last::Refused(failure)) => failure.into(),
+            Some(Last::Transport(what)) => Unreachable { tried: self.bases.join(", "), last: what }.into(),
+            None => Unreachable { tried: self.bases.join(", "), last: "none".to_string() }.into(),
         }
     }
 
@@ -195,7 +237,7 @@ impl Coordinators {
         key: &SigningKey,
         network: &NetworkId,
         max_ms: u64,
-    ) -> anyhow::Result<(String, impl Iterator<Item = SessionLine>)> {
+    ) -> ClientResult<(String, impl Iterator<Item = SessionLine>)> {
         let miner = key.verifying_key().to_bytes();
         let sign = || {
             let time_ms = deai_clock::SystemClock.now_ms();
@@ -218,7 +260,7 @@ impl Coordinators {
         path: &str,
         max_ms: u64,
         headers: impl Fn() -> [(&'static str, String); N],
-    ) -> anyhow::Result<(String, ureq::Body)> {
+    ) -> ClientResult<(String, ureq::Body)> {
         let start = self.current.load(Ordering::Relaxed);
         let mut last = None;
         for k in 0..self.bases.len() {
@@ -238,16 +280,13 @@ impl Coordinators {
                 }
                 Ok(mut response) => {
                     let error: Option<ErrorBody> = response.body_mut().read_json().ok();
-                    last = Some(
-                        ApiFailure {
-                            status: response.status().as_u16(),
-                            code: error.as_ref().map_or_else(|| "unknown".to_string(), |e| e.code.as_str().to_string()),
-                            message: format!("{}: {}", self.bases[i], error.map(|e| e.message).unwrap_or_default()),
-                        }
-                        .into(),
-                    );
+                    last = Some(Last::Refused(ApiFailure {
+                        status: response.status().as_u16(),
+                        code: error.as_ref().map_or_else(|| "unknown".to_string(), |e| e.code.as_str().to_string()),
+                        message: format!("{}: {}", self.bases[i], error.map(|e| e.message).unwrap_or_default()),
+                    }));
                 }
-                Err(e) => last = Some(anyhow::anyhow!("{}: {e}", self.bases[i])),
+                Err(e) => last = Some(Last::Transport(format!("{}: {e}", self.bases[i]))),
             }
         }
         Err(self.unreachable(last))
@@ -259,19 +298,19 @@ impl Coordinators {
         self.current.store(next, Ordering::Relaxed);
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> ClientResult<T> {
         let value = self.call(|base| self.agent.get(&format!("{base}{path}")).call())?;
-        serde_json::from_value(value).with_context(|| format!("unexpected answer to GET {path}"))
+        serde_json::from_value(value).map_err(|e| unexpected(format!("GET {path}"), e))
     }
 
     /// POSTs `body` as `application/octet-stream`; the answer is JSON.
-    pub fn post_bytes(&self, path: &str, body: &[u8]) -> anyhow::Result<Value> {
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> ClientResult<Value> {
         self.post_bytes_tracked(path, body).map(|(value, _)| value)
     }
 
     /// [`post_bytes`](Self::post_bytes), also saying whether an earlier attempt may have been
     /// carried out.
-    fn post_bytes_tracked(&self, path: &str, body: &[u8]) -> anyhow::Result<(Value, bool)> {
+    fn post_bytes_tracked(&self, path: &str, body: &[u8]) -> ClientResult<(Value, bool)> {
         self.call_tracked(|base| {
             self.agent.post(&format!("{base}{path}")).content_type("application/octet-stream").send(body)
         })
@@ -295,7 +334,7 @@ pub struct Outcome {
 
 impl Participant {
     /// Reads the network id from the coordinators (it is part of every signature).
-    pub fn connect(key: SigningKey, api: Coordinators) -> anyhow::Result<Self> {
+    pub fn connect(key: SigningKey, api: Coordinators) -> ClientResult<Self> {
         let head: Head = api.get("/v1/ledger/head?consistency=stale")?;
         Ok(Participant { key, api, network: NetworkId(head.network_id) })
     }
@@ -314,12 +353,12 @@ impl Participant {
 
     /// Opens this participant's miner session, signed with its key (see
     /// [`Coordinators::open_session`]).
-    pub fn open_session(&self, max_ms: u64) -> anyhow::Result<(String, impl Iterator<Item = SessionLine>)> {
+    pub fn open_session(&self, max_ms: u64) -> ClientResult<(String, impl Iterator<Item = SessionLine>)> {
         self.api.open_session(&self.key, &self.network, max_ms)
     }
 
     /// The next nonce, from a linearizable read of this participant's account.
-    pub fn next_nonce(&self) -> anyhow::Result<u64> {
+    pub fn next_nonce(&self) -> ClientResult<u64> {
         let account: AccountView = self.api.get(&format!("/v1/ledger/accounts/{}", self.id_hex()))?;
         Ok(account.last_nonce + 1)
     }
@@ -330,12 +369,12 @@ impl Participant {
     }
 
     /// Signs and submits `message` with the next nonce.
-    pub fn submit(&self, message: Message) -> anyhow::Result<Outcome> {
+    pub fn submit(&self, message: Message) -> ClientResult<Outcome> {
         let envelope = self.seal(self.next_nonce()?, &message);
         self.submit_envelope(&envelope)
     }
 
-    pub fn submit_envelope(&self, envelope: &SignedEnvelope) -> anyhow::Result<Outcome> {
+    pub fn submit_envelope(&self, envelope: &SignedEnvelope) -> ClientResult<Outcome> {
         let (log_index, mut outcomes) = self.submit_envelopes(std::slice::from_ref(envelope))?;
         Ok(Outcome { log_index, outcome: outcomes.pop().unwrap_or_else(|| "unknown".to_string()) })
     }
@@ -343,11 +382,10 @@ impl Participant {
     /// Submits envelopes in one write, in their binary form (`POST /v1/ledger/entries`, no hex
     /// or JSON to encode and parse). Returns the write's log index and one outcome per envelope,
     /// in order: `accepted` or the rejection code.
-    pub fn submit_envelopes(&self, envelopes: &[SignedEnvelope]) -> anyhow::Result<(u64, Vec<String>)> {
+    pub fn submit_envelopes(&self, envelopes: &[SignedEnvelope]) -> ClientResult<(u64, Vec<String>)> {
         let (answer, ambiguous) =
             self.api.post_bytes_tracked("/v1/ledger/entries", &deai_protocol::codec::encode_framed(envelopes))?;
-        let answer: WriteResult =
-            serde_json::from_value(answer).context("the coordinator's answer to a write is no WriteResult")?;
+        let answer: WriteResult = serde_json::from_value(answer).map_err(|e| unexpected("a write", e))?;
         // After an attempt whose fate is unknown, `replay` means that attempt wrote the envelope:
         // this participant signs one envelope per nonce.
         let outcomes: Vec<String> = answer
@@ -356,13 +394,16 @@ impl Participant {
             .map(|o| if ambiguous && o == "replay" { "accepted".to_string() } else { o })
             .collect();
         if outcomes.len() != envelopes.len() {
-            bail!("the coordinator answered {} outcomes for {} envelopes", outcomes.len(), envelopes.len());
+            return Err(unexpected(
+                "a write",
+                format!("{} outcomes for {} envelopes", outcomes.len(), envelopes.len()),
+            ));
         }
         Ok((answer.log_index, outcomes))
     }
 
     /// Like [`submit`](Self::submit), but an entry the ledger rejects is an error.
-    pub fn submit_accepted(&self, message: Message) -> anyhow::Result<u64> {
+    pub fn submit_accepted(&self, message: Message) -> ClientResult<u64> {
         let kind = message.kind().name();
         let outcome = self.submit(message)?;
         if outcome.outcome != "accepted" {

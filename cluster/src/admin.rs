@@ -16,7 +16,6 @@ use crate::node::{remote_error, ADMIN_TIMEOUT_MS};
 use crate::{ClusterError, CoordinatorNode};
 use deai_storage::NodeId;
 use openraft::{BasicNode, ChangeMembers, ServerState};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -32,40 +31,8 @@ pub const TRANSFER_MAX_CAMPAIGNS: u32 = 3;
 /// Longest the leader waits for the target to hold its whole log, in milliseconds.
 pub const TRANSFER_CATCH_UP_MS: u64 = 5_000;
 
-/// What a node reports about itself and the cluster.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct NodeStatus {
-    pub id: NodeId,
-    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
-    pub state: String,
-    pub leader: Option<NodeId>,
-    pub term: u64,
-    /// Raft address by node id (JSON object keys are the ids in decimal).
-    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
-    pub voters: BTreeMap<NodeId, String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
-    pub learners: BTreeMap<NodeId, String>,
-    pub commit_index: u64,
-    pub applied_index: u64,
-    pub last_log_index: u64,
-    pub snapshot_index: Option<u64>,
-    pub ledger_height: u64,
-    /// Hex of the ledger root.
-    pub ledger_root: String,
-    pub last_certificate: Option<CertificateStatus>,
-    /// Why the node is not ready, if it is not.
-    pub not_ready: Option<String>,
-}
-
-/// The last quorum certificate (SPEC 6.3) as the status reports it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct CertificateStatus {
-    pub height: u64,
-    pub root: String,
-    pub signers: usize,
-}
+/// What `/v1/admin/status` answers: a `/v1` shape, so `deai-api` defines it.
+pub use deai_api::views::{CertificateStatus, NodeStatus};
 
 /// This node's status.
 pub fn status(node: &CoordinatorNode) -> NodeStatus {

@@ -3,9 +3,10 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use deai_api::views::{AdminDone, ErrorBody, Head, IdBody, LearnerBody, NodeStatus, SnapshotBody};
 use deai_clock::Clock;
 use ed25519_dalek::SigningKey;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// Longest an admin request may take (a learner catching up, a leader transfer), in ms.
@@ -35,32 +36,60 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Sends `action` to the node at `node` (`host:port` of its HTTP endpoint) and returns the JSON
+/// What a node answered to an admin command.
+pub enum AdminAnswer {
+    Status(NodeStatus),
+    Done(AdminDone),
+}
+
+impl AdminAnswer {
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        match self {
+            AdminAnswer::Status(status) => serde_json::to_string_pretty(status),
+            AdminAnswer::Done(done) => serde_json::to_string_pretty(done),
+        }
+    }
+}
+
+/// Reads `path`'s JSON answer as a `T`, or the API's error as an error.
+fn answer<T: DeserializeOwned>(
+    base: &str,
+    path: &str,
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> anyhow::Result<T> {
+    let mut response = response.with_context(|| format!("cannot reach the coordinator at {base}"))?;
+    let status = response.status();
+    let body = response.body_mut().read_to_vec().with_context(|| format!("reading the answer to {path}"))?;
+    if !status.is_success() {
+        let error: ErrorBody = serde_json::from_slice(&body)
+            .with_context(|| format!("the coordinator answered {path} with HTTP {status} and no error object"))?;
+        bail!("[{}] {} (HTTP {status}); next: {}", error.code, error.message, error.code.next_step());
+    }
+    serde_json::from_slice(&body).with_context(|| format!("unexpected answer to {path}"))
+}
+
+/// Sends `action` to the node at `node` (`host:port` of its HTTP endpoint) and returns its
 /// answer, or the API's error as an error. Commands that change the cluster are signed with
 /// `key` when one is given (`admin_auth.rs`).
-pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> anyhow::Result<Value> {
+pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> anyhow::Result<AdminAnswer> {
     let base = if node.starts_with("http") { node.to_string() } else { format!("http://{node}") };
     let agent = agent();
+    let get = |path: &str| agent.get(&format!("{base}{path}")).call();
+    if matches!(action, AdminAction::Status) {
+        return answer(&base, "/v1/admin/status", get("/v1/admin/status")).map(AdminAnswer::Status);
+    }
     // A signature names the network and the node it is for: ask the node for both.
     let (network, node_id) = match key {
-        Some(_) if !matches!(action, AdminAction::Status) => {
-            let read = |path: &str| -> anyhow::Result<Value> {
-                let mut response = agent
-                    .get(&format!("{base}{path}"))
-                    .call()
-                    .with_context(|| format!("cannot reach the coordinator at {base}"))?;
-                response.body_mut().read_json().with_context(|| format!("the coordinator's {path} is not JSON"))
-            };
-            let head = read("/v1/ledger/head?consistency=stale")?;
-            let network = head["network_id"].as_str().context("the coordinator did not name its network")?.to_string();
-            let status = read("/v1/admin/status")?;
-            (network, status["id"].as_u64().context("the coordinator did not name its node id")?)
+        Some(_) => {
+            let head: Head = answer(&base, "/v1/ledger/head", get("/v1/ledger/head?consistency=stale"))?;
+            let status: NodeStatus = answer(&base, "/v1/admin/status", get("/v1/admin/status"))?;
+            (head.network_id, status.id)
         }
-        _ => (String::new(), 0),
+        None => (String::new(), 0),
     };
-    let post = |path: &str, body: Value| {
+    let post = |path: &str, bytes: serde_json::Result<Vec<u8>>| {
         let path = format!("/v1/admin/{path}");
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let bytes = bytes.unwrap_or_default();
         let mut request = agent.post(&format!("{base}{path}")).header("content-type", "application/json");
         if let Some(key) = key {
             let now_ms = deai_clock::SystemClock.now_ms();
@@ -68,57 +97,44 @@ pub fn request(node: &str, action: &AdminAction, key: Option<&SigningKey>) -> an
                 request = request.header(name, value);
             }
         }
-        request.send(&bytes[..])
+        (path, request.send(&bytes[..]))
     };
-    let response = match action {
-        AdminAction::Status => agent.get(&format!("{base}/v1/admin/status")).call(),
-        AdminAction::AddLearner { id, raft_addr } => post("learners", json!({"id": id, "raft_addr": raft_addr})),
-        AdminAction::Promote { id } => post("promote", json!({"id": id})),
-        AdminAction::Remove { id } => post("remove", json!({"id": id})),
-        AdminAction::TransferLeader { id } => post("transfer-leader", json!({"id": id})),
-        AdminAction::Snapshot => post("snapshot", json!({})),
+    let (path, response) = match action {
+        AdminAction::Status => unreachable!("answered above"),
+        AdminAction::AddLearner { id, raft_addr } => {
+            post("learners", serde_json::to_vec(&LearnerBody { id: *id, raft_addr: raft_addr.clone() }))
+        }
+        AdminAction::Promote { id } => post("promote", serde_json::to_vec(&IdBody { id: *id })),
+        AdminAction::Remove { id } => post("remove", serde_json::to_vec(&IdBody { id: *id })),
+        AdminAction::TransferLeader { id } => post("transfer-leader", serde_json::to_vec(&IdBody { id: *id })),
+        AdminAction::Snapshot => post("snapshot", serde_json::to_vec(&SnapshotBody {})),
     };
-    let mut response = response.with_context(|| format!("cannot reach the coordinator at {base}"))?;
-    let status = response.status();
-    let body: Value = response.body_mut().read_json().context("the coordinator's answer is not JSON")?;
-    if !status.is_success() {
-        let code = body["code"].as_str().unwrap_or("unknown");
-        let message = body["message"].as_str().unwrap_or("");
-        bail!("[{code}] {message} (HTTP {status})");
-    }
-    Ok(body)
+    answer(&base, &path, response).map(AdminAnswer::Done)
 }
 
 /// A status answer for people.
-pub fn print_status(status: &Value) {
-    let id = &status["id"];
-    println!("node {id}: {}", status["state"].as_str().unwrap_or("?"));
-    match status["leader"].as_u64() {
-        Some(leader) => println!("leader: node {leader} (term {})", status["term"]),
-        None => println!("leader: none known (term {})", status["term"]),
+pub fn print_status(status: &NodeStatus) {
+    println!("node {}: {}", status.id, status.state);
+    match status.leader {
+        Some(leader) => println!("leader: node {leader} (term {})", status.term),
+        None => println!("leader: none known (term {})", status.term),
     }
-    for (role, key) in [("voter", "voters"), ("learner", "learners")] {
-        if let Some(members) = status[key].as_object() {
-            for (member, addr) in members {
-                println!("  {role:8} {member:>3}  {}", addr.as_str().unwrap_or(""));
-            }
+    for (role, members) in [("voter", &status.voters), ("learner", &status.learners)] {
+        for (member, addr) in members {
+            println!("  {role:8} {member:>3}  {addr}");
         }
     }
+    let snapshot = status.snapshot_index.map_or_else(|| "none".to_string(), |i| i.to_string());
     println!(
-        "log: commit {}  applied {}  last {}  snapshot {}",
-        status["commit_index"], status["applied_index"], status["last_log_index"], status["snapshot_index"]
+        "log: commit {}  applied {}  last {}  snapshot {snapshot}",
+        status.commit_index, status.applied_index, status.last_log_index
     );
-    println!("ledger: height {}  root {}", status["ledger_height"], status["ledger_root"].as_str().unwrap_or(""));
-    match status["last_certificate"].as_object() {
-        Some(c) => println!(
-            "last certificate: height {} root {} ({} signatures)",
-            c["height"],
-            c["root"].as_str().unwrap_or(""),
-            c["signers"]
-        ),
+    println!("ledger: height {}  root {}", status.ledger_height, status.ledger_root);
+    match &status.last_certificate {
+        Some(c) => println!("last certificate: height {} root {} ({} signatures)", c.height, c.root, c.signers),
         None => println!("last certificate: none yet"),
     }
-    match status["not_ready"].as_str() {
+    match &status.not_ready {
         Some(why) => println!("ready: no ({why})"),
         None => println!("ready: yes"),
     }

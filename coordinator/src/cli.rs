@@ -53,12 +53,10 @@ pub struct AdminArgs {
 pub fn run_admin(args: AdminArgs) -> anyhow::Result<()> {
     let key = args.key.map(|k| deai_api::key_file::load_signing_key(&k)).transpose()?;
     let answer = admin_cli::request(&args.node, &args.action, key.as_ref())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
-    } else if matches!(args.action, admin_cli::AdminAction::Status) {
-        admin_cli::print_status(&answer);
-    } else {
-        println!("{}", answer["done"].as_str().unwrap_or("done"));
+    match answer {
+        _ if args.json => println!("{}", answer.to_json()?),
+        admin_cli::AdminAnswer::Status(status) => admin_cli::print_status(&status),
+        admin_cli::AdminAnswer::Done(done) => println!("{}", done.done),
     }
     Ok(())
 }

@@ -209,7 +209,7 @@ async fn metrics(node: Node) -> HttpResponse {
 }
 
 /// This node and the cluster as it sees them.
-#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_cluster::admin::NodeStatus)))]
+#[utoipa::path(get, path = "/v1/admin/status", tag = "admin", responses((status = 200, body = deai_api::views::NodeStatus)))]
 async fn status(node: Node) -> HttpResponse {
     HttpResponse::Ok().json(deai_cluster::admin::status(&node))
 }
@@ -342,16 +342,35 @@ async fn snapshot(
     admin(&node, &limits, &req, payload).await
 }
 
+/// What the two write routes answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of the answers for the document; never built
+enum WriteResponses {
+    /// committed; one outcome per envelope
+    #[response(status = 200)]
+    Committed(WriteResult),
+    /// malformed, empty or undecodable, or an envelope that fails its size, network, nonce or
+    /// signature check: nothing is written
+    #[response(status = 400)]
+    Refused(ErrorBody),
+    /// over the size limit
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// the client is frozen (until_ms says until when), has too many batches waiting, or this
+    /// source or key sent too much invalid input
+    #[response(status = 429)]
+    TooMany(ErrorBody),
+    /// this node cannot forward to the leader: ask the leader named in the body
+    #[response(status = 421)]
+    Misdirected(ErrorBody),
+    /// no leader, leader unreachable, or a transfer under way
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Submits signed envelopes in their binary form: a codec-framed list.
 #[utoipa::path(post, path = "/v1/ledger/entries", tag = "ledger",
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(
-    (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ErrorBody),
-    (status = 413, description = "over the size limit", body = ErrorBody),
-    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ErrorBody),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
-))]
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses(WriteResponses))]
 async fn write_entries(
     req: HttpRequest,
     node: Node,
@@ -415,14 +434,7 @@ const _: () = assert!(MAX_JSON_ENVELOPES * 300 <= MAX_JSON_BODY_BYTES);
 
 /// Submits signed envelopes as JSON (hex of each envelope's codec bytes), at most 128 in a body
 /// of at most 64 KiB; larger batches go to `/v1/ledger/entries`.
-#[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(
-    (status = 200, description = "committed; one outcome per envelope", body = WriteResult),
-    (status = 400, description = "malformed, empty or undecodable, or an envelope that fails its size, network, nonce or signature check: nothing is written", body = ErrorBody),
-    (status = 413, description = "over the size limit", body = ErrorBody),
-    (status = 429, description = "the client is frozen (until_ms says until when), has too many batches waiting, or this source or key sent too much invalid input", body = ErrorBody),
-    (status = 421, description = "this node cannot forward to the leader: ask the leader named in the body", body = ErrorBody),
-    (status = 503, description = "no leader, leader unreachable, or a transfer under way", body = ErrorBody),
-))]
+#[utoipa::path(post, path = "/v1/entries", tag = "ledger", request_body = EnvelopesBody, responses(WriteResponses))]
 async fn write_entries_json(
     req: HttpRequest,
     node: Node,
@@ -1178,4 +1190,23 @@ pub fn serve(
     .bind(addr)?
     .run();
     Ok(server)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_write_routes_document_every_answer_with_its_shape() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        for route in ["/v1/ledger/entries", "/v1/entries"] {
+            let responses = &document["paths"][route]["post"]["responses"];
+            for status in ["200", "400", "413", "421", "429", "503"] {
+                let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                let wanted = if status == "200" { "WriteResult" } else { "ErrorBody" };
+                assert_eq!(schema.as_str(), Some(format!("#/components/schemas/{wanted}").as_str()), "{route} {status}");
+                assert!(responses[status]["description"].as_str().is_some_and(|d| !d.is_empty()), "{route} {status}");
+            }
+        }
+    }
 }

@@ -28,13 +28,26 @@ pub const MAX_GENESIS_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Reads a genesis file written by `deai genesis`.
 pub fn load_genesis(path: &Path) -> anyhow::Result<Genesis> {
-    let size = std::fs::metadata(path).with_context(|| format!("genesis file {}", path.display()))?.len();
+    let size = std::fs::metadata(path)
+        .with_context(|| {
+            format!(
+                "genesis file {}: set genesis_file (DEAI_NODE_GENESIS_FILE) to the network's genesis.bin, \
+                 which `deai genesis --out DIR` writes",
+                path.display()
+            )
+        })?
+        .len();
     if size > MAX_GENESIS_FILE_BYTES {
         bail!("genesis file {} is {size} bytes, over the limit of {MAX_GENESIS_FILE_BYTES}", path.display());
     }
     let bytes = std::fs::read(path).with_context(|| format!("genesis file {}", path.display()))?;
     deai_protocol::codec::decode_framed(&bytes)
-        .map_err(|e| anyhow::anyhow!("genesis file {} is not a deai genesis: {e}", path.display()))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "genesis file {} is not a deai genesis: {e}; use the genesis.bin `deai genesis` wrote for this network",
+                path.display()
+            )
+        })
 }
 
 /// Resolves when the process is asked to stop.
@@ -94,7 +107,10 @@ pub async fn run_until(
     }
     for (member, key) in &member_keys {
         if !genesis.coordinators.iter().any(|c| c.id == *key) {
-            bail!("member_keys: node {member}'s key {key} is not a genesis coordinator of network {network_id:?}");
+            bail!(
+                "member_keys: node {member}'s key {key} is not a genesis coordinator of network {network_id:?}; \
+                 copy member_keys from a node file `deai genesis` wrote for this network"
+            );
         }
     }
     let auth = PeerAuth::new(id, &identity.signing, member_keys).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
@@ -118,7 +134,13 @@ pub async fn run_until(
 
     let listener = tokio::net::TcpListener::bind(&config.raft_addr)
         .await
-        .with_context(|| format!("cannot listen for Raft traffic on {}", config.raft_addr))?;
+        .with_context(|| {
+            format!(
+                "cannot listen for Raft traffic on {}: stop what listens there or set raft_addr \
+                 (DEAI_NODE_RAFT_ADDR) to a free address",
+                config.raft_addr
+            )
+        })?;
     let raft_server = node.critical_tasks().spawn("peer listener", tcp::serve_node(listener, node.clone(), network));
     tracing::info!(addr = %config.raft_addr, "listening for peers");
 
@@ -167,7 +189,12 @@ pub async fn run_until(
         config.shutdown_grace_ms,
         config.max_long_poll_ms,
     )
-    .with_context(|| format!("cannot serve HTTP on {}", config.http_addr))?;
+    .with_context(|| {
+        format!(
+            "cannot serve HTTP on {}: stop what listens there or set http_addr (DEAI_NODE_HTTP_ADDR) to a free address",
+            config.http_addr
+        )
+    })?;
     let http_handle = http.handle();
     let mut http_task = tokio::spawn(http);
     tracing::info!(addr = %config.http_addr, "serving /metrics, /livez, /readyz and /v1");

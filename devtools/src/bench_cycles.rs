@@ -175,7 +175,7 @@ impl Actor {
                 self.resync_nonce();
                 match failed {
                     Ok(code) => bail!("{} rejected: {code}", envelope.kind.name()),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.into()),
                 }
             }
         }
