@@ -148,7 +148,7 @@ impl MinerArgs {
     fn participant(&self) -> anyhow::Result<Participant> {
         let key = deai_api::key_file::load_signing_key(&self.key)
             .with_context(|| format!("cannot read the miner's key file {}", self.key.display()))?;
-        Participant::connect(key, Coordinators::new(&self.coordinator)?)
+        Ok(Participant::connect(key, Coordinators::new(&self.coordinator)?)?)
     }
 }
 

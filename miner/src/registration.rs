@@ -6,7 +6,7 @@
 //! as active, so that a fresh or unregistered miner can simply be started.
 
 use deai_api::views::MinerView;
-use deai_client::sdk::ApiFailure;
+use deai_client::sdk::{ClientError, ClientResult};
 use deai_client::Participant;
 use deai_protocol::message::{DevFaucet, Message, RegisterMiner, ServiceOffer, UnregisterMiner};
 use deai_protocol::types::AssetId;
@@ -34,7 +34,7 @@ pub const UNREGISTERED: &str = "unregistered";
 
 /// Signs `RegisterMiner` for `offer`, after taking the collateral from the dev faucet if
 /// `use_faucet` (dev networks only). A refusal is an error carrying the ledger's code.
-pub fn register(me: &Participant, offer: &Offer, use_faucet: bool) -> anyhow::Result<()> {
+pub fn register(me: &Participant, offer: &Offer, use_faucet: bool) -> ClientResult<()> {
     if use_faucet {
         me.submit_accepted(Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: offer.collateral }))?;
     }
@@ -58,16 +58,16 @@ pub fn register(me: &Participant, offer: &Offer, use_faucet: bool) -> anyhow::Re
 
 /// Signs `UnregisterMiner`: the miner takes no new work, and the ledger returns its collateral
 /// once its in-flight orders end.
-pub fn unregister(me: &Participant) -> anyhow::Result<()> {
+pub fn unregister(me: &Participant) -> ClientResult<()> {
     me.submit_accepted(Message::UnregisterMiner(UnregisterMiner {}))?;
     Ok(())
 }
 
 /// The ledger's view of miner `id` (hex), or `None` if the ledger knows no such miner.
-pub fn lookup(me: &Participant, id: &str) -> anyhow::Result<Option<MinerView>> {
+pub fn lookup(me: &Participant, id: &str) -> ClientResult<Option<MinerView>> {
     match me.api.get::<MinerView>(&format!("/v1/miners/{id}")) {
         Ok(view) => Ok(Some(view)),
-        Err(e) if e.downcast_ref::<ApiFailure>().is_some_and(|f| f.status == 404) => Ok(None),
+        Err(ClientError::Api(failure)) if failure.status == 404 => Ok(None),
         Err(e) => Err(e),
     }
 }
