@@ -24,7 +24,16 @@ enum Command {
     Dev(deai_devtools::cli::DevArgs),
     /// A miner: run it (serve and claim), register or unregister it, show its status.
     Miner(deai_miner::cli::MinerArgs),
-    /// A client: stake, pass, order, fetch and check outputs, rate.
+    /// A client: stake, pass, order, fetch and check outputs, rate, read the market.
+    ///
+    /// Stake and a service pass for free orders, or pay per request, or subscribe to a miner;
+    /// order a service, wait for the output and check it against the hash the miner claimed;
+    /// rate it or report it undelivered; list providers, closed epochs and payouts.
+    ///
+    /// Amounts: people write and read tokens with up to 9 decimals (`1.5`); with --json, amounts
+    /// are decimal strings of base units (1 token = 1000000000 base units), as the API writes
+    /// them. With --json, an error is the API's error object (`code`, `message`) on stdout, and
+    /// the exit status is non-zero.
     Client(deai_client::cli::ClientArgs),
     /// Governance: propose changes, vote with locked stake, show proposals and tallies.
     Gov(deai_client::gov::GovArgs),

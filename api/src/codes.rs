@@ -132,6 +132,8 @@ codes! {
     PassAlreadyHeld = "pass_already_held", 409, "you hold a pass already; order with it";
     PassReleasing = "pass_releasing", 409, "wait until the release ends, then acquire a pass again";
     ZeroAmount = "zero_amount", 400, "give an amount above zero";
+    PassHeld = "pass_held", 409, "release the pass first: `deai client release`";
+    InsufficientLocked = "insufficient_locked", 400, "unlock at most what `deai client balance` shows as locked for that asset";
     Frozen = "frozen", 429, "wait until until_ms: this client sent more orders than its stake allows (SPEC 5.2); lock more stake to order more";
     UnknownService = "unknown_service", 400, "use one of the services the ledger lists: `deai client providers` shows them";
     PayloadTooLarge = "payload_too_large", 413, "send a smaller prompt: the message names the limit";

@@ -198,6 +198,27 @@ pub struct AccountView {
     pub locked: String,
     /// The nonce the account's next entry must exceed.
     pub last_nonce: u64,
+    /// Free balance of every asset the account holds (native is asset 0), base units.
+    #[serde(default)]
+    pub balances: Vec<AssetAmount>,
+    /// Locked stake of every asset, base units.
+    #[serde(default)]
+    pub locked_by_asset: Vec<AssetAmount>,
+    /// `s` of SPEC 5.1: native stake plus the governance-priced value of the others, base units.
+    #[serde(default)]
+    pub effective_stake: String,
+    /// The service pass: `none`, `valid`, or `releasing` (stake unlocks when in-flight orders end).
+    #[serde(default)]
+    pub pass: String,
+    /// Ledger time until which free orders are refused (SPEC 5.2); 0 if never frozen.
+    #[serde(default)]
+    pub frozen_until_ms: u64,
+    /// Charged-mode prices held in escrow for open orders (SPEC 5.9), base units.
+    #[serde(default)]
+    pub escrow: String,
+    /// Orders placed and not yet finished.
+    #[serde(default)]
+    pub in_flight: u32,
 }
 
 /// One order as a read returns it.
@@ -272,6 +293,9 @@ pub struct ProviderView {
     pub reputation_milli: u32,
     pub in_flight: u32,
     pub capacity: u32,
+    /// Each service with the miner's prices (SPEC 5.9).
+    #[serde(default)]
+    pub offers: Vec<OfferView>,
 }
 
 /// A closed reward epoch (SPEC 5.7): the reward, the payouts and their certification.
@@ -293,36 +317,122 @@ pub struct EpochView {
 /// The error a miner's output endpoint answers with, in the same shape as the coordinators'.
 pub type OutputError = ErrorBody;
 
-// --- miners and governance ---
+// --- client reads ---
 
-/// One service a miner offers, with its charged-mode prices (SPEC 5.9) in decimal base units.
+/// An amount of one asset.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct MinerServiceView {
+pub struct AssetAmount {
+    /// The asset id; the native token is 0.
+    pub asset: u32,
+    /// Base units, decimal.
+    pub amount: String,
+}
+
+/// Most orders one `GET /v1/clients/{id}/orders` returns.
+pub const MAX_CLIENT_ORDERS_PER_PAGE: usize = 200;
+
+/// Which of a client's orders to list, newest first.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ClientOrdersQuery {
+    /// Most orders to return (default and maximum 200).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 200))]
+    pub limit: Option<usize>,
+    /// Only orders placed before this one (the `next_before` of the previous page).
+    pub before: Option<String>,
+}
+
+/// One of a client's orders, as the list shows it.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ClientOrderView {
+    pub id: String,
     pub service: String,
-    /// Smallest price the miner accepts for a charged order that names it, base units.
+    /// `pending`, `allocated`, `completed`, `rated`, `expired`, `failed` or `invalidated`.
+    pub status: String,
+    /// `free`, `charged` or `subscription` (SPEC 5.9).
+    pub mode: String,
+    /// For a charged order: the price offered, base units.
+    pub price: Option<String>,
+    pub miner: Option<String>,
+    /// Ledger time the order was put.
+    pub placed_ms: u64,
+    /// `good`, `fair` or `bad`, once rated.
+    pub rating: Option<String>,
+}
+
+/// A page of a client's orders, newest first.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ClientOrdersPage {
+    pub orders: Vec<ClientOrderView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<String>,
+}
+
+/// Most closed epochs one `GET /v1/epochs` returns.
+pub const MAX_EPOCHS_PER_REQUEST: usize = 100;
+
+/// How many closed epochs to list.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct EpochsQuery {
+    /// Most epochs to return, newest first (default and maximum 100).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
+    pub limit: Option<usize>,
+}
+
+/// One service the ledger knows, and its weight in contributions (SPEC 5.7).
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceView {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// What can be ordered: the ledger's services and the largest prompt an order may carry.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ServiceCatalog {
+    pub services: Vec<ServiceView>,
+    /// The ledger's `max_inline_payload_bytes`: the largest inline prompt, in bytes.
+    pub max_inline_payload_bytes: u32,
+}
+
+/// One service a miner offers, with its prices in base units.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct OfferView {
+    pub service: String,
+    /// The least a charged order that names this miner must offer, base units.
     pub price_per_request: String,
-    /// Price of one subscription period, base units; none when it sells no subscriptions.
+    /// The price of one subscription period, if the miner sells subscriptions.
     pub subscription_price: Option<String>,
 }
 
-/// What one closed epoch paid a miner (SPEC 5.7).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What one miner was paid for one closed epoch (SPEC 5.7), as `deai client payouts` lists it.
+#[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-pub struct MinerPayoutView {
+pub struct PayoutView {
     pub epoch: u64,
+    pub miner: String,
     /// Base units, decimal.
     pub amount: String,
-    /// The coordinators' payout signatures reached the release threshold (SPEC 6.4).
+    /// Whether a quorum of coordinators signed the epoch's payouts.
     pub certified: bool,
 }
+
+// --- miners and governance ---
 
 /// Closed epochs a miner view looks back over for payouts.
 pub const MINER_PAYOUT_EPOCHS: usize = 10;
 
 /// One miner as the ledger holds it (SPEC 4 "node info", 5.10): registration, collateral,
 /// offer, liveness, reputation, work and recent payouts.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct MinerView {
     pub id: String,
@@ -337,7 +447,8 @@ pub struct MinerView {
     pub capacity: u32,
     /// Where it serves outputs.
     pub endpoint: String,
-    pub services: Vec<MinerServiceView>,
+    /// Each service with its charged-mode prices (SPEC 5.9).
+    pub services: Vec<OfferView>,
     /// Eligible as far as liveness goes (docs/decisions.md, "Miner liveness").
     pub online: bool,
     /// `live`, `lease_lapsed`, `declared` or `consecutive_failures`.
@@ -361,7 +472,7 @@ pub struct MinerView {
     pub epoch_contribution: String,
     /// What it was paid in the last closed epochs the ledger keeps (at most
     /// [`MINER_PAYOUT_EPOCHS`], newest first; epochs it earned nothing in are left out).
-    pub recent_payouts: Vec<MinerPayoutView>,
+    pub recent_payouts: Vec<PayoutView>,
 }
 
 /// A governance proposal, by its number.

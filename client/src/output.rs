@@ -27,6 +27,16 @@ impl Printed {
 #[error("{0}")]
 pub struct BadArgument(pub String);
 
+/// A request this machine refused before sending it, with the code the ledger would have
+/// answered (an unknown service, a prompt over the size limit), so that scripts see one code
+/// for one mistake wherever it was caught.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub code: Code,
+    pub message: String,
+}
+
 /// The API's error object for `error`: the code of the first error in its chain that has one.
 pub fn error_body(error: &anyhow::Error) -> ErrorBody {
     let code = error
@@ -34,6 +44,8 @@ pub fn error_body(error: &anyhow::Error) -> ErrorBody {
         .find_map(|cause| {
             if let Some(client) = cause.downcast_ref::<ClientError>() {
                 Some(client.code())
+            } else if let Some(refused) = cause.downcast_ref::<Refused>() {
+                Some(refused.code)
             } else if cause.is::<BadArgument>() || cause.is::<crate::units::AmountError>() {
                 Some(Code::BadArgument)
             } else {

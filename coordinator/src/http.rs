@@ -8,7 +8,9 @@
 //! - `POST /v1/ledger/entries`: a codec-framed list of signed envelopes, stamped with this
 //!   node's clock and written through the leader (forwarded if this node follows).
 //! - `GET /v1/ledger/head?consistency=stale|linearizable`: height and root.
-//! - `GET /v1/ledger/accounts/{id}?consistency=...`: native balance, locked stake, last nonce.
+//! - `GET /v1/ledger/accounts/{id}?consistency=...`: balances, locked stake, pass, last nonce.
+//! - `GET /v1/clients/{id}/orders`, `GET /v1/epochs`, `GET /v1/services`: what `deai client`
+//!   lists (a client's orders, closed epochs, the services and the prompt size limit).
 //!
 //! Errors are JSON `{"code", "message", "leader"?}` with the stable codes of the library crates.
 
@@ -18,10 +20,6 @@ use deai_api::views::{
     AccountPath, AccountView, AdminDone, Assignment, EnvelopesBody, EpochPath, EpochView, ErrorBody, Head, HeadQuery,
     IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery,
     SnapshotBody, WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
-};
-use deai_api::views::{
-    CoordinatorMemberView, MinerPayoutView, MinerServiceView, MinerView, ProposalActionView, ProposalList,
-    ProposalPageQuery, ProposalPath, ProposalView, VoteView, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
 };
 use deai_api::Code;
 use crate::edge_verifier::EdgeVerifier;
@@ -34,7 +32,15 @@ use deai_actors::{
 };
 use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
-use deai_protocol::ledger::Liveness;
+use deai_protocol::ledger::{Liveness, PassState};
+use deai_api::views::{
+    AssetAmount, ClientOrderView, ClientOrdersPage, ClientOrdersQuery, EpochsQuery, OfferView, ServiceCatalog,
+    ServiceView, MAX_CLIENT_ORDERS_PER_PAGE, MAX_EPOCHS_PER_REQUEST,
+};
+use deai_api::views::{
+    CoordinatorMemberView, MinerView, PayoutView, ProposalActionView, ProposalList, ProposalPageQuery, ProposalPath,
+    ProposalView, VoteView, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
+};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use utoipa::{IntoParams, OpenApi};
@@ -63,6 +69,9 @@ use utoipa::{IntoParams, OpenApi};
         epoch,
         assignments,
         miner_session,
+        client_orders,
+        epochs,
+        services,
         miner,
         proposals,
         proposal,
@@ -610,7 +619,8 @@ fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
     })
 }
 
-/// A participant's native balance, locked stake and last nonce.
+/// A participant's balances and locked stake per asset, effective stake, pass, freeze, escrow
+/// and last nonce.
 #[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger",
     params(AccountPath, HeadQuery), responses(
     (status = 200, body = AccountView),
@@ -629,11 +639,24 @@ async fn account(
     let view = node
         .read(consistency, |l| {
             let account = l.account(&id);
+            let amounts = |map: Option<&std::collections::BTreeMap<deai_protocol::types::AssetId, u128>>| {
+                map.into_iter()
+                    .flatten()
+                    .map(|(asset, amount)| AssetAmount { asset: asset.0, amount: amount.to_string() })
+                    .collect()
+            };
             AccountView {
                 id: hex(&id.0),
                 balance: account.map(|a| a.balance(native)).unwrap_or(0).to_string(),
                 locked: account.map(|a| a.locked(native)).unwrap_or(0).to_string(),
                 last_nonce: l.next_nonce(&id).saturating_sub(1),
+                balances: amounts(account.map(|a| &a.balances)),
+                locked_by_asset: amounts(account.map(|a| &a.locked)),
+                effective_stake: l.effective_stake(&id).to_string(),
+                pass: pass_name(account.map_or(PassState::None, |a| a.pass)).to_string(),
+                frozen_until_ms: account.map_or(0, |a| a.frozen_until_ms),
+                escrow: account.map_or(0, |a| a.escrow).to_string(),
+                in_flight: account.map_or(0, |a| a.in_flight),
             }
         })
         .await?;
@@ -873,6 +896,7 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
                     reputation_milli: m.reputation_milli,
                     in_flight: m.in_flight,
                     capacity: m.capacity,
+                    offers: m.services.values().map(offer_view).collect(),
                 })
                 .collect::<Vec<_>>()
         })
@@ -890,22 +914,153 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
 ))]
 async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let view = node
-        .read(consistency_of(&query)?, |l| {
-            l.closed_epochs.get(&path.number).map(|e| EpochView {
-                number: e.number,
-                start_ms: e.start_ms,
-                end_ms: e.end_ms,
-                reward: e.reward.to_string(),
-                payouts: e.payouts.iter().map(|(id, a)| (hex(&id.0), a.to_string())).collect(),
-                payouts_root: hex(&e.payouts_root),
-                signatures: e.signatures.len(),
-                certified: e.certified,
-            })
-        })
+        .read(consistency_of(&query)?, |l| l.closed_epochs.get(&path.number).map(epoch_view))
         .await?
         .ok_or_else(|| not_found("closed epoch"))?;
     Ok(HttpResponse::Ok().json(view))
 }
+
+// --- client reads ---
+
+fn pass_name(pass: PassState) -> &'static str {
+    match pass {
+        PassState::None => "none",
+        PassState::Valid => "valid",
+        PassState::Releasing => "releasing",
+    }
+}
+
+fn offer_view(offer: &deai_protocol::message::ServiceOffer) -> OfferView {
+    OfferView {
+        service: offer.service.clone(),
+        price_per_request: offer.price_per_request.to_string(),
+        subscription_price: offer.subscription_price.map(|p| p.to_string()),
+    }
+}
+
+fn client_order_view(id: &deai_protocol::types::OrderId, o: &deai_protocol::ledger::Order) -> ClientOrderView {
+    use deai_protocol::message::OrderMode;
+    let (mode, price) = match &o.mode {
+        OrderMode::Free => ("free", None),
+        OrderMode::Charged { price, .. } => ("charged", Some(price.to_string())),
+        OrderMode::Subscription { .. } => ("subscription", None),
+    };
+    ClientOrderView {
+        id: hex(&id.0),
+        service: o.service.to_string(),
+        status: o.status.name().to_string(),
+        mode: mode.to_string(),
+        price,
+        miner: o.miner.map(|m| hex(&m.0)),
+        placed_ms: o.placed_ms,
+        rating: o.rating.map(|r| {
+            match r {
+                deai_protocol::types::Rating::Good => "good",
+                deai_protocol::types::Rating::Fair => "fair",
+                deai_protocol::types::Rating::Bad => "bad",
+            }
+            .to_string()
+        }),
+    }
+}
+
+/// A client's orders the ledger still holds (finished ones are pruned after
+/// `order_retention_ms`), newest first, at most [`MAX_CLIENT_ORDERS_PER_PAGE`] a page.
+///
+/// The ledger keeps no index by client, so a page is one pass over the orders it holds.
+#[utoipa::path(get, path = "/v1/clients/{id}/orders", tag = "clients", params(AccountPath, HeadQuery, ClientOrdersQuery), responses(
+    (status = 200, body = ClientOrdersPage),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn client_orders(
+    node: Node,
+    path: web::Path<AccountPath>,
+    query: web::Query<HeadQuery>,
+    page: web::Query<ClientOrdersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let client = parse_id(&path.id)?;
+    let limit = page_limit(page.limit, MAX_CLIENT_ORDERS_PER_PAGE)?;
+    let before =
+        page.before.as_deref().map(|text| parse_id(text).map(|id| deai_protocol::types::OrderId(id.0))).transpose()?;
+    let page = node
+        .read(consistency_of(&query)?, |l| {
+            let before_seq = before.and_then(|id| l.order(&id)).map_or(u64::MAX, |o| o.seq);
+            let mut mine: Vec<_> = l.orders.iter().filter(|(_, o)| o.client == client && o.seq < before_seq).collect();
+            mine.sort_by_key(|(_, o)| std::cmp::Reverse(o.seq));
+            let more = mine.len() > limit;
+            mine.truncate(limit);
+            ClientOrdersPage {
+                next_before: if more { mine.last().map(|(id, _)| hex(&id.0)) } else { None },
+                orders: mine.into_iter().map(|(id, o)| client_order_view(id, o)).collect(),
+            }
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `requested`, or `max` when absent; 0 and anything above `max` are refused.
+fn page_limit(requested: Option<usize>, max: usize) -> Result<usize, ApiError> {
+    match requested {
+        None => Ok(max),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("malformed_request", format!("limit is 1 to {max}, not {n}"))),
+    }
+}
+
+fn epoch_view(e: &deai_protocol::ledger::EpochRecord) -> EpochView {
+    EpochView {
+        number: e.number,
+        start_ms: e.start_ms,
+        end_ms: e.end_ms,
+        reward: e.reward.to_string(),
+        payouts: e.payouts.iter().map(|(id, a)| (hex(&id.0), a.to_string())).collect(),
+        payouts_root: hex(&e.payouts_root),
+        signatures: e.signatures.len(),
+        certified: e.certified,
+    }
+}
+
+/// Closed epochs the ledger retains, newest first, at most [`MAX_EPOCHS_PER_REQUEST`].
+#[utoipa::path(get, path = "/v1/epochs", tag = "ledger", params(HeadQuery, EpochsQuery), responses(
+    (status = 200, body = Vec<EpochView>),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn epochs(
+    node: Node,
+    query: web::Query<HeadQuery>,
+    list: web::Query<EpochsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_limit(list.limit, MAX_EPOCHS_PER_REQUEST)?;
+    let views = node
+        .read(consistency_of(&query)?, |l| {
+            l.closed_epochs.values().rev().take(limit).map(epoch_view).collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// The services the ledger knows, with their weights, and the largest inline prompt.
+#[utoipa::path(get, path = "/v1/services", tag = "clients", params(HeadQuery), responses(
+    (status = 200, body = ServiceCatalog),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn services(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let catalog = node
+        .read(consistency_of(&query)?, |l| ServiceCatalog {
+            services: l.services.iter().map(|(name, &weight)| ServiceView { name: name.clone(), weight }).collect(),
+            max_inline_payload_bytes: l.params.max_inline_payload_bytes,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(catalog))
+}
+
+// --- end of client reads ---
 
 // --- miners and governance ---
 
@@ -920,7 +1075,7 @@ fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantI
         .take(MINER_PAYOUT_EPOCHS)
         .filter_map(|e| {
             let (_, amount) = e.payouts.iter().find(|(miner, _)| miner == id)?;
-            Some(MinerPayoutView { epoch: e.number, amount: amount.to_string(), certified: e.certified })
+            Some(PayoutView { epoch: e.number, miner: hex(&id.0), amount: amount.to_string(), certified: e.certified })
         })
         .collect();
     Some(MinerView {
@@ -930,15 +1085,7 @@ fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantI
         collateral: m.collateral.to_string(),
         capacity: m.capacity,
         endpoint: m.endpoint.clone(),
-        services: m
-            .services
-            .values()
-            .map(|offer| MinerServiceView {
-                service: offer.service.to_string(),
-                price_per_request: offer.price_per_request.to_string(),
-                subscription_price: offer.subscription_price.map(|p| p.to_string()),
-            })
-            .collect(),
+        services: m.services.values().map(offer_view).collect(),
         online: liveness == Liveness::Live,
         liveness: liveness.name().to_string(),
         last_seen_ms: m.last_seen_ms,
@@ -1178,6 +1325,9 @@ pub fn serve(
             .service(one_route("/v1/epochs/{number}", "GET", epoch))
             .service(one_route("/v1/miners/{id}/assignments", "GET", assignments))
             .service(one_route("/v1/miners/{id}/session", "GET", miner_session))
+            .service(one_route("/v1/clients/{id}/orders", "GET", client_orders))
+            .service(one_route("/v1/epochs", "GET", epochs))
+            .service(one_route("/v1/services", "GET", services))
             .service(one_route("/v1/miners/{id}", "GET", miner))
             .service(one_route("/v1/proposals", "GET", proposals))
             .service(one_route("/v1/proposals/{id}", "GET", proposal))

@@ -49,6 +49,10 @@ pub enum Rejection {
     PassReleasing,
     #[error("amount must be greater than zero")]
     ZeroAmount,
+    #[error("the client holds a service pass; stake stays locked until it is released")]
+    PassHeld,
+    #[error("insufficient locked stake of asset {asset}: need {needed}, locked {locked}")]
+    InsufficientLocked { asset: u32, needed: u128, locked: u128 },
 
     // --- admission (SPEC 5.2) ---
     #[error("client is frozen until {until_ms} ms (ledger time) for exceeding its request threshold")]
@@ -176,6 +180,8 @@ impl Rejection {
             PassAlreadyHeld => "pass_already_held",
             PassReleasing => "pass_releasing",
             ZeroAmount => "zero_amount",
+            PassHeld => "pass_held",
+            InsufficientLocked { .. } => "insufficient_locked",
             Frozen { .. } => "frozen",
             UnknownService(_) => "unknown_service",
             PayloadTooLarge { .. } => "payload_too_large",

@@ -77,6 +77,7 @@ message_kinds! {
     ProbeResult => ProbeResult, Coordinator, "probe-result";
     Tick => Tick, Coordinator, "tick";
     AuthorizeAdmin => AuthorizeAdmin, Coordinator, "authorize-admin";
+    UnlockStake => UnlockStake, Participant, "unlock-stake";
 }
 
 impl MessageKind {
@@ -97,6 +98,15 @@ pub struct DevFaucet {
 /// Moves free balance of `asset` into locked stake (SPEC 5.1).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct LockStake {
+    pub asset: AssetId,
+    pub amount: Amount,
+}
+
+/// Moves locked stake of `asset` back to the free balance while the client holds no pass
+/// (SPEC 5.1: stake backs a pass only while one is held; `docs/decisions.md`, "Unlocking
+/// stake").
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct UnlockStake {
     pub asset: AssetId,
     pub amount: Amount,
 }

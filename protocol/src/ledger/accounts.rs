@@ -2,7 +2,7 @@
 
 use super::{credit, debit, Ctx, Effects, Event, Ledger, PassState};
 use crate::error::Rejection;
-use crate::message::{DevFaucet, LockStake, Withdraw};
+use crate::message::{DevFaucet, LockStake, UnlockStake, Withdraw};
 use crate::rules;
 use crate::types::{Amount, AssetId, ParticipantId};
 
@@ -56,6 +56,34 @@ impl Ledger {
         debit(&mut acc.balances, m.asset, m.amount);
         credit(&mut acc.locked, m.asset, m.amount)?;
         fx.events.push(Event::StakeLocked { client: ctx.signer, asset: m.asset, amount: m.amount });
+        Ok(())
+    }
+
+    /// `UnlockStake`: moves locked stake back to the free balance, allowed only while the client
+    /// holds no pass. SPEC 5.1 ties locked stake to the pass ("released from the obligation"
+    /// once the pass is given back and its orders are done); without a pass the stake backs
+    /// nothing, so it may leave at once, in part or whole, asset by asset.
+    pub(super) fn unlock_stake(&mut self, ctx: &Ctx<'_>, m: UnlockStake, fx: &mut Effects) -> Result<(), Rejection> {
+        self.check_asset(m.asset)?;
+        if m.amount == 0 {
+            return Err(Rejection::ZeroAmount);
+        }
+        let insufficient = |locked| Rejection::InsufficientLocked { asset: m.asset.0, needed: m.amount, locked };
+        let acc = self.accounts.get(&ctx.signer).ok_or_else(|| insufficient(0))?;
+        match acc.pass {
+            PassState::Valid => return Err(Rejection::PassHeld),
+            PassState::Releasing => return Err(Rejection::PassReleasing),
+            PassState::None => {}
+        }
+        let locked = acc.locked(m.asset);
+        if locked < m.amount {
+            return Err(insufficient(locked));
+        }
+        acc.balance(m.asset).checked_add(m.amount).ok_or(Rejection::Overflow)?;
+        let acc = self.accounts.get_mut(&ctx.signer).expect("checked above");
+        debit(&mut acc.locked, m.asset, m.amount);
+        credit(&mut acc.balances, m.asset, m.amount)?;
+        fx.events.push(Event::StakeReturned { client: ctx.signer, asset: m.asset, amount: m.amount });
         Ok(())
     }
 

@@ -124,6 +124,9 @@ pub enum Event {
     ProposalClosed { id: u64, passed: bool },
     OrdersPruned { count: u32 },
     AdminAuthorized { request: Digest },
+    /// `UnlockStake`: `amount` of locked `asset` went back to the free balance. Last, so that
+    /// the encodings of the older events stay as they were.
+    StakeReturned { client: ParticipantId, asset: AssetId, amount: Amount },
 }
 
 /// The service pass of SPEC 5.1.
@@ -685,6 +688,7 @@ impl Ledger {
         match message {
             Message::DevFaucet(m) => self.dev_faucet(ctx, m, fx),
             Message::LockStake(m) => self.lock_stake(ctx, m, fx),
+            Message::UnlockStake(m) => self.unlock_stake(ctx, m, fx),
             Message::AcquirePass(_) => self.acquire_pass(ctx, fx),
             Message::ReleasePass(_) => self.release_pass(ctx, fx),
             Message::Withdraw(m) => self.withdraw(ctx, m, fx),
