@@ -22,7 +22,7 @@ enum Command {
     Admin(deai_coordinator::cli::AdminArgs),
     /// A whole local network on loopback: 3 coordinators, 3 demo miners, a faucet.
     Dev(deai_devtools::cli::DevArgs),
-    /// Runs a miner: registers, keeps a session with the coordinators, serves and claims.
+    /// A miner: run it (serve and claim), register or unregister it, show its status.
     Miner(deai_miner::cli::MinerArgs),
     /// A client: stake, pass, order, fetch and check outputs, rate, read the market.
     ///
@@ -35,6 +35,8 @@ enum Command {
     /// them. With --json, an error is the API's error object (`code`, `message`) on stdout, and
     /// the exit status is non-zero.
     Client(deai_client::cli::ClientArgs),
+    /// Governance: propose changes, vote with locked stake, show proposals and tallies.
+    Gov(deai_client::gov::GovArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -86,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             deai_miner::cli::run_miner(&args)
         }
         Command::Client(args) => deai_client::cli::run_client(&args),
+        Command::Gov(args) => deai_client::gov::run_gov(&args),
         Command::Bench { bench } => {
             // The benchmark's own lines are the output; startup chatter would only interleave.
             init_logs(false, "warn,openraft=off,actix_server=error");

@@ -65,7 +65,7 @@ impl Market {
         let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
         let miner = KilledOnDrop(
             Command::new(env!("CARGO_BIN_EXE_deai"))
-                .args(["miner", "--coordinator", &coordinators, "--faucet", "--services", TEXT])
+                .args(["miner", "run", "--coordinator", &coordinators, "--faucet", "--services", TEXT])
                 .arg("--key")
                 .arg(&key_file)
                 .args(["--listen", &format!("127.0.0.1:{}", free_port())])

@@ -61,7 +61,7 @@ fn a_client_and_a_miner_follow_the_cluster_through_a_leader_transfer_and_a_kill(
     let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
     let _miner = KilledOnDrop(
         Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args(["miner", "--coordinator", &all.join(","), "--faucet", "--services", "text-generation"])
+            .args(["miner", "run", "--coordinator", &all.join(","), "--faucet", "--services", "text-generation"])
             .arg("--key")
             .arg(&key_file)
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])

@@ -60,7 +60,7 @@ macro_rules! codes {
 
 codes! {
     // --- the HTTP edge ---
-    NotFound = "not_found", 404, "check the id; finished orders are pruned after the ledger's order_retention_ms";
+    NotFound = "not_found", 404, "check the id: the message says what is missing (finished orders are pruned after the ledger's order_retention_ms)";
     MethodNotAllowed = "method_not_allowed", 405, "use the method named in the Allow header";
     MalformedRequest = "malformed_request", 400, "fix the request body or parameters as the message says; /v1/openapi.json describes every route";
     BadId = "bad_id", 400, "ids are 64 hex digits";

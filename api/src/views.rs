@@ -424,3 +424,150 @@ pub struct PayoutView {
     /// Whether a quorum of coordinators signed the epoch's payouts.
     pub certified: bool,
 }
+
+// --- miners and governance ---
+
+/// Closed epochs a miner view looks back over for payouts.
+pub const MINER_PAYOUT_EPOCHS: usize = 10;
+
+/// One miner as the ledger holds it (SPEC 4 "node info", 5.10): registration, collateral,
+/// offer, liveness, reputation, work and recent payouts.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct MinerView {
+    pub id: String,
+    /// `active`, `unregistering` (collateral returns once in-flight work ends) or
+    /// `unregistered`.
+    pub status: String,
+    /// Governance ejected it (SPEC 5.11): it gets no work and cannot register again.
+    pub ejected: bool,
+    /// Locked collateral, base units, decimal (0 once returned).
+    pub collateral: String,
+    /// Orders it serves at once.
+    pub capacity: u32,
+    /// Where it serves outputs.
+    pub endpoint: String,
+    /// Each service with its charged-mode prices (SPEC 5.9).
+    pub services: Vec<OfferView>,
+    /// Eligible as far as liveness goes (docs/decisions.md, "Miner liveness").
+    pub online: bool,
+    /// `live`, `lease_lapsed`, `declared` or `consecutive_failures`.
+    pub liveness: String,
+    pub last_seen_ms: u64,
+    pub lease_expires_ms: u64,
+    pub consecutive_failures: u32,
+    /// Reputation in thousandths of a point, 0 to 100000 (SPEC 5.5).
+    pub reputation_milli: u32,
+    /// Clients whose latest rating counts, and how many of those are good and bad.
+    pub raters: usize,
+    pub good_ratings: u32,
+    pub bad_ratings: u32,
+    pub in_flight: u32,
+    /// Cycles completed, cycles invalidated, and allocated orders that timed out.
+    pub served: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub subscribers: u32,
+    /// Its contribution so far in the open epoch (service weights of completed cycles).
+    pub epoch_contribution: String,
+    /// What it was paid in the last closed epochs the ledger keeps (at most
+    /// [`MINER_PAYOUT_EPOCHS`], newest first; epochs it earned nothing in are left out).
+    pub recent_payouts: Vec<PayoutView>,
+}
+
+/// A governance proposal, by its number.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Path))]
+pub struct ProposalPath {
+    /// The proposal's number, as `deai gov propose` prints it.
+    pub id: u64,
+}
+
+/// Most proposals one page of `GET /v1/proposals` holds.
+pub const MAX_PROPOSALS_PER_PAGE: usize = 100;
+
+/// A page of proposals: those numbered after `after`, in ascending order.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct ProposalPageQuery {
+    /// Start after this proposal number (the previous page's `next_after`); from the first
+    /// retained proposal when absent.
+    pub after: Option<u64>,
+}
+
+/// A member of a proposed coordinator set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CoordinatorMemberView {
+    /// The coordinator's ed25519 public key, hex.
+    pub id: String,
+    /// Its VRF public key, hex.
+    pub vrf_key: String,
+}
+
+/// What a proposal does when it passes (SPEC 5.11).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProposalActionView {
+    /// Sets a parameter (its `Params` name); amounts in base units, decimal. `asset` only for
+    /// `asset_price_ppm`.
+    SetParam {
+        name: String,
+        value: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        asset: Option<u32>,
+    },
+    /// Adds a service, or sets the contribution weight of one.
+    SetServiceWeight { service: String, weight: u32 },
+    RemoveService { service: String },
+    /// Ejects a miner (hex id).
+    EjectMiner { miner: String },
+    /// Replaces the coordinator signing set (SPEC 5.12).
+    SetCoordinators { coordinators: Vec<CoordinatorMemberView> },
+}
+
+/// One vote and the stake it weighs (at the tally for a closed proposal, now for an open one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct VoteView {
+    pub voter: String,
+    pub approve: bool,
+    /// Base units, decimal: the voter's locked native stake.
+    pub weight: String,
+}
+
+/// A proposal and its tally. Votes weigh the voter's locked native stake at tally time, so the
+/// tally of an open proposal is what it would be if voting ended now.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProposalView {
+    pub id: u64,
+    pub proposer: String,
+    pub action: ProposalActionView,
+    pub opened_ms: u64,
+    pub ends_ms: u64,
+    /// `open`, `passed` or `rejected`.
+    pub state: String,
+    /// Stake for and against, base units, decimal.
+    pub yes: String,
+    pub no: String,
+    /// All locked native stake (the quorum's base), base units, decimal.
+    pub total_locked: String,
+    /// Share of all locked stake that must vote, and share of votes cast that must approve.
+    pub quorum_ppm: u32,
+    pub pass_threshold_ppm: u32,
+    /// Ascending voter id.
+    pub votes: Vec<VoteView>,
+}
+
+/// A page of proposals, open and closed, ascending by number.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ProposalList {
+    pub proposals: Vec<ProposalView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}

@@ -1,7 +1,9 @@
 //! A participant's side of deai: [`sdk`], the `/v1` client that follows the cluster (leader
-//! hints, failover across addresses, bounded retries), and [`cli`], `deai client`.
+//! hints, failover across addresses, bounded retries), [`cli`], `deai client`, and [`gov`],
+//! `deai gov`.
 
 pub mod cli;
+pub mod gov;
 pub mod output;
 pub mod sdk;
 pub mod units;

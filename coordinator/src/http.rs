@@ -37,6 +37,10 @@ use deai_api::Code;
 use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::ledger::{Liveness, PassState};
+use deai_api::views::{
+    CoordinatorMemberView, MinerView, PayoutView, ProposalActionView, ProposalList, ProposalPageQuery, ProposalPath,
+    ProposalView, VoteView, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
+};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use utoipa::{IntoParams, OpenApi};
@@ -68,6 +72,9 @@ use utoipa::{IntoParams, OpenApi};
         client_orders,
         epochs,
         services,
+        miner,
+        proposals,
+        proposal,
     ),
     components(schemas(ReadConsistency))
 )]
@@ -824,7 +831,8 @@ async fn assignments(
     Ok(HttpResponse::Ok().json(list))
 }
 
-/// Registered miners, their services and reputations.
+/// Registered miners (and unregistering ones, until their collateral returns), their services
+/// and reputations.
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
     (status = 400, description = "bad parameter", body = ErrorBody),
@@ -836,6 +844,7 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
         .read(consistency_of(&query)?, |l| {
             l.miners
                 .iter()
+                .filter(|(_, m)| m.status != deai_protocol::ledger::MinerStatus::Unregistered)
                 .take(MAX_PROVIDERS_PER_REQUEST)
                 .map(|(id, m)| ProviderView {
                     id: hex(&id.0),
@@ -1015,6 +1024,193 @@ async fn services(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespon
 
 // --- end of client reads ---
 
+// --- miners and governance ---
+
+/// A miner as `MinerView` shows it, read from `l`.
+fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantId) -> Option<MinerView> {
+    let m = l.miner(id)?;
+    let liveness = m.liveness(l.now_ms, l.params.miner_lease_ms);
+    let recent_payouts = l
+        .closed_epochs
+        .values()
+        .rev()
+        .take(MINER_PAYOUT_EPOCHS)
+        .filter_map(|e| {
+            let (_, amount) = e.payouts.iter().find(|(miner, _)| miner == id)?;
+            Some(PayoutView { epoch: e.number, miner: hex(&id.0), amount: amount.to_string(), certified: e.certified })
+        })
+        .collect();
+    Some(MinerView {
+        id: hex(&id.0),
+        status: m.status.name().to_string(),
+        ejected: m.ejected,
+        collateral: m.collateral.to_string(),
+        capacity: m.capacity,
+        endpoint: m.endpoint.clone(),
+        services: m.services.values().map(offer_view).collect(),
+        online: liveness == Liveness::Live,
+        liveness: liveness.name().to_string(),
+        last_seen_ms: m.last_seen_ms,
+        lease_expires_ms: m.lease_expires_ms(l.params.miner_lease_ms),
+        consecutive_failures: m.consecutive_failures,
+        reputation_milli: m.reputation_milli,
+        raters: m.latest_ratings.len(),
+        good_ratings: m.good_ratings,
+        bad_ratings: m.bad_ratings,
+        in_flight: m.in_flight,
+        served: m.served,
+        failed: m.failed,
+        timed_out: m.timed_out,
+        subscribers: m.subscribers,
+        epoch_contribution: l.epoch.contributions.get(id).copied().unwrap_or(0).to_string(),
+        recent_payouts,
+    })
+}
+
+/// One miner: registration, collateral, services and prices, liveness, reputation, work done
+/// and its payouts in the last closed epochs.
+#[utoipa::path(get, path = "/v1/miners/{id}", tag = "miners", params(AccountPath, HeadQuery), responses(
+    (status = 200, body = MinerView),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "the ledger knows no miner with this id", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn miner(node: Node, path: web::Path<AccountPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.id)?;
+    let view = node.read(consistency_of(&query)?, |l| miner_view(l, &id)).await?.ok_or_else(|| {
+        ApiError::new("not_found", "no such miner: register it first with `deai miner register`")
+    })?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn proposal_action_view(action: &deai_protocol::params::ProposalAction) -> ProposalActionView {
+    use deai_protocol::params::{ParamChange, ProposalAction};
+    match action {
+        ProposalAction::SetParam(change) => ProposalActionView::SetParam {
+            name: change.name().to_string(),
+            value: change.value().to_string(),
+            asset: match change {
+                ParamChange::AssetPricePpm(asset, _) => Some(asset.0),
+                _ => None,
+            },
+        },
+        ProposalAction::SetServiceWeight { service, weight } => {
+            ProposalActionView::SetServiceWeight { service: service.to_string(), weight: *weight }
+        }
+        ProposalAction::RemoveService { service } => ProposalActionView::RemoveService { service: service.to_string() },
+        ProposalAction::EjectMiner { miner } => ProposalActionView::EjectMiner { miner: hex(&miner.0) },
+        ProposalAction::SetCoordinators { coordinators } => ProposalActionView::SetCoordinators {
+            coordinators: coordinators
+                .iter()
+                .map(|c| CoordinatorMemberView { id: hex(&c.id.0), vrf_key: hex(&c.vrf_key) })
+                .collect(),
+        },
+    }
+}
+
+/// Proposal `id` as `ProposalView` shows it: a closed one with the tally it was decided by, an
+/// open one with its votes weighed at today's stakes.
+fn proposal_view(l: &deai_protocol::Ledger, id: u64) -> Option<ProposalView> {
+    let (proposal, weights, total_locked) = match l.closed_proposals.get(&id) {
+        Some(closed) => (&closed.proposal, closed.weights.clone(), closed.total_locked),
+        None => {
+            let open = l.proposals.get(&id)?;
+            let weights = open.votes.keys().map(|voter| (*voter, l.voting_power(voter))).collect();
+            let native = deai_protocol::types::AssetId::NATIVE;
+            let total_locked = l.accounts.values().fold(0u128, |sum, a| sum.saturating_add(a.locked(native)));
+            (open, weights, total_locked)
+        }
+    };
+    let weight_of = |voter| weights.get(voter).copied().unwrap_or(0);
+    let (mut yes, mut no) = (0u128, 0u128);
+    for (voter, approve) in &proposal.votes {
+        let side = if *approve { &mut yes } else { &mut no };
+        *side = side.saturating_add(weight_of(voter));
+    }
+    Some(ProposalView {
+        id,
+        proposer: hex(&proposal.proposer.0),
+        action: proposal_action_view(&proposal.action),
+        opened_ms: proposal.opened_ms,
+        ends_ms: proposal.ends_ms,
+        state: match proposal.closed {
+            None => "open",
+            Some(true) => "passed",
+            Some(false) => "rejected",
+        }
+        .to_string(),
+        yes: yes.to_string(),
+        no: no.to_string(),
+        total_locked: total_locked.to_string(),
+        quorum_ppm: l.params.quorum_ppm,
+        pass_threshold_ppm: l.params.pass_threshold_ppm,
+        votes: proposal
+            .votes
+            .iter()
+            .map(|(voter, approve)| VoteView {
+                voter: hex(&voter.0),
+                approve: *approve,
+                weight: weight_of(voter).to_string(),
+            })
+            .collect(),
+    })
+}
+
+/// Governance proposals, open and closed (the last ones the ledger keeps), with their tallies,
+/// ascending by number, at most `MAX_PROPOSALS_PER_PAGE` a page.
+#[utoipa::path(get, path = "/v1/proposals", tag = "governance", params(ProposalPageQuery, HeadQuery), responses(
+    (status = 200, body = ProposalList),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn proposals(
+    node: Node,
+    page: web::Query<ProposalPageQuery>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let from = page.after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+    let list = node
+        .read(consistency_of(&query)?, |l| {
+            let range = (from, std::ops::Bound::Unbounded);
+            let mut ids: Vec<u64> = l.closed_proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1).collect();
+            ids.extend(l.proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1));
+            ids.sort_unstable();
+            let more = ids.len() > MAX_PROPOSALS_PER_PAGE;
+            ids.truncate(MAX_PROPOSALS_PER_PAGE);
+            ProposalList {
+                next_after: if more { ids.last().copied() } else { None },
+                proposals: ids.into_iter().filter_map(|id| proposal_view(l, id)).collect(),
+            }
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// One governance proposal and its tally.
+#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "governance", params(ProposalPath, HeadQuery), responses(
+    (status = 200, body = ProposalView),
+    (status = 400, description = "bad parameter", body = ErrorBody),
+    (status = 404, description = "no such proposal (or closed too long ago to be retained)", body = ErrorBody),
+    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
+    (status = 503, description = "no leader", body = ErrorBody),
+))]
+async fn proposal(
+    node: Node,
+    path: web::Path<ProposalPath>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.id;
+    let view = node
+        .read(consistency_of(&query)?, |l| proposal_view(l, id))
+        .await?
+        .ok_or_else(|| ApiError::new("not_found", format!("no proposal {id}: `deai gov show` lists them")))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+// --- end of miners and governance ---
+
 fn json_error(err: impl std::fmt::Display) -> actix_web::Error {
     ApiError::new("malformed_request", err.to_string()).into()
 }
@@ -1094,6 +1290,9 @@ pub fn serve(
             .service(one_route("/v1/clients/{id}/orders", "GET", client_orders))
             .service(one_route("/v1/epochs", "GET", epochs))
             .service(one_route("/v1/services", "GET", services))
+            .service(one_route("/v1/miners/{id}", "GET", miner))
+            .service(one_route("/v1/proposals", "GET", proposals))
+            .service(one_route("/v1/proposals/{id}", "GET", proposal))
             .default_service(web::to(|| async { ApiError::new("not_found", "no such route").error_response() }))
     })
     .workers(HTTP_WORKERS)

@@ -239,6 +239,7 @@ pub fn run(settings: &CyclesBench) -> anyhow::Result<CyclesReport> {
             dev: true,
             checkpoint_every: None,
             epoch_ms: None,
+            voting_period_ms: None,
         },
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

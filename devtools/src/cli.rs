@@ -35,6 +35,9 @@ pub struct GenesisArgs {
     /// Length of a reward epoch, in milliseconds (default one hour).
     #[arg(long)]
     pub epoch_ms: Option<u64>,
+    /// How long a governance proposal stays open for votes, in milliseconds (default a week).
+    #[arg(long)]
+    pub voting_period_ms: Option<u64>,
 }
 
 pub fn run_genesis(args: GenesisArgs) -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ pub fn run_genesis(args: GenesisArgs) -> anyhow::Result<()> {
         dev: !args.no_faucet,
         checkpoint_every: args.checkpoint_every,
         epoch_ms: args.epoch_ms,
+        voting_period_ms: args.voting_period_ms,
     };
     genesis::write(&args.out, &new)?;
     println!("wrote a {}-coordinator cluster for network {:?} to {}", new.coordinators, new.network, args.out.display());

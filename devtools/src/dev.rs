@@ -115,6 +115,7 @@ pub fn run(settings: DevSettings) -> anyhow::Result<()> {
                 dev: true,
                 checkpoint_every: None,
                 epoch_ms: Some(DEV_EPOCH_MS),
+                voting_period_ms: None,
             },
         )?;
     }
@@ -170,6 +171,8 @@ fn run_network(settings: &DevSettings, http: &[String]) -> anyhow::Result<()> {
             capacity: 8,
             collateral: 100 * deai_protocol::params::TOKEN,
             use_faucet: true,
+            price_per_request: 0,
+            subscription_price: None,
         };
         let stop = stop.clone();
         miners.push(

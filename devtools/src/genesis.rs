@@ -25,6 +25,8 @@ pub struct NewCluster {
     pub checkpoint_every: Option<u64>,
     /// Overrides the default reward epoch length, in milliseconds.
     pub epoch_ms: Option<u64>,
+    /// Overrides the default voting period of governance proposals, in milliseconds.
+    pub voting_period_ms: Option<u64>,
 }
 
 /// The admin key file `deai genesis` writes beside the node files.
@@ -60,6 +62,12 @@ pub fn write(out: &Path, new: &NewCluster) -> anyhow::Result<()> {
     genesis.start_ms = deai_clock::SystemClock.now_ms();
     if let Some(epoch_ms) = new.epoch_ms {
         genesis.params.epoch_ms = epoch_ms;
+    }
+    if let Some(voting_period_ms) = new.voting_period_ms {
+        if voting_period_ms == 0 {
+            bail!("the voting period must be at least 1 ms");
+        }
+        genesis.params.voting_period_ms = voting_period_ms;
     }
     if let Some(every) = new.checkpoint_every {
         // Each checkpoint adds one signature entry per coordinator; an interval no longer than

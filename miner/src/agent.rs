@@ -17,8 +17,8 @@ use deai_api::hex::{hex, unhex, unhex32};
 use deai_api::views::{Assignment, ProviderView, SessionLine};
 use deai_client::{Coordinators, Participant};
 use deai_clock::Clock;
-use deai_protocol::message::{Claim, DevFaucet, Message, RegisterMiner, ServiceOffer, SetAvailability};
-use deai_protocol::types::{AssetId, OrderId, ParticipantId};
+use deai_protocol::message::{Claim, Message, SetAvailability};
+use deai_protocol::types::{OrderId, ParticipantId};
 use ed25519_dalek::SigningKey;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,9 +51,13 @@ pub struct MinerSettings {
     pub collateral: u128,
     /// Take the collateral from the dev faucet first (dev networks only).
     pub use_faucet: bool,
+    /// Charged-mode prices declared for every service, in base units (SPEC 5.9).
+    pub price_per_request: u128,
+    pub subscription_price: Option<u128>,
 }
 
-/// Registers if needed, then serves assignments until `stop` is set.
+/// Registers if the ledger does not list this miner as active (or says it is back online if it
+/// does), then serves assignments until `stop` is set.
 pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let backend = Backend::parse(&settings.backend)?;
     let me = Participant::connect(settings.key.clone(), Coordinators::new(&settings.coordinators)?)?;
@@ -62,27 +66,27 @@ pub fn run(settings: MinerSettings, stop: Arc<AtomicBool>) -> anyhow::Result<()>
     let server = OutputServer::start(&settings.listen, me.network().clone(), outputs.clone(), deai_clock::system())
         .map_err(anyhow::Error::msg)?;
 
-    let registered: Vec<ProviderView> = me.api.get("/v1/miners?consistency=stale").unwrap_or_default();
-    if !registered.iter().any(|m| m.id == me.id_hex()) {
-        let collateral = settings.collateral;
-        if settings.use_faucet {
-            me.submit_accepted(Message::DevFaucet(DevFaucet { asset: AssetId::NATIVE, amount: collateral }))?;
+    match crate::registration::lookup(&me, &me.id_hex())? {
+        Some(view) if view.status == crate::registration::ACTIVE => {
+            me.submit_accepted(Message::SetAvailability(SetAvailability { online: true }))?;
+            tracing::info!(miner = %me.id_hex(), "back online");
         }
-        let services = settings
-            .services
-            .iter()
-            .map(|s| ServiceOffer { service: s.clone(), price_per_request: 0, subscription_price: None })
-            .collect();
-        me.submit_accepted(Message::RegisterMiner(RegisterMiner {
-            collateral,
-            capacity: settings.capacity,
-            endpoint: endpoint.clone(),
-            services,
-        }))?;
-        tracing::info!(miner = %me.id_hex(), %endpoint, "registered");
-    } else {
-        me.submit_accepted(Message::SetAvailability(SetAvailability { online: true }))?;
-        tracing::info!(miner = %me.id_hex(), "back online");
+        Some(view) if view.status == crate::registration::UNREGISTERING => anyhow::bail!(
+            "this miner is unregistering ({} orders in flight): start it again once `deai miner status` says unregistered",
+            view.in_flight
+        ),
+        _ => {
+            let offer = crate::registration::Offer {
+                collateral: settings.collateral,
+                capacity: settings.capacity,
+                endpoint: endpoint.clone(),
+                services: settings.services.clone(),
+                price_per_request: settings.price_per_request,
+                subscription_price: settings.subscription_price,
+            };
+            crate::registration::register(&me, &offer, settings.use_faucet)?;
+            tracing::info!(miner = %me.id_hex(), %endpoint, "registered");
+        }
     }
 
     let me = Arc::new(me);

@@ -128,6 +128,82 @@ pub enum ParamChange {
     MinerMaxConsecutiveFailures(u32),
 }
 
+/// Names each [`ParamChange`] by the [`Params`] field it sets, in both directions, so that
+/// every tool and view calls a parameter the same (`deai gov propose set-param NAME VALUE`).
+/// `asset_price_ppm` also names an asset, so it has its own constructor.
+macro_rules! param_names {
+    ($($variant:ident => $name:literal: $ty:ty,)*) => {
+        impl ParamChange {
+            /// Every name [`ParamChange::name`] can return.
+            pub const NAMES: &'static [&'static str] = &[$($name,)* ASSET_PRICE_PARAM];
+
+            /// The name of the [`Params`] field this change sets.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(ParamChange::$variant(_) => $name,)*
+                    ParamChange::AssetPricePpm(..) => ASSET_PRICE_PARAM,
+                }
+            }
+
+            /// The new value, widened; amounts are base units.
+            pub fn value(&self) -> u128 {
+                match *self {
+                    $(ParamChange::$variant(v) => u128::from(v),)*
+                    ParamChange::AssetPricePpm(_, v) => u128::from(v),
+                }
+            }
+
+            /// The change that sets parameter `name` to `value`; out of the parameter's type's
+            /// range, or no such name, is an error that says which.
+            pub fn from_name(name: &str, value: u128) -> Result<ParamChange, String> {
+                match name {
+                    $($name => <$ty>::try_from(value)
+                        .map(ParamChange::$variant)
+                        .map_err(|_| format!("{name} is at most {}", <$ty>::MAX)),)*
+                    ASSET_PRICE_PARAM => Err(format!("{ASSET_PRICE_PARAM} names an asset too: set an asset's price on its own")),
+                    other => Err(format!("no parameter is called {other:?}; the parameters are {}", Self::NAMES.join(", "))),
+                }
+            }
+        }
+    };
+}
+
+/// The name of [`ParamChange::AssetPricePpm`].
+pub const ASSET_PRICE_PARAM: &str = "asset_price_ppm";
+
+param_names! {
+    QPpm => "q_ppm": u32,
+    ThetaPpm => "theta_ppm": u32,
+    EpochMs => "epoch_ms": u64,
+    InflationPpmPerYear => "inflation_ppm_per_year": u32,
+    CoordinatorFeePpm => "coordinator_fee_ppm": u32,
+    MinCollateral => "min_collateral": Amount,
+    OrderTimeoutMs => "order_timeout_ms": u64,
+    RateWindowMs => "rate_window_ms": u64,
+    StakeUnit => "stake_unit": Amount,
+    RequestsPerStakeUnit => "requests_per_stake_unit": u32,
+    FreezeMs => "freeze_ms": u64,
+    TRestrictedMs => "t_restricted_ms": u64,
+    MinReputationMilli => "min_reputation_milli": u32,
+    ProbeWindowMs => "probe_window_ms": u64,
+    AbuseWindow => "abuse_window": u32,
+    AbuseRatioPpm => "abuse_ratio_ppm": u32,
+    VotingPeriodMs => "voting_period_ms": u64,
+    QuorumPpm => "quorum_ppm": u32,
+    PassThresholdPpm => "pass_threshold_ppm": u32,
+    OrderRetentionMs => "order_retention_ms": u64,
+    MaxLedgerStepMs => "max_ledger_step_ms": u64,
+    MinerLeaseMs => "miner_lease_ms": u64,
+    MinerMaxConsecutiveFailures => "miner_max_consecutive_failures": u32,
+}
+
+impl ParamChange {
+    /// Whether parameter `name` is an amount of native tokens (people write it in tokens).
+    pub fn is_amount(name: &str) -> bool {
+        matches!(name, "min_collateral" | "stake_unit")
+    }
+}
+
 /// Upper bound on windows, so that no per-client history grows past it.
 pub const MAX_ABUSE_WINDOW: u32 = 1_000;
 
@@ -252,5 +328,22 @@ impl Genesis {
             total_supply: 1_000_000_000 * TOKEN,
             start_ms: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_name_reads_back_as_the_same_change() {
+        for name in ParamChange::NAMES.iter().filter(|n| **n != ASSET_PRICE_PARAM) {
+            let change = ParamChange::from_name(name, 7).expect("a known name");
+            assert_eq!(change.name(), *name);
+            assert_eq!(change.value(), 7);
+        }
+        assert!(ParamChange::from_name("no_such_param", 1).unwrap_err().contains("order_timeout_ms"));
+        assert!(ParamChange::from_name("q_ppm", u128::from(u32::MAX) + 1).unwrap_err().contains("at most"));
+        assert!(ParamChange::from_name(ASSET_PRICE_PARAM, 1).is_err());
     }
 }

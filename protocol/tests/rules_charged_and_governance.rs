@@ -425,7 +425,40 @@ fn spec_5_11_stake_weighted_votes_quorum_and_threshold() {
     assert_eq!(now.rate_window_ms, 30_000);
     assert_eq!(now.probe_window_ms, p.probe_window_ms);
     assert!(net.ledger.proposals.is_empty());
+    // Closed proposals stay readable with the tally they were decided by.
+    let decided = &net.ledger.closed_proposals[&2];
+    assert_eq!(decided.proposal.closed, Some(true));
+    assert_eq!((decided.yes, decided.no, decided.total_locked), (300 * TOKEN, 200 * TOKEN, 1_000 * TOKEN));
+    assert_eq!(decided.weights[&whale.id], 300 * TOKEN);
+    assert_eq!(net.ledger.closed_proposals[&0].proposal.closed, Some(false));
+    assert_eq!(net.ledger.closed_proposals.len(), 5);
     expect_rejected(&mut net, "unknown_proposal", |n| vote(n, &bob, 0, true));
+    net.ledger.check_invariants().unwrap();
+}
+
+/// Closed proposals are kept, newest first, up to `MAX_CLOSED_PROPOSALS_RETAINED`: state stays
+/// bounded however many proposals a ledger sees.
+#[test]
+fn closed_proposals_are_retained_up_to_their_limit() {
+    use deai_protocol::ledger::{MAX_CLOSED_PROPOSALS_RETAINED, MAX_OPEN_PROPOSALS};
+    let mut net = TestNet::new();
+    let whale = net.client_with_stake("whale", 300 * TOKEN);
+    let period = net.ledger.params.voting_period_ms;
+    let mut opened = 0u64;
+    while (opened as usize) < MAX_CLOSED_PROPOSALS_RETAINED + MAX_OPEN_PROPOSALS {
+        for _ in 0..MAX_OPEN_PROPOSALS {
+            propose(&mut net, &whale, ProposalAction::SetParam(ParamChange::FreezeMs(300_000))).unwrap();
+            opened += 1;
+        }
+        net.now_ms += period;
+        net.tick();
+        assert!(net.ledger.proposals.is_empty());
+        assert!(net.ledger.closed_proposals.len() <= MAX_CLOSED_PROPOSALS_RETAINED);
+    }
+    assert_eq!(net.ledger.closed_proposals.len(), MAX_CLOSED_PROPOSALS_RETAINED);
+    let oldest_kept = opened - MAX_CLOSED_PROPOSALS_RETAINED as u64;
+    assert_eq!(net.ledger.closed_proposals.keys().next(), Some(&oldest_kept));
+    assert_eq!(net.ledger.closed_proposals.keys().last(), Some(&(opened - 1)));
     net.ledger.check_invariants().unwrap();
 }
 

@@ -2,7 +2,7 @@
 //! quorum and a pass threshold. Weights are read at tally time, so stake unlocked before the
 //! end no longer counts.
 
-use super::{Ctx, Effects, Event, Ledger, Proposal, MAX_OPEN_PROPOSALS};
+use super::{ClosedProposal, Ctx, Effects, Event, Ledger, Proposal, MAX_CLOSED_PROPOSALS_RETAINED, MAX_OPEN_PROPOSALS};
 use crate::error::Rejection;
 use crate::message::{Propose, Vote};
 use crate::params::{ParamChange, ProposalAction, MAX_COORDINATORS, MAX_SERVICES};
@@ -10,7 +10,8 @@ use crate::types::{AssetId, ParticipantId, TimeMs, MAX_SERVICE_NAME_BYTES, PPM};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Ledger {
-    fn voting_power(&self, who: &ParticipantId) -> u128 {
+    /// The native stake `who` has locked: its vote's weight.
+    pub fn voting_power(&self, who: &ParticipantId) -> u128 {
         self.accounts.get(who).map(|a| a.locked(AssetId::NATIVE)).unwrap_or(0)
     }
 
@@ -96,11 +97,13 @@ impl Ledger {
         while used < budget {
             let Some(id) = super::pop_due(&mut self.proposal_deadlines, now) else { break };
             used += 1;
-            let proposal = self.proposals.remove(&id).expect("deadline of a known proposal");
+            let Some(mut proposal) = self.proposals.remove(&id) else { continue };
             let total_locked: u128 = self.accounts.values().map(|a| a.locked(AssetId::NATIVE)).sum();
             let (mut yes, mut no) = (0u128, 0u128);
+            let mut weights = BTreeMap::new();
             for (voter, approve) in &proposal.votes {
                 let w = self.voting_power(voter);
+                weights.insert(*voter, w);
                 if *approve {
                     yes += w;
                 } else {
@@ -111,7 +114,12 @@ impl Ledger {
             let quorum_met = cast > 0 && cast * PPM >= self.params.quorum_ppm as u128 * total_locked;
             let passed = quorum_met && yes * PPM >= self.params.pass_threshold_ppm as u128 * cast;
             if passed {
-                self.execute(proposal.action, fx);
+                self.execute(proposal.action.clone(), fx);
+            }
+            proposal.closed = Some(passed);
+            self.closed_proposals.insert(id, ClosedProposal { proposal, yes, no, weights, total_locked, closed_ms: now });
+            while self.closed_proposals.len() > MAX_CLOSED_PROPOSALS_RETAINED {
+                self.closed_proposals.pop_first();
             }
             fx.events.push(Event::ProposalClosed { id, passed });
         }

@@ -64,6 +64,9 @@ pub const MAX_URL_BYTES: usize = 512;
 pub const MAX_ADMIN_REQUESTS_RETAINED: usize = 1_024;
 /// Most proposals open at once.
 pub const MAX_OPEN_PROPOSALS: usize = 64;
+/// Closed proposals kept in state with their final tally (the newest); older ones live in
+/// snapshots and in the log.
+pub const MAX_CLOSED_PROPOSALS_RETAINED: usize = 256;
 
 /// One replicated log entry: a signed envelope and the leader's stamp (SPEC 3).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -203,6 +206,17 @@ pub enum MinerStatus {
     /// Unregistered; collateral returns when in-flight work ends.
     Unregistering,
     Unregistered,
+}
+
+impl MinerStatus {
+    /// Stable name, for views and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MinerStatus::Active => "active",
+            MinerStatus::Unregistering => "unregistering",
+            MinerStatus::Unregistered => "unregistered",
+        }
+    }
 }
 
 /// "Node info" of SPEC 4.
@@ -415,6 +429,21 @@ pub struct Proposal {
     pub closed: Option<bool>,
 }
 
+/// A proposal whose voting period ended, with the tally it was decided by (SPEC 5.11): the
+/// weights are those of the tally time, which later stake changes do not move.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ClosedProposal {
+    /// `closed` holds whether it passed.
+    pub proposal: Proposal,
+    pub yes: Amount,
+    pub no: Amount,
+    /// Each voter's weight at the tally.
+    pub weights: BTreeMap<ParticipantId, Amount>,
+    /// All locked native stake at the tally: the base of the quorum.
+    pub total_locked: Amount,
+    pub closed_ms: TimeMs,
+}
+
 /// Signatures gathered for one checkpoint height (SPEC 6.3).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct CheckpointState {
@@ -489,7 +518,10 @@ pub struct Ledger {
     pub report_deadlines: BTreeSet<(TimeMs, OrderId)>,
     pub epoch: OpenEpoch,
     pub closed_epochs: BTreeMap<u64, EpochRecord>,
+    /// Open proposals.
     pub proposals: BTreeMap<u64, Proposal>,
+    /// The last [`MAX_CLOSED_PROPOSALS_RETAINED`] closed proposals.
+    pub closed_proposals: BTreeMap<u64, ClosedProposal>,
     pub proposal_deadlines: BTreeSet<(TimeMs, u64)>,
     pub next_proposal: u64,
     /// Admin requests carried out, by hash, until they expire (cluster-wide replay protection).
@@ -563,6 +595,7 @@ impl Ledger {
             epoch: OpenEpoch { number: 0, start_ms: g.start_ms, contributions: BTreeMap::new(), carried: 0 },
             closed_epochs: BTreeMap::new(),
             proposals: BTreeMap::new(),
+            closed_proposals: BTreeMap::new(),
             proposal_deadlines: BTreeSet::new(),
             next_proposal: 0,
             admin_requests: BTreeMap::new(),
