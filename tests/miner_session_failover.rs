@@ -42,7 +42,15 @@ fn a_miner_keeps_serving_when_its_sessions_coordinator_dies() {
     let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
     let _miner = KilledOnDrop(
         Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args(["miner", "run", "--coordinator", &coordinators.join(","), "--faucet", "--services", "text-generation"])
+            .args([
+                "miner",
+                "run",
+                "--coordinator",
+                &coordinators.join(","),
+                "--faucet",
+                "--services",
+                "text-generation",
+            ])
             .arg("--key")
             .arg(&key_file)
             .args(["--listen", &format!("127.0.0.1:{}", free_port())])

@@ -83,7 +83,9 @@ fn a_client_and_a_miner_follow_the_cluster_through_a_leader_transfer_and_a_kill(
         .unwrap();
     assert!(moved.status.success(), "transfer-leader: {}", String::from_utf8_lossy(&moved.stderr));
     wait_for("every node to follow the new leader", || {
-        (0..3).all(|i| status(&agent, &cluster, i).and_then(|s| s["leader"].as_u64()) == Some(target as u64)).then_some(())
+        (0..3)
+            .all(|i| status(&agent, &cluster, i).and_then(|s| s["leader"].as_u64()) == Some(target as u64))
+            .then_some(())
     });
 
     // A client that knows one follower only.

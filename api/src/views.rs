@@ -521,12 +521,21 @@ pub enum ProposalActionView {
         asset: Option<u32>,
     },
     /// Adds a service, or sets the contribution weight of one.
-    SetServiceWeight { service: String, weight: u32 },
-    RemoveService { service: String },
+    SetServiceWeight {
+        service: String,
+        weight: u32,
+    },
+    RemoveService {
+        service: String,
+    },
     /// Ejects a miner (hex id).
-    EjectMiner { miner: String },
+    EjectMiner {
+        miner: String,
+    },
     /// Replaces the coordinator signing set (SPEC 5.12).
-    SetCoordinators { coordinators: Vec<CoordinatorMemberView> },
+    SetCoordinators {
+        coordinators: Vec<CoordinatorMemberView>,
+    },
 }
 
 /// One vote and the stake it weighs (at the tally for a closed proposal, now for an open one).

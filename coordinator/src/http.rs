@@ -25,22 +25,17 @@ use deai_actors::{
 use deai_api::hex::{hex, unhex, unhex32};
 use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER, SESSION_TIME_HEADER};
 use deai_api::views::{
-    AccountPath, AccountView, AdminDone, Assignment, EnvelopesBody, EpochPath, EpochView, ErrorBody, Head, HeadQuery,
-    IdBody, LearnerBody, OrderPath, OrderView, ProviderView, ReadConsistency, SessionLine, SessionQuery, SnapshotBody,
-    WaitQuery, WriteResult, DEFAULT_SESSION_MS, MAX_LONG_POLL_MS,
-};
-use deai_api::views::{
-    AssetAmount, ClientOrderView, ClientOrdersPage, ClientOrdersQuery, EpochsQuery, OfferView, ServiceCatalog,
-    ServiceView, MAX_CLIENT_ORDERS_PER_PAGE, MAX_EPOCHS_PER_REQUEST,
+    AccountPath, AccountView, AdminDone, AssetAmount, Assignment, ClientOrderView, ClientOrdersPage, ClientOrdersQuery,
+    CoordinatorMemberView, EnvelopesBody, EpochPath, EpochView, EpochsQuery, ErrorBody, Head, HeadQuery, IdBody,
+    LearnerBody, MinerView, OfferView, OrderPath, OrderView, PayoutView, ProposalActionView, ProposalList,
+    ProposalPageQuery, ProposalPath, ProposalView, ProviderView, ReadConsistency, ServiceCatalog, ServiceView,
+    SessionLine, SessionQuery, SnapshotBody, VoteView, WaitQuery, WriteResult, DEFAULT_SESSION_MS,
+    MAX_CLIENT_ORDERS_PER_PAGE, MAX_EPOCHS_PER_REQUEST, MAX_LONG_POLL_MS, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
 };
 use deai_api::Code;
 use deai_cluster::admin::SignedAdmin;
 use deai_cluster::{ClusterError, Consistency, CoordinatorNode};
 use deai_protocol::ledger::{Liveness, PassState};
-use deai_api::views::{
-    CoordinatorMemberView, MinerView, PayoutView, ProposalActionView, ProposalList, ProposalPageQuery, ProposalPath,
-    ProposalView, VoteView, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
-};
 use deai_protocol::SignedEnvelope;
 use deai_storage::EntryOutcome;
 use utoipa::{IntoParams, OpenApi};
@@ -76,7 +71,8 @@ use utoipa::{IntoParams, OpenApi};
         proposals,
         proposal,
     ),
-    components(schemas(ReadConsistency))
+    // Answers described through `IntoResponses` enums are not collected from the paths.
+    components(schemas(ReadConsistency, WriteResult, AdminDone))
 )]
 pub struct ApiDoc;
 
@@ -1076,11 +1072,16 @@ fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantI
     (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
     (status = 503, description = "no leader", body = ErrorBody),
 ))]
-async fn miner(node: Node, path: web::Path<AccountPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+async fn miner(
+    node: Node,
+    path: web::Path<AccountPath>,
+    query: web::Query<HeadQuery>,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.id)?;
-    let view = node.read(consistency_of(&query)?, |l| miner_view(l, &id)).await?.ok_or_else(|| {
-        ApiError::new("not_found", "no such miner: register it first with `deai miner register`")
-    })?;
+    let view = node
+        .read(consistency_of(&query)?, |l| miner_view(l, &id))
+        .await?
+        .ok_or_else(|| ApiError::new("not_found", "no such miner: register it first with `deai miner register`"))?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -1174,7 +1175,8 @@ async fn proposals(
     let list = node
         .read(consistency_of(&query)?, |l| {
             let range = (from, std::ops::Bound::Unbounded);
-            let mut ids: Vec<u64> = l.closed_proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1).collect();
+            let mut ids: Vec<u64> =
+                l.closed_proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1).collect();
             ids.extend(l.proposals.range(range).map(|(id, _)| *id).take(MAX_PROPOSALS_PER_PAGE + 1));
             ids.sort_unstable();
             let more = ids.len() > MAX_PROPOSALS_PER_PAGE;
@@ -1316,7 +1318,11 @@ mod tests {
             for status in ["200", "400", "401", "403", "409", "421", "503"] {
                 let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
                 let wanted = if status == "200" { "AdminDone" } else { "ErrorBody" };
-                assert_eq!(schema.as_str(), Some(format!("#/components/schemas/{wanted}").as_str()), "{route} {status}");
+                assert_eq!(
+                    schema.as_str(),
+                    Some(format!("#/components/schemas/{wanted}").as_str()),
+                    "{route} {status}"
+                );
             }
         }
     }
@@ -1337,5 +1343,38 @@ mod tests {
                 assert!(responses[status]["description"].as_str().is_some_and(|d| !d.is_empty()), "{route} {status}");
             }
         }
+    }
+
+    /// Every `$ref` anywhere in `value`.
+    fn references(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", serde_json::Value::String(target)) => found.push(target.clone()),
+                        _ => references(inner, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|inner| references(inner, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_in_the_document_names_a_schema_it_holds() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let mut found = Vec::new();
+        references(&document, &mut found);
+        assert!(found.len() > 20, "the document refers to its schemas: {found:?}");
+        let schemas = &document["components"]["schemas"];
+        let missing: Vec<&String> = found
+            .iter()
+            .filter(|target| {
+                let name = target.strip_prefix("#/components/schemas/").unwrap_or(target);
+                schemas.get(name).is_none()
+            })
+            .collect();
+        assert!(missing.is_empty(), "references without a schema: {missing:?}");
     }
 }

@@ -41,13 +41,12 @@ pub fn load_genesis(path: &Path) -> anyhow::Result<Genesis> {
         bail!("genesis file {} is {size} bytes, over the limit of {MAX_GENESIS_FILE_BYTES}", path.display());
     }
     let bytes = std::fs::read(path).with_context(|| format!("genesis file {}", path.display()))?;
-    deai_protocol::codec::decode_framed(&bytes)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "genesis file {} is not a deai genesis: {e}; use the genesis.bin `deai genesis` wrote for this network",
-                path.display()
-            )
-        })
+    deai_protocol::codec::decode_framed(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "genesis file {} is not a deai genesis: {e}; use the genesis.bin `deai genesis` wrote for this network",
+            path.display()
+        )
+    })
 }
 
 /// Resolves when the process is asked to stop.
@@ -132,15 +131,13 @@ pub async fn run_until(
     node.forward_writes_over_tcp(network.clone());
     let node = Arc::new(node);
 
-    let listener = tokio::net::TcpListener::bind(&config.raft_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for Raft traffic on {}: stop what listens there or set raft_addr \
+    let listener = tokio::net::TcpListener::bind(&config.raft_addr).await.with_context(|| {
+        format!(
+            "cannot listen for Raft traffic on {}: stop what listens there or set raft_addr \
                  (DEAI_NODE_RAFT_ADDR) to a free address",
-                config.raft_addr
-            )
-        })?;
+            config.raft_addr
+        )
+    })?;
     let raft_server = node.critical_tasks().spawn("peer listener", tcp::serve_node(listener, node.clone(), network));
     tracing::info!(addr = %config.raft_addr, "listening for peers");
 

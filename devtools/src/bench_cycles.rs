@@ -21,11 +21,11 @@
 //! deadline minus `order_timeout_ms`, against the order's `placed_ms`), so the miners' polling
 //! does not count. `--rate` caps the cycles per second, to measure latency below saturation.
 
+use crate::genesis::NewCluster;
+use anyhow::bail;
 use deai_api::hex::{hex, unhex32};
 use deai_client::{Coordinators, Participant};
 use deai_coordinator::config::CoordinatorConfig;
-use crate::genesis::NewCluster;
-use anyhow::bail;
 use deai_protocol::message::*;
 use deai_protocol::types::{AssetId, OrderId, Rating};
 use deai_protocol::{Ledger, SignedEnvelope};
@@ -369,7 +369,9 @@ fn drive(settings: &CyclesBench, http: &[String]) -> anyhow::Result<CyclesReport
                                     continue;
                                 }
                                 if let Ok(mut h) = allocation.lock() {
-                                    h.saturating_record(item.allocated_ms.saturating_sub(item.placed_ms).max(1) * 1_000);
+                                    h.saturating_record(
+                                        item.allocated_ms.saturating_sub(item.placed_ms).max(1) * 1_000,
+                                    );
                                 }
                                 let claim = Message::Claim(Claim { order: OrderId(order), output_hash: claim_output });
                                 envelopes.push(a.seal_next(&claim));

@@ -53,7 +53,12 @@ pub fn run_genesis(args: GenesisArgs) -> anyhow::Result<()> {
         voting_period_ms: args.voting_period_ms,
     };
     genesis::write(&args.out, &new)?;
-    println!("wrote a {}-coordinator cluster for network {:?} to {}", new.coordinators, new.network, args.out.display());
+    println!(
+        "wrote a {}-coordinator cluster for network {:?} to {}",
+        new.coordinators,
+        new.network,
+        args.out.display()
+    );
     for i in 0..new.coordinators {
         println!("  deai coordinator --config {}", args.out.join(format!("node-{i}.toml")).display());
     }

@@ -5,10 +5,10 @@
 //! bootstrapping. Copy the directory to the hosts, or edit the addresses, and start each node
 //! with `deai coordinator --config node-<i>.toml`.
 
-use deai_coordinator::config::node_file;
-use deai_clock::Clock;
 use anyhow::{bail, Context};
+use deai_clock::Clock;
 use deai_cluster::identity::CoordinatorIdentity;
+use deai_coordinator::config::node_file;
 use deai_protocol::Genesis;
 use std::path::Path;
 

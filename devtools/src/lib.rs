@@ -3,7 +3,7 @@
 //! [`bench_cycles`]).
 
 pub mod bench_cycles;
-pub mod cli;
 pub mod bench_ledger;
+pub mod cli;
 pub mod dev;
 pub mod genesis;

@@ -265,11 +265,7 @@ fn serve_one(
     let payload = unhex(&a.payload).context("an assignment whose payload is not hex")?;
     let output = backend.run(&a.service, &payload)?;
     let output_hash = deai_protocol::ledger::output_hash(&output);
-    outputs.lock().map_err(|_| anyhow::anyhow!("output store poisoned"))?.put(
-        order,
-        ParticipantId(client),
-        output,
-    );
+    outputs.lock().map_err(|_| anyhow::anyhow!("output store poisoned"))?.put(order, ParticipantId(client), output);
     let outcome = me.submit(Message::Claim(Claim { order: OrderId(order), output_hash }))?;
     served.push_back(order);
     while served.len() > MAX_STORED_OUTPUTS {

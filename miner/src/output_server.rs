@@ -106,7 +106,9 @@ fn answer(request: tiny_http::Request, network: &NetworkId, outputs: &Mutex<Outp
         let order = request.url().strip_prefix("/v1/outputs/").map(|rest| rest.split('?').next().unwrap_or(""));
         match order {
             None => Err((404, Code::NotFound, "no such route; outputs are at /v1/outputs/{order}".to_string())),
-            Some(order) => output_for(order, header(OUTPUT_TIME_HEADER), header(OUTPUT_SIGNATURE_HEADER), network, outputs, now_ms),
+            Some(order) => {
+                output_for(order, header(OUTPUT_TIME_HEADER), header(OUTPUT_SIGNATURE_HEADER), network, outputs, now_ms)
+            }
         }
     };
     let response = match result {
@@ -124,7 +126,10 @@ fn answer(request: tiny_http::Request, network: &NetworkId, outputs: &Mutex<Outp
 }
 
 fn content_type(value: &str) -> tiny_http::Header {
-    tiny_http::Header { field: "Content-Type".parse().expect("a valid header name"), value: value.parse().expect("ascii") }
+    tiny_http::Header {
+        field: "Content-Type".parse().expect("a valid header name"),
+        value: value.parse().expect("ascii"),
+    }
 }
 
 type Refusal = (u16, Code, String);

@@ -117,7 +117,8 @@ impl Ledger {
                 self.execute(proposal.action.clone(), fx);
             }
             proposal.closed = Some(passed);
-            self.closed_proposals.insert(id, ClosedProposal { proposal, yes, no, weights, total_locked, closed_ms: now });
+            self.closed_proposals
+                .insert(id, ClosedProposal { proposal, yes, no, weights, total_locked, closed_ms: now });
             while self.closed_proposals.len() > MAX_CLOSED_PROPOSALS_RETAINED {
                 self.closed_proposals.pop_first();
             }

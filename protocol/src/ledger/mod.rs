@@ -87,46 +87,161 @@ pub struct Effects {
 /// One observable consequence of an accepted entry.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Event {
-    Credited { who: ParticipantId, asset: AssetId, amount: Amount },
-    StakeLocked { client: ParticipantId, asset: AssetId, amount: Amount },
-    Withdrawn { who: ParticipantId, asset: AssetId, amount: Amount },
-    PassAcquired { client: ParticipantId, effective_stake: Amount },
-    PassReleasing { client: ParticipantId, in_flight: u32 },
-    StakeUnlocked { client: ParticipantId },
-    OrderPlaced { order: OrderId, client: ParticipantId },
-    ClientFrozen { client: ParticipantId, until_ms: TimeMs },
-    OrderAllocated { order: OrderId, miner: ParticipantId },
-    OrderCompleted { order: OrderId, miner: ParticipantId, weight: u32 },
-    OrderRated { order: OrderId, miner: ParticipantId, reputation_milli: u32 },
-    RatingRestricted { client: ParticipantId, until_ms: TimeMs },
-    OrderRequeued { order: OrderId, miner: ParticipantId },
-    OrderExpired { order: OrderId },
-    Refunded { client: ParticipantId, amount: Amount },
-    Paid { miner: ParticipantId, amount: Amount, fee: Amount },
-    MinerRegistered { miner: ParticipantId },
-    MinerUnregistering { miner: ParticipantId, in_flight: u32 },
-    MinerUnregistered { miner: ParticipantId, collateral_returned: Amount },
-    MinerAvailability { miner: ParticipantId, online: bool },
-    MinerEjected { miner: ParticipantId },
-    Subscribed { client: ParticipantId, miner: ParticipantId, until_ms: TimeMs },
-    ReportOpened { order: OrderId },
-    ReportCleared { order: OrderId },
-    ReportLapsed { order: OrderId },
-    ProbeFailed { order: OrderId, coordinator: ParticipantId, failures: u32 },
-    CycleInvalidated { order: OrderId, miner: ParticipantId },
-    EpochClosed { epoch: u64, reward: Amount, paid: Amount, carried: Amount },
-    PayoutsCertified { epoch: u64, payouts_root: Digest },
-    CheckpointDue { height: u64 },
-    CertificateFormed { height: u64, root: Digest },
-    DivergenceRecorded { coordinator: ParticipantId, height: u64 },
-    ProposalOpened { id: u64 },
-    Voted { id: u64, voter: ParticipantId, approve: bool },
-    ProposalClosed { id: u64, passed: bool },
-    OrdersPruned { count: u32 },
-    AdminAuthorized { request: Digest },
+    Credited {
+        who: ParticipantId,
+        asset: AssetId,
+        amount: Amount,
+    },
+    StakeLocked {
+        client: ParticipantId,
+        asset: AssetId,
+        amount: Amount,
+    },
+    Withdrawn {
+        who: ParticipantId,
+        asset: AssetId,
+        amount: Amount,
+    },
+    PassAcquired {
+        client: ParticipantId,
+        effective_stake: Amount,
+    },
+    PassReleasing {
+        client: ParticipantId,
+        in_flight: u32,
+    },
+    StakeUnlocked {
+        client: ParticipantId,
+    },
+    OrderPlaced {
+        order: OrderId,
+        client: ParticipantId,
+    },
+    ClientFrozen {
+        client: ParticipantId,
+        until_ms: TimeMs,
+    },
+    OrderAllocated {
+        order: OrderId,
+        miner: ParticipantId,
+    },
+    OrderCompleted {
+        order: OrderId,
+        miner: ParticipantId,
+        weight: u32,
+    },
+    OrderRated {
+        order: OrderId,
+        miner: ParticipantId,
+        reputation_milli: u32,
+    },
+    RatingRestricted {
+        client: ParticipantId,
+        until_ms: TimeMs,
+    },
+    OrderRequeued {
+        order: OrderId,
+        miner: ParticipantId,
+    },
+    OrderExpired {
+        order: OrderId,
+    },
+    Refunded {
+        client: ParticipantId,
+        amount: Amount,
+    },
+    Paid {
+        miner: ParticipantId,
+        amount: Amount,
+        fee: Amount,
+    },
+    MinerRegistered {
+        miner: ParticipantId,
+    },
+    MinerUnregistering {
+        miner: ParticipantId,
+        in_flight: u32,
+    },
+    MinerUnregistered {
+        miner: ParticipantId,
+        collateral_returned: Amount,
+    },
+    MinerAvailability {
+        miner: ParticipantId,
+        online: bool,
+    },
+    MinerEjected {
+        miner: ParticipantId,
+    },
+    Subscribed {
+        client: ParticipantId,
+        miner: ParticipantId,
+        until_ms: TimeMs,
+    },
+    ReportOpened {
+        order: OrderId,
+    },
+    ReportCleared {
+        order: OrderId,
+    },
+    ReportLapsed {
+        order: OrderId,
+    },
+    ProbeFailed {
+        order: OrderId,
+        coordinator: ParticipantId,
+        failures: u32,
+    },
+    CycleInvalidated {
+        order: OrderId,
+        miner: ParticipantId,
+    },
+    EpochClosed {
+        epoch: u64,
+        reward: Amount,
+        paid: Amount,
+        carried: Amount,
+    },
+    PayoutsCertified {
+        epoch: u64,
+        payouts_root: Digest,
+    },
+    CheckpointDue {
+        height: u64,
+    },
+    CertificateFormed {
+        height: u64,
+        root: Digest,
+    },
+    DivergenceRecorded {
+        coordinator: ParticipantId,
+        height: u64,
+    },
+    ProposalOpened {
+        id: u64,
+    },
+    Voted {
+        id: u64,
+        voter: ParticipantId,
+        approve: bool,
+    },
+    ProposalClosed {
+        id: u64,
+        passed: bool,
+    },
+    OrdersPruned {
+        count: u32,
+    },
+    AdminAuthorized {
+        request: Digest,
+    },
     /// `UnlockStake`: `amount` of locked `asset` went back to the free balance. Last, so that
     /// the encodings of the older events stay as they were.
-    StakeReturned { client: ParticipantId, asset: AssetId, amount: Amount },
+    StakeReturned {
+        client: ParticipantId,
+        asset: AssetId,
+        amount: Amount,
+    },
 }
 
 /// The service pass of SPEC 5.1.
