@@ -317,6 +317,21 @@ enum AdminResponses {
     Unavailable(ErrorBody),
 }
 
+/// How every read route may refuse, beside its own 404.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a description of the answers for the document; never built
+enum ReadRefusals {
+    /// a bad parameter
+    #[response(status = 400)]
+    BadParameter(ErrorBody),
+    /// no leader known to confirm a linearizable read: retry, or ask another node
+    #[response(status = 421)]
+    Misdirected(ErrorBody),
+    /// no leader
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// What the two write routes answer.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // a description of the answers for the document; never built
@@ -545,9 +560,7 @@ async fn read_until<T>(
 /// The ledger's height, root and last certified height.
 #[utoipa::path(get, path = "/v1/ledger/head", tag = "ledger", params(HeadQuery), responses(
     (status = 200, body = Head),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let consistency = consistency_of(&query)?;
@@ -591,9 +604,7 @@ fn consistency_of(query: &HeadQuery) -> Result<Consistency, ApiError> {
 #[utoipa::path(get, path = "/v1/ledger/accounts/{id}", tag = "ledger",
     params(AccountPath, HeadQuery), responses(
     (status = 200, body = AccountView),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn account(
     node: Node,
@@ -765,10 +776,8 @@ fn not_found(what: &str) -> ApiError {
 /// One order: status, assigned miner and where it serves the output, claimed output hash.
 #[utoipa::path(get, path = "/v1/orders/{id}", tag = "clients", params(OrderPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = OrderView),
-    (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "no such order", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn order(
     node: Node,
@@ -804,9 +813,7 @@ async fn order(
 /// The orders allocated to a miner and not yet claimed: what its session must serve.
 #[utoipa::path(get, path = "/v1/miners/{id}/assignments", tag = "miners", params(AccountPath, HeadQuery, WaitQuery), responses(
     (status = 200, body = Vec<Assignment>),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn assignments(
     node: Node,
@@ -831,9 +838,7 @@ async fn assignments(
 /// and reputations.
 #[utoipa::path(get, path = "/v1/miners", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = Vec<ProviderView>),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let list = node
@@ -865,10 +870,8 @@ async fn providers(node: Node, query: web::Query<HeadQuery>) -> Result<HttpRespo
 /// A closed epoch, its payouts and their signatures.
 #[utoipa::path(get, path = "/v1/epochs/{number}", tag = "ledger", params(EpochPath, HeadQuery), responses(
     (status = 200, body = EpochView),
-    (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "not closed (or no longer retained)", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn epoch(node: Node, path: web::Path<EpochPath>, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let view = node
@@ -928,9 +931,7 @@ fn client_order_view(id: &deai_protocol::types::OrderId, o: &deai_protocol::ledg
 /// The ledger keeps no index by client, so a page is one pass over the orders it holds.
 #[utoipa::path(get, path = "/v1/clients/{id}/orders", tag = "clients", params(AccountPath, HeadQuery, ClientOrdersQuery), responses(
     (status = 200, body = ClientOrdersPage),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn client_orders(
     node: Node,
@@ -983,9 +984,7 @@ fn epoch_view(e: &deai_protocol::ledger::EpochRecord) -> EpochView {
 /// Closed epochs the ledger retains, newest first, at most [`MAX_EPOCHS_PER_REQUEST`].
 #[utoipa::path(get, path = "/v1/epochs", tag = "ledger", params(HeadQuery, EpochsQuery), responses(
     (status = 200, body = Vec<EpochView>),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn epochs(
     node: Node,
@@ -1004,9 +1003,7 @@ async fn epochs(
 /// The services the ledger knows, with their weights, and the largest inline prompt.
 #[utoipa::path(get, path = "/v1/services", tag = "clients", params(HeadQuery), responses(
     (status = 200, body = ServiceCatalog),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn services(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
     let catalog = node
@@ -1067,10 +1064,8 @@ fn miner_view(l: &deai_protocol::Ledger, id: &deai_protocol::types::ParticipantI
 /// and its payouts in the last closed epochs.
 #[utoipa::path(get, path = "/v1/miners/{id}", tag = "miners", params(AccountPath, HeadQuery), responses(
     (status = 200, body = MinerView),
-    (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "the ledger knows no miner with this id", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn miner(
     node: Node,
@@ -1162,9 +1157,7 @@ fn proposal_view(l: &deai_protocol::Ledger, id: u64) -> Option<ProposalView> {
 /// ascending by number, at most `MAX_PROPOSALS_PER_PAGE` a page.
 #[utoipa::path(get, path = "/v1/proposals", tag = "governance", params(ProposalPageQuery, HeadQuery), responses(
     (status = 200, body = ProposalList),
-    (status = 400, description = "bad parameter", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn proposals(
     node: Node,
@@ -1193,10 +1186,8 @@ async fn proposals(
 /// One governance proposal and its tally.
 #[utoipa::path(get, path = "/v1/proposals/{id}", tag = "governance", params(ProposalPath, HeadQuery), responses(
     (status = 200, body = ProposalView),
-    (status = 400, description = "bad parameter", body = ErrorBody),
     (status = 404, description = "no such proposal (or closed too long ago to be retained)", body = ErrorBody),
-    (status = 421, description = "no leader known to confirm a linearizable read: retry, or ask another node", body = ErrorBody),
-    (status = 503, description = "no leader", body = ErrorBody),
+    ReadRefusals,
 ))]
 async fn proposal(
     node: Node,
@@ -1340,6 +1331,34 @@ mod tests {
                     Some(format!("#/components/schemas/{wanted}").as_str()),
                     "{route} {status}"
                 );
+                assert!(responses[status]["description"].as_str().is_some_and(|d| !d.is_empty()), "{route} {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_read_route_documents_its_refusals_with_their_shape() {
+        let document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+        let reads = [
+            "/v1/ledger/head",
+            "/v1/ledger/accounts/{id}",
+            "/v1/orders/{id}",
+            "/v1/miners/{id}/assignments",
+            "/v1/miners",
+            "/v1/miners/{id}",
+            "/v1/epochs",
+            "/v1/epochs/{number}",
+            "/v1/clients/{id}/orders",
+            "/v1/services",
+            "/v1/proposals",
+            "/v1/proposals/{id}",
+        ];
+        for route in reads {
+            let responses = &document["paths"][route]["get"]["responses"];
+            assert!(responses["200"]["content"]["application/json"]["schema"].is_object(), "{route} 200");
+            for status in ["400", "421", "503"] {
+                let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(schema.as_str(), Some("#/components/schemas/ErrorBody"), "{route} {status}");
                 assert!(responses[status]["description"].as_str().is_some_and(|d| !d.is_empty()), "{route} {status}");
             }
         }
