@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{free_port, get_json, hex, new_agent, wait_for, KilledOnDrop, Processes};
+use common::{get_json, hex, new_agent, spawn_miner, wait_for, KilledOnDrop, Processes};
 use deai_api::codes::Code;
 use deai_api::views::{AccountView, ClientOrdersPage, EpochView, ErrorBody, OrderView, ProviderView};
 use deai_client::{Coordinators, Participant};
@@ -58,23 +58,9 @@ impl Market {
         let mut cluster = Processes::create(dir.path(), &["--network", "deai-client-cli", "--epoch-ms", &epoch_ms]);
         cluster.start_all();
         let coordinators = cluster.nodes.iter().map(|n| n.http.clone()).collect::<Vec<_>>().join(",");
-        let key_file = dir.path().join("miner.key");
         let miner_seed = [61u8; 32];
-        std::fs::write(&key_file, hex(&miner_seed)).unwrap();
         let miner_id = hex(ed25519_dalek::SigningKey::from_bytes(&miner_seed).verifying_key().as_bytes());
-        let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
-        let miner = KilledOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_deai"))
-                .args(["miner", "run", "--coordinator", &coordinators, "--faucet", "--services", TEXT])
-                .arg("--key")
-                .arg(&key_file)
-                .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-                .env("DEAI_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let miner = spawn_miner(dir.path(), miner_seed, &coordinators, TEXT, &["--faucet"]);
         let market = Market { _miner: miner, cluster, miner_id, coordinators, dir };
         wait_for("the miner registered and live", || {
             market.providers().into_iter().find(|p| p.id == market.miner_id && p.online).map(|_| ())

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{free_port, hex, new_agent, wait_for, KilledOnDrop, Processes};
+use common::{hex, new_agent, spawn_miner, wait_for, Processes};
 use deai_api::views::{
     AccountView, CoordinatorMemberView, ErrorBody, MinerView, ProposalActionView, ProposalList, ProposalView,
     ProviderView,
@@ -256,18 +256,7 @@ fn run_registers_again_a_miner_that_unregistered() {
         &["register", "--collateral", "100", "--services", "text-generation", "--endpoint", "http://127.0.0.1:9995"],
     ));
     let _: MinerView = typed!(c.ok("miner", 71, &["unregister"]));
-    let log = std::fs::File::create(c.dir.path().join("miner-71.log")).unwrap();
-    let _running = KilledOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args(["miner", "run", "--coordinator", &c.addresses(), "--services", "text-embedding"])
-            .args(["--collateral", "110", "--listen", &format!("127.0.0.1:{}", free_port())])
-            .arg("--key")
-            .arg(c.key_file(71))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _running = spawn_miner(c.dir.path(), [71; 32], &c.addresses(), "text-embedding", &["--collateral", "110"]);
     let back: MinerView = wait_for("the miner registered again", || {
         let view: MinerView = typed!(c.read(0, &format!("/v1/miners/{id}")));
         (view.status == "active").then_some(view)

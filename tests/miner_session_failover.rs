@@ -6,13 +6,12 @@
 
 mod common;
 
-use common::{free_port, get_text, hex, new_agent, wait_for, KilledOnDrop, Processes};
+use common::{get_text, hex, new_agent, spawn_miner, wait_for, Processes};
 use deai_protocol::message::{AcquirePass, DevFaucet, LockStake, Message, OrderMode, Payload, PutOrder};
 use deai_protocol::types::AssetId;
 use deai_protocol::{Ledger, SignedEnvelope};
 use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
 
 const TOKEN: u128 = deai_protocol::params::TOKEN;
 
@@ -36,30 +35,8 @@ fn a_miner_keeps_serving_when_its_sessions_coordinator_dies() {
     });
 
     // A real miner, told about all three coordinators.
-    let key_file = dir.path().join("miner.key");
-    std::fs::write(&key_file, hex(&[42u8; 32])).unwrap();
     let coordinators: Vec<String> = cluster.nodes.iter().map(|n| n.http.clone()).collect();
-    let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
-    let _miner = KilledOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args([
-                "miner",
-                "run",
-                "--coordinator",
-                &coordinators.join(","),
-                "--faucet",
-                "--services",
-                "text-generation",
-            ])
-            .arg("--key")
-            .arg(&key_file)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .env("DEAI_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _miner = spawn_miner(dir.path(), [42u8; 32], &coordinators.join(","), "text-generation", &["--faucet"]);
     let holder =
         wait_for("the miner's session to open", || (0..3).find(|&i| sessions_on(&agent, &cluster, i) == Some(1)));
 

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{free_port, hex, new_agent, wait_for, KilledOnDrop, Processes};
+use common::{new_agent, spawn_miner, wait_for, Processes};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// Runs `deai client --json` against `coordinators`; the parsed JSON it printed, or the failure.
@@ -55,22 +55,8 @@ fn a_client_and_a_miner_follow_the_cluster_through_a_leader_transfer_and_a_kill(
     let agent = new_agent();
     let leader = wait_for("a leader", || status(&agent, &cluster, 0)?["leader"].as_u64()) as usize;
 
-    let key_file = dir.path().join("miner.key");
-    std::fs::write(&key_file, hex(&[52u8; 32])).unwrap();
     let all: Vec<String> = cluster.nodes.iter().map(|n| n.http.clone()).collect();
-    let log = std::fs::File::create(dir.path().join("miner.log")).unwrap();
-    let _miner = KilledOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_deai"))
-            .args(["miner", "run", "--coordinator", &all.join(","), "--faucet", "--services", "text-generation"])
-            .arg("--key")
-            .arg(&key_file)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-            .env("DEAI_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _miner = spawn_miner(dir.path(), [52u8; 32], &all.join(","), "text-generation", &["--faucet"]);
 
     // Leadership moves, signed by the admin key `deai genesis` wrote.
     let target = (leader + 1) % 3;

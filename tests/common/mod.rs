@@ -68,6 +68,34 @@ impl Drop for KilledOnDrop {
     }
 }
 
+/// A `deai miner run` process with the demo backend: its key file is written from `seed` into
+/// `dir`, its log goes to `dir/miner-<first seed byte>.log`, it listens on a free port, and it
+/// talks to `coordinators` (`host:port,...`). `extra` are more arguments (`--faucet`,
+/// `--collateral ...`).
+pub fn spawn_miner(
+    dir: &std::path::Path,
+    seed: [u8; 32],
+    coordinators: &str,
+    services: &str,
+    extra: &[&str],
+) -> KilledOnDrop {
+    let key_file = dir.join(format!("miner-{}.key", seed[0]));
+    std::fs::write(&key_file, hex(&seed)).expect("write the miner's key");
+    let log = std::fs::File::create(dir.join(format!("miner-{}.log", seed[0]))).expect("create the miner's log");
+    let child = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["miner", "run", "--coordinator", coordinators, "--services", services])
+        .args(extra)
+        .arg("--key")
+        .arg(&key_file)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("DEAI_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start deai miner run");
+    KilledOnDrop(child)
+}
+
 fn stop(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
