@@ -248,3 +248,49 @@ fn three_processes_survive_a_leader_kill_without_losing_an_acknowledged_write() 
     cluster.stop_all_cleanly();
     assert_eq!(cluster.panics_in_logs(), Vec::<String>::new());
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node's process.
+fn signal(cluster: &Processes, i: usize, signal: &str) {
+    let pid = cluster.nodes[i].child.as_ref().expect("the node runs").id();
+    let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("run kill");
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+/// A linearizable read on the leader while both followers answer late (stopped with SIGSTOP,
+/// then resumed before any election can start) is answered, not refused: the leader asks the
+/// quorum again within its retry budget.
+#[test]
+fn a_linearizable_read_waits_out_followers_that_answer_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-late"]);
+    // Elections far slower than heartbeats, so followers stopped for a few heartbeats stay followers.
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MIN_MS".into(), "4000".into()));
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MAX_MS".into(), "4500".into()));
+    cluster.start_all();
+    let agent = new_agent();
+    let leader = wait_for("a leader", || {
+        get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
+    }) as usize;
+    (0..3).for_each(|i| cluster.wait_ready(i));
+    let retries = |cluster: &Processes| -> Option<f64> {
+        let metrics = get_text(&agent, &cluster.url(leader, "/metrics"))?;
+        let line = metrics.lines().find(|l| l.starts_with("deai_raft_read_quorum_retries_total{"))?;
+        line.rsplit(' ').next()?.parse().ok()
+    };
+    let before = wait_for("the retry counter", || retries(&cluster));
+
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    followers.iter().for_each(|&i| signal(&cluster, i, "STOP"));
+    let head_url = cluster.url(leader, "/v1/ledger/head?consistency=linearizable");
+    let read = std::thread::spawn(move || {
+        let mut answer = new_agent().get(&head_url).call().expect("the leader answers");
+        (answer.status().as_u16(), answer.body_mut().read_to_string().unwrap_or_default())
+    });
+    wait_for("the leader to ask the quorum again", || retries(&cluster).filter(|&now| now > before));
+    followers.iter().for_each(|&i| signal(&cluster, i, "CONT"));
+
+    let (status, body) = read.join().expect("the reading thread");
+    assert_eq!(status, 200, "{body}");
+    let head: Value = serde_json::from_str(&body).expect("a head");
+    assert!(head["height"].is_u64(), "{head}");
+}

@@ -33,6 +33,8 @@ pub struct NodeMetrics {
     pub proposals_committed: IntCounter,
     pub proposals_failed: IntCounter,
     pub proposals_pending: IntGauge,
+    /// Leadership checks for linearizable reads that missed a quorum and were asked again.
+    pub read_quorum_retries: IntCounter,
     /// The leader's own entries planned at the head of a batch, by outcome.
     pub batch_heads: IntCounterVec,
     /// Round trip of one RPC to a peer, by peer id and RPC kind.
@@ -101,6 +103,10 @@ impl NodeMetrics {
                 &["reason"],
             )
             .expect("valid metric"),
+            read_quorum_retries: counter(
+                "deai_raft_read_quorum_retries_total",
+                "Leadership checks for linearizable reads that missed a quorum and were asked again.",
+            ),
             ledger_height: gauge("deai_ledger_height", "Accepted entries in the ledger."),
             checkpoint_lag: gauge(
                 "deai_bft_checkpoint_lag_entries",
@@ -128,6 +134,7 @@ impl NodeMetrics {
         r.register(Box::new(self.proposals_committed.clone()))?;
         r.register(Box::new(self.proposals_failed.clone()))?;
         r.register(Box::new(self.proposals_pending.clone()))?;
+        r.register(Box::new(self.read_quorum_retries.clone()))?;
         r.register(Box::new(self.batch_heads.clone()))?;
         r.register(Box::new(self.peer_round_trip_seconds.clone()))?;
         r.register(Box::new(self.peer_refusals.clone()))?;

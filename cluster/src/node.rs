@@ -96,6 +96,12 @@ pub const DATABASE_RETRY_DELAY_MS: u64 = 10;
 
 /// Longest a forwarded write may take, in milliseconds.
 pub const FORWARD_TIMEOUT_MS: u64 = 5_000;
+/// Longest the leader keeps asking a quorum to confirm its leadership for one linearizable read,
+/// in milliseconds. A heartbeat round that misses a quorum (a follower slow to answer under
+/// load, a message lost) is asked again within this budget before the read is refused.
+pub const READ_QUORUM_RETRY_MS: u64 = 2_000;
+/// Pause between two such rounds, in milliseconds.
+pub const READ_QUORUM_RETRY_PAUSE_MS: u64 = 50;
 /// Longest a forwarded admin command may take (a learner catching up, a leader transfer), in ms.
 pub const ADMIN_TIMEOUT_MS: u64 = 60_000;
 
@@ -480,13 +486,27 @@ impl CoordinatorNode {
 
     /// On the leader: confirms leadership with a quorum and returns the index every
     /// linearizable read must have applied (openraft waits until this node applied it).
+    ///
+    /// A round that misses a quorum is tried again for up to [`READ_QUORUM_RETRY_MS`]: a read
+    /// changes nothing, so asking again is always safe.
     pub(crate) async fn read_index_here(&self) -> Result<u64, ClusterError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(index) => Ok(index.map_or(0, |id| id.index)),
-            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ClusterError::NotLeader { leader: f.leader_id })
+        let started = std::time::Instant::now();
+        let budget = std::time::Duration::from_millis(READ_QUORUM_RETRY_MS);
+        loop {
+            match self.raft.ensure_linearizable().await {
+                Ok(index) => return Ok(index.map_or(0, |id| id.index)),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    return Err(ClusterError::NotLeader { leader: f.leader_id })
+                }
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(missed)))
+                    if started.elapsed() < budget =>
+                {
+                    tracing::debug!(%missed, "a leadership check missed a quorum; asking again");
+                    self.metrics.read_quorum_retries.inc();
+                    tokio::time::sleep(std::time::Duration::from_millis(READ_QUORUM_RETRY_PAUSE_MS)).await;
+                }
+                Err(e) => return Err(ClusterError::Raft(e.to_string())),
             }
-            Err(e) => Err(ClusterError::Raft(e.to_string())),
         }
     }
 
