@@ -239,56 +239,38 @@ async fn admin(
     Ok(HttpResponse::Ok().json(AdminDone { done }))
 }
 
-/// Adds a learner and waits until it has caught up.
-#[utoipa::path(post, path = "/v1/admin/learners", tag = "admin", params(AdminSignatureHeaders), request_body = LearnerBody, responses(AdminResponses))]
-async fn add_learner(
-    node: Node,
-    limits: Limits,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    admin(&node, &limits, &req, payload).await
+/// One admin route that changes the cluster: its handler hands the signed request to
+/// [`admin`], and its document entry names its body and answers.
+macro_rules! admin_change_route {
+    ($(#[doc = $doc:literal])* $name:ident, $path:literal, $body:expr) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(post, path = $path, tag = "admin", params(AdminSignatureHeaders), request_body = $body, responses(AdminResponses))]
+        async fn $name(node: Node, limits: Limits, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+            admin(&node, &limits, &req, payload).await
+        }
+    };
 }
 
-/// Makes a learner a voter.
-#[utoipa::path(post, path = "/v1/admin/promote", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(AdminResponses))]
-async fn promote(
-    node: Node,
-    limits: Limits,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    admin(&node, &limits, &req, payload).await
-}
-
-/// Removes a voter or learner.
-#[utoipa::path(post, path = "/v1/admin/remove", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(AdminResponses))]
-async fn remove(node: Node, limits: Limits, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    admin(&node, &limits, &req, payload).await
-}
-
-/// Moves leadership to a voter.
-#[utoipa::path(post, path = "/v1/admin/transfer-leader", tag = "admin", params(AdminSignatureHeaders), request_body = IdBody, responses(AdminResponses))]
-async fn transfer_leader(
-    node: Node,
-    limits: Limits,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    admin(&node, &limits, &req, payload).await
-}
-
-/// Builds a snapshot on this node.
-#[utoipa::path(post, path = "/v1/admin/snapshot", tag = "admin", params(AdminSignatureHeaders),
-    request_body(content = SnapshotBody, description = "an empty object, or no body"), responses(AdminResponses))]
-async fn snapshot(
-    node: Node,
-    limits: Limits,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    admin(&node, &limits, &req, payload).await
-}
+admin_change_route!(
+    /// Adds a learner and waits until it has caught up.
+    add_learner, "/v1/admin/learners", LearnerBody
+);
+admin_change_route!(
+    /// Makes a learner a voter.
+    promote, "/v1/admin/promote", IdBody
+);
+admin_change_route!(
+    /// Removes a voter or learner.
+    remove, "/v1/admin/remove", IdBody
+);
+admin_change_route!(
+    /// Moves leadership to a voter.
+    transfer_leader, "/v1/admin/transfer-leader", IdBody
+);
+admin_change_route!(
+    /// Builds a snapshot on this node; an empty object, or no body.
+    snapshot, "/v1/admin/snapshot", SnapshotBody
+);
 
 /// What the admin routes that change the cluster answer.
 #[derive(utoipa::IntoResponses)]
