@@ -37,6 +37,14 @@ enum Command {
     Client(deai_client::cli::ClientArgs),
     /// Governance: propose changes, vote with locked stake, show proposals and tallies.
     Gov(deai_client::gov::GovArgs),
+    /// Breaks a cluster of real coordinator processes on purpose and checks that nothing was lost.
+    ///
+    /// Starts 3 or 5 `deai coordinator` processes, runs concurrent clients against them while
+    /// faults scheduled from --seed hit (kill, pause), records every operation, checks the
+    /// history (no acknowledged write lost, linearizable reads, increasing nonces, replicas
+    /// agreeing, no panic) and writes OUT/index.html and OUT/results.json. Exits non-zero when
+    /// an invariant failed.
+    Chaos(deai_chaos::cli::ChaosArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -89,6 +97,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client(args) => deai_client::cli::run_client(&args),
         Command::Gov(args) => deai_client::gov::run_gov(&args),
+        Command::Chaos(args) => {
+            init_logs(false, "info,openraft=off,actix_server=error");
+            if deai_chaos::cli::run_chaos(&args)? {
+                Ok(())
+            } else {
+                anyhow::bail!("an invariant failed: see {}", args.out.join("index.html").display())
+            }
+        }
         Command::Bench { bench } => {
             // The benchmark's own lines are the output; startup chatter would only interleave.
             init_logs(false, "warn,openraft=off,actix_server=error");

@@ -72,7 +72,7 @@ fn engine_links(graph: &BTreeMap<String, BTreeSet<String>>, root: &str) -> Vec<S
 #[test]
 fn participants_never_link_the_coordinators_engine() {
     let graph = dependency_graph();
-    for participant in ["deai-api", "deai-client", "deai-miner", "deai-clock"] {
+    for participant in ["deai-api", "deai-client", "deai-miner", "deai-clock", "deai-chaos"] {
         assert!(graph.contains_key(participant), "{participant} is a workspace package");
         assert_eq!(engine_links(&graph, participant), Vec::<String>::new(), "{participant} links the engine");
     }

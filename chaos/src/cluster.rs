@@ -1,0 +1,261 @@
+//! The cluster under test: `deai genesis` writes it, and each node is a `deai coordinator`
+//! process with its own data directory and log, started, killed, restarted, paused and resumed
+//! by PID. Dropping the cluster stops every process it started, paused ones included.
+
+use crate::{ChaosError, ChaosResult};
+use deai_api::views::NodeStatus;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest one status request to one node may take, in milliseconds: a paused or dead node
+/// must not hold up the sampler.
+pub const STATUS_TIMEOUT_MS: u64 = 500;
+/// Longest a node may take to be ready after it starts, in milliseconds.
+pub const READY_TIMEOUT_MS: u64 = 60_000;
+/// Longest a node may take to exit after SIGTERM before it gets SIGKILL, in milliseconds.
+pub const STOP_GRACE_MS: u64 = 5_000;
+/// Pause between two polls of a condition, in milliseconds.
+pub const POLL_MS: u64 = 50;
+
+/// One coordinator process.
+pub struct NodeProcess {
+    pub id: u64,
+    pub raft: String,
+    pub http: String,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl NodeProcess {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok()).map(Pid::from_raw)
+    }
+}
+
+/// The cluster's processes.
+pub struct ProcessCluster {
+    pub dir: PathBuf,
+    exe: PathBuf,
+    peers: String,
+    pub nodes: Vec<NodeProcess>,
+    probe: ClusterProbe,
+}
+
+/// Asks nodes about themselves over HTTP, each request bounded by [`STATUS_TIMEOUT_MS`];
+/// cheap to clone, so a sampler thread holds its own.
+#[derive(Clone)]
+pub struct ClusterProbe {
+    /// Node ids and HTTP addresses, in node order.
+    nodes: Vec<(u64, String)>,
+    agent: ureq::Agent,
+}
+
+impl ClusterProbe {
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s Raft id.
+    pub fn id(&self, i: usize) -> u64 {
+        self.nodes[i].0
+    }
+
+    /// Node `i`'s own view of the cluster, or `None` when it does not answer in time.
+    pub fn status(&self, i: usize) -> Option<NodeStatus> {
+        let url = format!("http://{}/v1/admin/status", self.nodes[i].1);
+        let mut answer = self.agent.get(&url).call().ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        answer.body_mut().read_json().ok()
+    }
+
+    pub fn ready(&self, i: usize) -> bool {
+        let url = format!("http://{}/readyz", self.nodes[i].1);
+        self.agent.get(&url).call().is_ok_and(|r| r.status().is_success())
+    }
+
+    /// The index of the node that calls itself leader, if one that answers does.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.status(i).is_some_and(|s| s.state == "leader"))
+    }
+}
+
+/// A free loopback port (another process may take it before the node binds it; the node then
+/// fails to start and says so in its log).
+fn free_port() -> ChaosResult<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ChaosError::io("bind a loopback port"))?;
+    Ok(listener.local_addr().map_err(ChaosError::io("read a bound port"))?.port())
+}
+
+impl ProcessCluster {
+    /// Writes a new `nodes`-member cluster for network `network` into `dir` with `exe genesis`
+    /// (`exe` is the `deai` binary); starts nothing.
+    pub fn create(exe: &Path, dir: &Path, nodes: u64, network: &str) -> ChaosResult<Self> {
+        let status = Command::new(exe)
+            .arg("genesis")
+            .args(["--network", network, "--coordinators", &nodes.to_string(), "--checkpoint-every", "50"])
+            .arg("--out")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(ChaosError::io("run deai genesis"))?;
+        if !status.success() {
+            return Err(ChaosError::NotReady(format!("deai genesis exited with {status}")));
+        }
+        let nodes = (0..nodes)
+            .map(|id| {
+                Ok(NodeProcess {
+                    id,
+                    raft: format!("127.0.0.1:{}", free_port()?),
+                    http: format!("127.0.0.1:{}", free_port()?),
+                    child: None,
+                    paused: false,
+                })
+            })
+            .collect::<ChaosResult<Vec<_>>>()?;
+        let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
+        let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
+        let agent = ureq::Agent::config_builder().timeout_global(timeout).http_status_as_error(false).build().into();
+        let probe = ClusterProbe { nodes: nodes.iter().map(|n| (n.id, n.http.clone())).collect(), agent };
+        Ok(ProcessCluster { dir: dir.to_path_buf(), exe: exe.to_path_buf(), peers, nodes, probe })
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{}.log", self.nodes[i].id))
+    }
+
+    /// The coordinators' HTTP addresses, `host:port,...`, as participants take them.
+    pub fn addresses(&self) -> String {
+        self.nodes.iter().map(|n| n.http.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts node `i` from its data directory (a restart after a kill recovers from disk).
+    pub fn start(&mut self, i: usize) -> ChaosResult<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .map_err(ChaosError::io("open a node's log"))?;
+        let node = &self.nodes[i];
+        let child = Command::new(&self.exe)
+            .arg("coordinator")
+            .arg("--config")
+            .arg(self.dir.join(format!("node-{}.toml", node.id)))
+            .env("DEAI_NODE_RAFT_ADDR", &node.raft)
+            .env("DEAI_NODE_HTTP_ADDR", &node.http)
+            .env("DEAI_NODE_PEERS", &self.peers)
+            .env("DEAI_NODE_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(ChaosError::io("start deai coordinator"))?;
+        self.nodes[i].child = Some(child);
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    /// SIGKILL to node `i`, and waits for it to be gone.
+    pub fn kill(&mut self, i: usize) -> ChaosResult<()> {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().map_err(ChaosError::io("SIGKILL a node"))?;
+            child.wait().map_err(ChaosError::io("wait for a killed node"))?;
+        }
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, signal: Signal) -> ChaosResult<()> {
+        let Some(pid) = self.nodes[i].pid() else { return Ok(()) };
+        kill(pid, signal).map_err(|e| ChaosError::Signal(format!("{signal} to node {}: {e}", self.nodes[i].id)))
+    }
+
+    /// SIGSTOP to node `i`: it holds its sockets and answers nothing until resumed.
+    pub fn pause(&mut self, i: usize) -> ChaosResult<()> {
+        self.signal(i, Signal::SIGSTOP)?;
+        self.nodes[i].paused = true;
+        Ok(())
+    }
+
+    /// SIGCONT to node `i`.
+    pub fn resume(&mut self, i: usize) -> ChaosResult<()> {
+        self.signal(i, Signal::SIGCONT)?;
+        self.nodes[i].paused = false;
+        Ok(())
+    }
+
+    pub fn probe(&self) -> &ClusterProbe {
+        &self.probe
+    }
+
+    /// Waits until every running node is ready, within [`READY_TIMEOUT_MS`].
+    pub fn wait_ready(&self) -> ChaosResult<()> {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        for i in 0..self.nodes.len() {
+            while self.nodes[i].is_running() && !self.probe.ready(i) {
+                if Instant::now() > deadline {
+                    return Err(ChaosError::NotReady(format!(
+                        "node {} not ready within {READY_TIMEOUT_MS} ms (its log: {})",
+                        self.nodes[i].id,
+                        self.log_path(i).display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(POLL_MS));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every log line of every node that reports a panic.
+    pub fn panics_in_logs(&self) -> Vec<String> {
+        (0..self.nodes.len())
+            .flat_map(|i| {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                log.lines().filter(|l| l.contains("panicked")).map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Resumes paused nodes, sends SIGTERM to all, and SIGKILL to any still running after
+    /// [`STOP_GRACE_MS`].
+    pub fn stop_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].paused {
+                let _ = self.resume(i);
+            }
+            let _ = self.signal(i, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_millis(STOP_GRACE_MS);
+        for node in &mut self.nodes {
+            let Some(mut child) = node.child.take() else { continue };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(POLL_MS)),
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,183 @@
+//! Faults, scheduled from the run's seed so that a run can be replayed: which fault, on which
+//! node (the leader of the moment, or a node drawn from the seed), when, and for how long.
+//!
+//! - `kill`: SIGKILL, and a restart from the node's data directory when the fault ends.
+//! - `pause`: SIGSTOP, and SIGCONT when it ends: the node holds its sockets and answers nothing,
+//!   like a process stuck in a long GC pause or a VM frozen by its host.
+
+use crate::cluster::ProcessCluster;
+use crate::{ChaosError, ChaosResult};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// No fault starts in the first this many milliseconds of a run: the workload warms up.
+pub const WARMUP_MS: u64 = 3_000;
+/// No fault is under way in the last this many milliseconds: the cluster settles before the
+/// final reads.
+pub const COOLDOWN_MS: u64 = 3_000;
+/// Shortest and longest a fault lasts, in milliseconds.
+pub const MIN_FAULT_MS: u64 = 1_000;
+pub const MAX_FAULT_MS: u64 = 5_000;
+/// Shortest and longest quiet time between two faults, in milliseconds.
+pub const MIN_QUIET_MS: u64 = 2_000;
+pub const MAX_QUIET_MS: u64 = 6_000;
+/// Share of faults aimed at the leader of the moment, in percent; the others hit a node drawn
+/// from the seed.
+pub const LEADER_TARGET_PERCENT: u32 = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisKind {
+    Kill,
+    Pause,
+}
+
+/// Nemeses of the issue that this build does not inject yet; asking for one is an error that
+/// says so, not a run that silently skips it.
+pub const NOT_YET: &[&str] = &["partition", "disk-full", "slow-net", "clock", "membership"];
+
+impl NemesisKind {
+    pub const ALL: [NemesisKind; 2] = [NemesisKind::Kill, NemesisKind::Pause];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisKind::Kill => "kill",
+            NemesisKind::Pause => "pause",
+        }
+    }
+
+    /// A comma-separated list: `kill,pause`. Empty means none (a run without faults).
+    pub fn parse_list(list: &str) -> ChaosResult<Vec<NemesisKind>> {
+        let mut kinds = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let kind = NemesisKind::ALL.into_iter().find(|k| k.name() == name);
+            match kind {
+                Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+                Some(_) => {}
+                None if NOT_YET.contains(&name) => {
+                    return Err(ChaosError::BadArgument(format!(
+                        "the {name} nemesis is not built yet; this build injects: {}",
+                        NemesisKind::ALL.map(NemesisKind::name).join(", ")
+                    )))
+                }
+                None => {
+                    return Err(ChaosError::BadArgument(format!(
+                        "no nemesis {name:?}; known: {}",
+                        NemesisKind::ALL.map(NemesisKind::name).join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// Where a planned fault lands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Whichever node leads when the fault starts.
+    Leader,
+    /// Node index drawn from the seed.
+    Node(usize),
+}
+
+/// One fault of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    pub kind: NemesisKind,
+    pub target: Target,
+    pub start_ms: u64,
+    pub hold_ms: u64,
+}
+
+/// The faults of a run of `duration_ms` over `nodes` nodes, drawn from `seed`: the same seed,
+/// kinds, node count and duration give the same schedule.
+pub fn schedule(seed: u64, kinds: &[NemesisKind], nodes: usize, duration_ms: u64) -> Vec<PlannedFault> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut planned = Vec::new();
+    if kinds.is_empty() || nodes == 0 {
+        return planned;
+    }
+    let mut at = WARMUP_MS;
+    loop {
+        let hold_ms = rng.random_range(MIN_FAULT_MS..=MAX_FAULT_MS);
+        if at + hold_ms + COOLDOWN_MS > duration_ms {
+            break;
+        }
+        let kind = kinds[rng.random_range(0..kinds.len())];
+        let target = if rng.random_range(0..100) < LEADER_TARGET_PERCENT {
+            Target::Leader
+        } else {
+            Target::Node(rng.random_range(0..nodes))
+        };
+        planned.push(PlannedFault { kind, target, start_ms: at, hold_ms });
+        at += hold_ms + rng.random_range(MIN_QUIET_MS..=MAX_QUIET_MS);
+    }
+    planned
+}
+
+/// A fault as it was injected.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Fault {
+    pub kind: NemesisKind,
+    /// The node's Raft id.
+    pub node: u64,
+    /// Whether it was aimed at the leader.
+    pub at_leader: bool,
+    pub start_ms: u64,
+    pub end_ms: u64,
+}
+
+/// Starts `fault` on node `i`.
+pub fn inject(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosResult<()> {
+    match kind {
+        NemesisKind::Kill => cluster.kill(i),
+        NemesisKind::Pause => cluster.pause(i),
+    }
+}
+
+/// Ends `fault` on node `i`: a killed node restarts from disk, a paused one resumes.
+pub fn heal(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosResult<()> {
+    match kind {
+        NemesisKind::Kill => cluster.start(i),
+        NemesisKind::Pause => cluster.resume(i),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_is_the_same_for_the_same_seed_and_differs_for_another() {
+        let kinds = [NemesisKind::Kill, NemesisKind::Pause];
+        let one = schedule(7, &kinds, 3, 300_000);
+        assert_eq!(one, schedule(7, &kinds, 3, 300_000));
+        assert_ne!(one, schedule(8, &kinds, 3, 300_000));
+        assert!(one.len() > 20, "a five-minute run has many faults: {}", one.len());
+    }
+
+    #[test]
+    fn faults_stay_inside_the_run_and_never_overlap() {
+        let planned = schedule(3, &[NemesisKind::Pause], 5, 60_000);
+        assert!(!planned.is_empty());
+        for pair in planned.windows(2) {
+            assert!(pair[0].start_ms + pair[0].hold_ms + MIN_QUIET_MS <= pair[1].start_ms, "{pair:?}");
+        }
+        for fault in &planned {
+            assert!(fault.start_ms >= WARMUP_MS);
+            assert!(fault.start_ms + fault.hold_ms + COOLDOWN_MS <= 60_000);
+            assert!(matches!(fault.target, Target::Leader | Target::Node(0..5)));
+        }
+    }
+
+    #[test]
+    fn a_nemesis_not_built_yet_is_refused_by_name() {
+        let err = NemesisKind::parse_list("kill,partition").unwrap_err().to_string();
+        assert!(err.contains("partition") && err.contains("not built yet"), "{err}");
+        assert!(NemesisKind::parse_list("kil").unwrap_err().to_string().contains("no nemesis"));
+        assert_eq!(NemesisKind::parse_list("pause,kill,pause").unwrap(), vec![NemesisKind::Pause, NemesisKind::Kill]);
+    }
+}

@@ -1,0 +1,57 @@
+//! `deai chaos` end to end: a short run of real coordinator processes under kill and pause
+//! faults ends valid with its report, and a nemesis this build does not inject is refused.
+
+use serde_json::Value;
+use std::process::Command;
+
+/// Long enough for several faults after the warm-up (3 s) and before the cool-down (3 s).
+const RUN_SECONDS: &str = "30";
+
+#[test]
+fn a_short_run_under_kill_and_pause_is_valid_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["chaos", "--nodes", "3", "--duration-s", RUN_SECONDS, "--nemesis", "kill,pause", "--seed", "7"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.starts_with("valid:"), "{stdout}");
+
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], true, "{results:#}");
+    assert_eq!(results["seed"], 7);
+    let ok = results["operations"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok > 100, "the workload made progress: {results:#}");
+    let faults: u64 = ["kill", "pause"].iter().filter_map(|k| results["faults"][k].as_u64()).sum();
+    assert!(faults >= 2, "faults were injected: {results:#}");
+    let invariants: Vec<&str> =
+        results["invariants"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
+    for name in ["acknowledged_writes_kept", "reads_linearizable", "nonces_increase", "replicas_agree", "no_panics"] {
+        assert!(invariants.contains(&name), "{name} is checked: {invariants:?}");
+    }
+    assert!(results["invariants"].as_array().unwrap().iter().all(|v| v["checked"].as_u64() > Some(0)));
+
+    let total: u64 = results["operations"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert_eq!(history.lines().count() as u64, total);
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("deai chaos --nodes 3") && page.contains("valid"), "{page}");
+}
+
+#[test]
+fn a_nemesis_not_built_yet_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["chaos", "--duration-s", "5", "--nemesis", "kill,partition", "--out"])
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("partition") && stderr.contains("not built yet"), "{stderr}");
+    assert!(!dir.path().join("report").exists(), "nothing was written");
+}
