@@ -55,3 +55,38 @@ fn a_nemesis_not_built_yet_is_refused_before_anything_starts() {
     assert!(stderr.contains("partition") && stderr.contains("not built yet"), "{stderr}");
     assert!(!dir.path().join("report").exists(), "nothing was written");
 }
+
+/// The canary (a test build's known bug: some batches acknowledged and never written) is
+/// reported invalid, with the operations that show it: the checker can fail.
+#[test]
+fn the_canary_is_caught_as_a_lost_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["chaos", "--duration-s", "10", "--nemesis", "", "--seed", "3"])
+        .arg("--out")
+        .arg(&out)
+        // Every coordinator the run starts inherits it.
+        .env("DEAI_NODE_RAFT__FAULTS__CANARY_ACK_WITHOUT_COMMIT_EVERY", "40")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(!run.status.success(), "{stdout}");
+    assert!(stdout.starts_with("INVALID:") && stdout.contains("violated"), "{stdout}");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], false);
+    let violated: Vec<&str> = results["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["valid"] == false)
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        violated.iter().any(|name| ["acknowledged_writes_kept", "reads_linearizable"].contains(name)),
+        "{violated:?}"
+    );
+    let shown =
+        results["invariants"].as_array().unwrap().iter().any(|v| v["window"].as_array().is_some_and(|w| !w.is_empty()));
+    assert!(shown, "the violation comes with its window: {results:#}");
+}

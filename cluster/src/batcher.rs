@@ -137,8 +137,8 @@ impl WriteBatcher {
     /// ends when every `WriteBatcher` clone is dropped. While `transferring` is set (a leader
     /// transfer holds writes back), it plans no heads of its own.
     /// Every batch is stamped with `clock` when it is sealed.
-    /// The task is critical (`supervision`): if it dies the node is not ready. With
-    /// `panic_after_batches` (fault injection) it panics after proposing that many batches.
+    /// The task is critical (`supervision`): if it dies the node is not ready. `faults` are the
+    /// node's fault injection (`batcher_panic_after_batches`, and the canary in canary builds).
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: NodeId,
@@ -148,7 +148,7 @@ impl WriteBatcher {
         transferring: Arc<AtomicBool>,
         critical: &crate::supervision::CriticalTasks,
         clock: SharedClock,
-        panic_after_batches: Option<u64>,
+        faults: &crate::FaultInjection,
     ) -> Self {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
         let head = Arc::new(Mutex::new(None));
@@ -166,7 +166,9 @@ impl WriteBatcher {
             written: Arc::default(),
             transferring,
             nothing_planned_at: None,
-            panic_after_batches,
+            panic_after_batches: faults.batcher_panic_after_batches,
+            #[cfg(feature = "canary")]
+            canary: faults.canary_ack_without_commit_every.map(|every| (every.max(1), 0)),
         };
         critical.spawn("write batcher", sequencer.run(queued));
         WriteBatcher { queue, head, head_installed, network }
@@ -235,6 +237,10 @@ struct Sequencer {
     nothing_planned_at: Option<u64>,
     /// Fault injection: batches left to propose before this task panics.
     panic_after_batches: Option<u64>,
+    /// The canary: every how many batches one is acknowledged and dropped, and the batches
+    /// counted so far.
+    #[cfg(feature = "canary")]
+    canary: Option<(u64, u64)>,
 }
 
 impl Sequencer {
@@ -302,6 +308,12 @@ impl Sequencer {
                 *left -= 1;
             }
             let (entries, replies) = self.seal(head.as_ref(), batch);
+            #[cfg(feature = "canary")]
+            if head.is_none() && self.canary_drops_this_batch() {
+                tracing::warn!(entries = entries.len(), "canary: a batch acknowledged and never proposed");
+                acknowledge_without_commit(replies, self.written.load(Ordering::Acquire));
+                continue;
+            }
             let (raft, metrics, written) = (self.raft.clone(), self.metrics.clone(), self.written.clone());
             let led = head.is_some();
             tokio::spawn(async move {
@@ -311,6 +323,14 @@ impl Sequencer {
                 }
             });
         }
+    }
+
+    /// The canary's count: whether this batch is the one in every `every` to drop.
+    #[cfg(feature = "canary")]
+    fn canary_drops_this_batch(&mut self) -> bool {
+        let Some((every, counted)) = self.canary.as_mut() else { return false };
+        *counted += 1;
+        *counted % *every == 0
     }
 
     fn installed_head(&self) -> Option<Arc<BatchHead>> {
@@ -436,6 +456,16 @@ async fn propose(
         let _ = reply.send(part);
     }
     result.ok().map(|w| w.log_index)
+}
+
+/// The canary's bug: every writer of the batch is told its entries were accepted at
+/// `log_index`, and nothing was proposed.
+#[cfg(feature = "canary")]
+fn acknowledge_without_commit(replies: Vec<(oneshot::Sender<Result<Written, ClusterError>>, usize)>, log_index: u64) {
+    for (reply, size) in replies {
+        let outcome = CommandOutcome { outcomes: vec![EntryOutcome::Accepted; size], height: 0, root: [0; 32] };
+        let _ = reply.send(Ok(Written { log_index, outcome }));
+    }
 }
 
 #[cfg(test)]

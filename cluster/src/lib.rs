@@ -47,5 +47,5 @@ pub mod supervision;
 
 pub use error::{admin_refusal, ClusterError, ADMIN_REFUSAL_CODES, ERROR_CODES};
 pub use metrics::NodeMetrics;
-pub use node::{ClusterConfig, Consistency, CoordinatorNode};
+pub use node::{ClusterConfig, Consistency, CoordinatorNode, FaultInjection};
 pub use raft_write::Written;

@@ -46,7 +46,15 @@ pub struct ClusterConfig {
 pub struct FaultInjection {
     /// The write batcher's task panics once it has proposed this many batches.
     pub batcher_panic_after_batches: Option<u64>,
+    /// The canary (feature `canary`, test builds only): every this many batches, the batcher
+    /// answers its writers `accepted` and never proposes the batch, a lost acknowledged write
+    /// that a checker of the history must catch. A build without the feature refuses the field.
+    #[cfg(feature = "canary")]
+    pub canary_ack_without_commit_every: Option<u64>,
 }
+
+#[cfg(all(feature = "canary", not(debug_assertions)))]
+compile_error!("the canary loses acknowledged writes on purpose: it is for test builds, never a release build");
 
 impl Default for ClusterConfig {
     fn default() -> Self {
@@ -224,7 +232,7 @@ impl CoordinatorNode {
             transferring.clone(),
             &critical,
             clock.clone(),
-            config.faults.batcher_panic_after_batches,
+            &config.faults,
         );
         Ok(CoordinatorNode {
             id,
