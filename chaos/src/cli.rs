@@ -36,7 +36,8 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 60)]
     pub duration_s: u64,
     /// Faults to inject, comma-separated: kill (SIGKILL, restart from disk), pause
-    /// (SIGSTOP, SIGCONT). Empty for none.
+    /// (SIGSTOP, SIGCONT), partition (links cut between network namespaces: needs root and
+    /// iproute2). Empty for none.
     #[arg(long, default_value = "kill,pause")]
     pub nemesis: String,
     /// The seed of the fault schedule, the targets and the workload: the same seed replays the
@@ -130,7 +131,12 @@ fn run(
     dir: &std::path::Path,
     stop: &Arc<AtomicBool>,
 ) -> ChaosResult<RunRecord> {
-    let mut cluster = ProcessCluster::create(exe, dir, args.nodes, &format!("chaos-{}", args.seed))?;
+    // Partitions need each node in a namespace of its own; other runs stay on loopback.
+    let namespaces = match kinds.contains(&NemesisKind::Partition) {
+        true => Some(crate::netns::Network::create(std::process::id(), args.nodes as usize)?),
+        false => None,
+    };
+    let mut cluster = ProcessCluster::create(exe, dir, args.nodes, &format!("chaos-{}", args.seed), namespaces)?;
     for i in 0..cluster.nodes.len() {
         cluster.start(i)?;
     }
@@ -153,26 +159,26 @@ fn run(
         if !wait_until(&history, planned.start_ms, stop) {
             break;
         }
-        let (i, at_leader) = match planned.target {
-            Target::Leader => match cluster.probe().leader() {
-                Some(i) => (i, true),
-                None => (targets.random_range(0..cluster.nodes.len()), false),
-            },
-            Target::Node(i) => (i, false),
+        let leader = cluster.probe().leader();
+        let (i, at_leader) = match (planned.target, leader) {
+            (Target::Leader, Some(i)) => (i, true),
+            (Target::Leader, None) => (targets.random_range(0..cluster.nodes.len()), false),
+            (Target::Node(i), _) => (i, leader == Some(i)),
         };
         let start_ms = history.now_ms();
-        tracing::info!(nemesis = planned.kind.name(), node = cluster.nodes[i].id, at_leader, "fault starts");
-        nemesis::inject(&mut cluster, planned.kind, i)?;
+        let (hit, detail) = nemesis::inject(&mut cluster, &planned, i, leader)?;
+        tracing::info!(nemesis = planned.kind.name(), %detail, at_leader, "fault starts");
         // The fault holds for its time even when the run is interrupted: a node is never left
-        // killed or paused by a half-finished fault.
+        // killed, paused or cut off by a half-finished fault.
         wait_until(&history, start_ms + planned.hold_ms, &AtomicBool::new(false));
         nemesis::heal(&mut cluster, planned.kind, i)?;
         faults.push(Fault {
             kind: planned.kind,
-            node: cluster.nodes[i].id,
+            node: cluster.nodes[hit].id,
             at_leader,
             start_ms,
             end_ms: history.now_ms(),
+            detail,
         });
     }
     wait_until(&history, duration_ms, stop);

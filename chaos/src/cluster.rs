@@ -2,6 +2,7 @@
 //! process with its own data directory and log, started, killed, restarted, paused and resumed
 //! by PID. Dropping the cluster stops every process it started, paused ones included.
 
+use crate::netns::Network;
 use crate::{ChaosError, ChaosResult};
 use deai_api::views::NodeStatus;
 use nix::sys::signal::{kill, Signal};
@@ -46,6 +47,8 @@ pub struct ProcessCluster {
     peers: String,
     pub nodes: Vec<NodeProcess>,
     probe: ClusterProbe,
+    /// The nodes' namespaces, when the run partitions them; otherwise all are on loopback.
+    network: Option<Network>,
 }
 
 /// Asks nodes about themselves over HTTP, each request bounded by [`STATUS_TIMEOUT_MS`];
@@ -101,8 +104,9 @@ fn free_port() -> ChaosResult<u16> {
 
 impl ProcessCluster {
     /// Writes a new `nodes`-member cluster for network `network` into `dir` with `exe genesis`
-    /// (`exe` is the `deai` binary); starts nothing.
-    pub fn create(exe: &Path, dir: &Path, nodes: u64, network: &str) -> ChaosResult<Self> {
+    /// (`exe` is the `deai` binary); starts nothing. With `namespaces`, each node runs in its
+    /// own network namespace (for partitions); otherwise on loopback.
+    pub fn create(exe: &Path, dir: &Path, nodes: u64, network: &str, namespaces: Option<Network>) -> ChaosResult<Self> {
         let status = Command::new(exe)
             .arg("genesis")
             .args(["--network", network, "--coordinators", &nodes.to_string(), "--checkpoint-every", "50"])
@@ -116,20 +120,24 @@ impl ProcessCluster {
         }
         let nodes = (0..nodes)
             .map(|id| {
-                Ok(NodeProcess {
-                    id,
-                    raft: format!("127.0.0.1:{}", free_port()?),
-                    http: format!("127.0.0.1:{}", free_port()?),
-                    child: None,
-                    paused: false,
-                })
+                let (raft, http) = match &namespaces {
+                    Some(n) => {
+                        let address = n.address(id as usize);
+                        (
+                            format!("{address}:{}", crate::netns::RAFT_PORT),
+                            format!("{address}:{}", crate::netns::HTTP_PORT),
+                        )
+                    }
+                    None => (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?)),
+                };
+                Ok(NodeProcess { id, raft, http, child: None, paused: false })
             })
             .collect::<ChaosResult<Vec<_>>>()?;
         let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
         let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
         let agent = ureq::Agent::config_builder().timeout_global(timeout).http_status_as_error(false).build().into();
         let probe = ClusterProbe { nodes: nodes.iter().map(|n| (n.id, n.http.clone())).collect(), agent };
-        Ok(ProcessCluster { dir: dir.to_path_buf(), exe: exe.to_path_buf(), peers, nodes, probe })
+        Ok(ProcessCluster { dir: dir.to_path_buf(), exe: exe.to_path_buf(), peers, nodes, probe, network: namespaces })
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
@@ -149,7 +157,15 @@ impl ProcessCluster {
             .open(self.log_path(i))
             .map_err(ChaosError::io("open a node's log"))?;
         let node = &self.nodes[i];
-        let child = Command::new(&self.exe)
+        let mut command = match &self.network {
+            Some(network) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", network.namespace(i)]).arg(&self.exe);
+                command
+            }
+            None => Command::new(&self.exe),
+        };
+        let child = command
             .arg("coordinator")
             .arg("--config")
             .arg(self.dir.join(format!("node-{}.toml", node.id)))
@@ -197,6 +213,11 @@ impl ProcessCluster {
 
     pub fn probe(&self) -> &ClusterProbe {
         &self.probe
+    }
+
+    /// The nodes' namespaces, if the run partitions them.
+    pub fn network_mut(&mut self) -> Option<&mut Network> {
+        self.network.as_mut()
     }
 
     /// Waits until every running node is ready, within [`READY_TIMEOUT_MS`].

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cluster;
 pub mod history;
 pub mod nemesis;
+pub mod netns;
 pub mod report;
 pub mod workload;
 
@@ -30,6 +31,8 @@ pub enum ChaosError {
     NotReady(String),
     #[error("a signal could not be sent: {0}")]
     Signal(String),
+    #[error("the network could not be set up or changed: {0}")]
+    Network(String),
     #[error("the workload could not start: {0}")]
     Workload(String),
 }

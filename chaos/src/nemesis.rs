@@ -4,6 +4,10 @@
 //! - `kill`: SIGKILL, and a restart from the node's data directory when the fault ends.
 //! - `pause`: SIGSTOP, and SIGCONT when it ends: the node holds its sockets and answers nothing,
 //!   like a process stuck in a long GC pause or a VM frozen by its host.
+//! - `partition`: links between nodes cut (each node in its own network namespace, see
+//!   [`crate::netns`]), in one of three shapes drawn from the seed: the leader alone against
+//!   the rest, a minority against a majority, or a bridge (two sides that cannot reach each
+//!   other and one node that reaches both). Healing restores every link.
 
 use crate::cluster::ProcessCluster;
 use crate::{ChaosError, ChaosResult};
@@ -31,19 +35,21 @@ pub const LEADER_TARGET_PERCENT: u32 = 50;
 pub enum NemesisKind {
     Kill,
     Pause,
+    Partition,
 }
 
 /// Nemeses of the issue that this build does not inject yet; asking for one is an error that
 /// says so, not a run that silently skips it.
-pub const NOT_YET: &[&str] = &["partition", "disk-full", "slow-net", "clock", "membership"];
+pub const NOT_YET: &[&str] = &["disk-full", "slow-net", "clock", "membership"];
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 2] = [NemesisKind::Kill, NemesisKind::Pause];
+    pub const ALL: [NemesisKind; 3] = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
 
     pub fn name(self) -> &'static str {
         match self {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
+            NemesisKind::Partition => "partition",
         }
     }
 
@@ -90,6 +96,8 @@ pub struct PlannedFault {
     pub target: Target,
     pub start_ms: u64,
     pub hold_ms: u64,
+    /// A number drawn from the seed for the fault's own choices (a partition's shape and sides).
+    pub draw: u64,
 }
 
 /// The faults of a run of `duration_ms` over `nodes` nodes, drawn from `seed`: the same seed,
@@ -112,7 +120,8 @@ pub fn schedule(seed: u64, kinds: &[NemesisKind], nodes: usize, duration_ms: u64
         } else {
             Target::Node(rng.random_range(0..nodes))
         };
-        planned.push(PlannedFault { kind, target, start_ms: at, hold_ms });
+        let draw = rng.random_range(0..u64::MAX);
+        planned.push(PlannedFault { kind, target, start_ms: at, hold_ms, draw });
         at += hold_ms + rng.random_range(MIN_QUIET_MS..=MAX_QUIET_MS);
     }
     planned
@@ -122,27 +131,74 @@ pub fn schedule(seed: u64, kinds: &[NemesisKind], nodes: usize, duration_ms: u64
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Fault {
     pub kind: NemesisKind,
-    /// The node's Raft id.
+    /// The node's Raft id (for a partition, the first node of the side it cut off).
     pub node: u64,
     /// Whether it was aimed at the leader.
     pub at_leader: bool,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// What exactly was done (a partition's sides).
+    pub detail: String,
 }
 
-/// Starts `fault` on node `i`.
-pub fn inject(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosResult<()> {
-    match kind {
-        NemesisKind::Kill => cluster.kill(i),
-        NemesisKind::Pause => cluster.pause(i),
+/// A partition's two sides (node indices); the nodes in neither reach both.
+pub fn partition_sides(nodes: usize, leader: Option<usize>, draw: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..nodes).collect();
+    // A rotation drawn from the seed, so that sides differ from fault to fault.
+    order.rotate_left((draw % nodes.max(1) as u64) as usize);
+    match (draw / 7) % 3 {
+        0 => {
+            let alone = leader.unwrap_or(order[0]);
+            (vec![alone], (0..nodes).filter(|&i| i != alone).collect())
+        }
+        1 => {
+            let minority = (nodes - 1) / 2;
+            (order[..minority].to_vec(), order[minority..].to_vec())
+        }
+        _ => {
+            // A bridge: the leader (or the first drawn) reaches both sides.
+            let bridge = leader.unwrap_or(order[0]);
+            let rest: Vec<usize> = order.into_iter().filter(|&i| i != bridge).collect();
+            let half = rest.len() / 2;
+            (rest[..half].to_vec(), rest[half..].to_vec())
+        }
     }
 }
 
-/// Ends `fault` on node `i`: a killed node restarts from disk, a paused one resumes.
+/// Starts `fault`; returns the node it hit first and what was done.
+pub fn inject(
+    cluster: &mut ProcessCluster,
+    fault: &PlannedFault,
+    i: usize,
+    leader: Option<usize>,
+) -> ChaosResult<(usize, String)> {
+    match fault.kind {
+        NemesisKind::Kill => cluster.kill(i).map(|_| (i, format!("SIGKILL node {}", cluster.nodes[i].id))),
+        NemesisKind::Pause => cluster.pause(i).map(|_| (i, format!("SIGSTOP node {}", cluster.nodes[i].id))),
+        NemesisKind::Partition => {
+            let (side, other) = partition_sides(cluster.nodes.len(), leader, fault.draw);
+            let ids =
+                |side: &[usize]| side.iter().map(|&i| cluster.nodes[i].id.to_string()).collect::<Vec<_>>().join(",");
+            let detail = format!("{{{}}} cut from {{{}}}", ids(&side), ids(&other));
+            let network = cluster
+                .network_mut()
+                .ok_or_else(|| ChaosError::Network("a partition needs the nodes in namespaces".into()))?;
+            network.partition(&side, &other)?;
+            Ok((side.first().copied().unwrap_or(i), detail))
+        }
+    }
+}
+
+/// Ends a fault of `kind` on node `i`: a killed node restarts from disk, a paused one resumes,
+/// a partition's links are restored.
 pub fn heal(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosResult<()> {
     match kind {
         NemesisKind::Kill => cluster.start(i),
         NemesisKind::Pause => cluster.resume(i),
+        NemesisKind::Partition => match cluster.network_mut() {
+            Some(network) => network.heal(),
+            None => Ok(()),
+        },
     }
 }
 
@@ -152,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_schedule_is_the_same_for_the_same_seed_and_differs_for_another() {
-        let kinds = [NemesisKind::Kill, NemesisKind::Pause];
+        let kinds = NemesisKind::ALL;
         let one = schedule(7, &kinds, 3, 300_000);
         assert_eq!(one, schedule(7, &kinds, 3, 300_000));
         assert_ne!(one, schedule(8, &kinds, 3, 300_000));
@@ -175,9 +231,32 @@ mod tests {
 
     #[test]
     fn a_nemesis_not_built_yet_is_refused_by_name() {
-        let err = NemesisKind::parse_list("kill,partition").unwrap_err().to_string();
-        assert!(err.contains("partition") && err.contains("not built yet"), "{err}");
+        let err = NemesisKind::parse_list("kill,slow-net").unwrap_err().to_string();
+        assert!(err.contains("slow-net") && err.contains("not built yet"), "{err}");
         assert!(NemesisKind::parse_list("kil").unwrap_err().to_string().contains("no nemesis"));
         assert_eq!(NemesisKind::parse_list("pause,kill,pause").unwrap(), vec![NemesisKind::Pause, NemesisKind::Kill]);
+    }
+
+    #[test]
+    fn partition_sides_are_disjoint_and_take_every_shape() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for nodes in [3, 5] {
+            for draw in 0..200u64 {
+                let (side, other) = partition_sides(nodes, Some(1), draw);
+                assert!(!side.is_empty() && !other.is_empty(), "{nodes} {draw}: {side:?} {other:?}");
+                assert!(side.iter().all(|i| !other.contains(i) && *i < nodes));
+                let bridged = nodes - side.len() - other.len();
+                assert!(bridged <= 1);
+                if side == [1] && bridged == 0 {
+                    shapes.insert("leader alone");
+                } else if bridged == 1 {
+                    shapes.insert("bridge");
+                } else {
+                    assert!(side.len() < other.len());
+                    shapes.insert("minority");
+                }
+            }
+        }
+        assert_eq!(shapes.len(), 3, "{shapes:?}");
     }
 }

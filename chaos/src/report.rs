@@ -174,6 +174,7 @@ fn colour(kind: NemesisKind) -> &'static str {
     match kind {
         NemesisKind::Kill => "#f4a6a6",
         NemesisKind::Pause => "#f7d794",
+        NemesisKind::Partition => "#a3bffa",
     }
 }
 
@@ -190,11 +191,11 @@ fn shaded_faults(svg: &mut String, record: &RunRecord, height: f64) {
         let (x0, x1) = (x_of(fault.start_ms, record.duration_ms), x_of(fault.end_ms, record.duration_ms));
         let _ = write!(
             svg,
-            r#"<rect x="{x0:.1}" y="0" width="{:.1}" height="{height:.0}" fill="{}"><title>{} node {} ({} ms)</title></rect>"#,
+            r#"<rect x="{x0:.1}" y="0" width="{:.1}" height="{height:.0}" fill="{}"><title>{}: {} ({} ms)</title></rect>"#,
             (x1 - x0).max(1.0),
             colour(fault.kind),
             fault.kind.name(),
-            fault.node,
+            escape(&fault.detail),
             fault.end_ms - fault.start_ms
         );
     }
@@ -229,19 +230,50 @@ fn throughput_svg(record: &RunRecord) -> String {
     svg
 }
 
-/// Each acknowledged operation's latency, as a dot at its completion (log scale, 1 ms to 30 s).
+/// Latency per second of completion: the median, the 99th percentile and the largest of the
+/// acknowledged operations as lines, unknown outcomes as red dots (log scale, 1 ms to 30 s).
+/// One point per second and line keeps the page small however long the run.
 fn latency_svg(record: &RunRecord) -> String {
-    let (low, high) = (0f64, (30_000f64).log10());
+    let high = (30_000f64).log10();
+    let y_of = |ms: u64| PLOT_HEIGHT - ((ms.max(1) as f64).log10().clamp(0.0, high) / high) * (PLOT_HEIGHT - 4.0);
+    let seconds = (record.duration_ms / 1000 + 1) as usize;
+    let mut per_second: Vec<Vec<u64>> = vec![Vec::new(); seconds];
     let mut svg = format!(r#"<svg viewBox="0 0 {PLOT_WIDTH} {PLOT_HEIGHT}" class="plot">"#);
     shaded_faults(&mut svg, record, PLOT_HEIGHT);
-    for op in record.ops.iter().filter(|op| op.outcome != Outcome::Failed) {
-        let latency = (op.complete_ms.saturating_sub(op.invoke_ms)).max(1) as f64;
-        let y = PLOT_HEIGHT - (latency.log10().clamp(low, high) - low) / (high - low) * (PLOT_HEIGHT - 4.0);
-        let fill = if op.outcome == Outcome::Ok { "#2b6cb0" } else { "#c53030" };
+    for op in &record.ops {
+        let latency = op.complete_ms.saturating_sub(op.invoke_ms);
+        match op.outcome {
+            Outcome::Ok => {
+                if let Some(bin) = per_second.get_mut((op.complete_ms / 1000) as usize) {
+                    bin.push(latency);
+                }
+            }
+            Outcome::Unknown => {
+                let _ = write!(
+                    svg,
+                    r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#c53030"/>"##,
+                    x_of(op.complete_ms, record.duration_ms),
+                    y_of(latency)
+                );
+            }
+            Outcome::Failed => {}
+        }
+    }
+    per_second.iter_mut().for_each(|bin| bin.sort_unstable());
+    for (share, stroke) in [(0.5, "#2b6cb0"), (0.99, "#805ad5"), (1.0, "#1a202c")] {
+        let points: Vec<String> = per_second
+            .iter()
+            .enumerate()
+            .filter(|(_, bin)| !bin.is_empty())
+            .map(|(s, bin)| {
+                let at = ((bin.len() - 1) as f64 * share).round() as usize;
+                format!("{:.1},{:.1}", x_of(s as u64 * 1000, record.duration_ms), y_of(bin[at]))
+            })
+            .collect();
         let _ = write!(
             svg,
-            r#"<circle cx="{:.1}" cy="{y:.1}" r="1.2" fill="{fill}"/>"#,
-            x_of(op.complete_ms, record.duration_ms)
+            r#"<polyline fill="none" stroke="{stroke}" stroke-width="1.2" points="{}"/>"#,
+            points.join(" ")
         );
     }
     svg.push_str(r#"<text x="4" y="12" class="axis">30 s</text>"#);
@@ -351,7 +383,7 @@ fn html(record: &RunRecord, results: &Results<'_>) -> String {
         "<h2>Throughput (acknowledged operations per second)</h2><p>{legend}</p>{}",
         throughput_svg(record)
     );
-    let _ = write!(page, "<h2>Latency (blue: ok, red: unknown)</h2>{}", latency_svg(record));
+    let _ = write!(page, "<h2>Latency per second (blue: median, purple: 99th percentile, black: largest; red dots: unknown outcomes)</h2>{}", latency_svg(record));
     let _ = write!(
         page,
         "<h2>Roles (green: leader, grey: follower, amber: candidate, red: down)</h2>{}",
@@ -398,7 +430,8 @@ mod tests {
 
     #[test]
     fn each_gap_belongs_to_the_last_fault_before_it() {
-        let fault = |kind, start_ms, end_ms| Fault { kind, node: 0, at_leader: true, start_ms, end_ms };
+        let fault =
+            |kind, start_ms, end_ms| Fault { kind, node: 0, at_leader: true, start_ms, end_ms, detail: String::new() };
         let ops = [0, 100, 2_100, 2_200, 9_000, 9_100, 9_400].into_iter().map(ack).collect();
         let faults = vec![fault(NemesisKind::Kill, 150, 1_000), fault(NemesisKind::Pause, 8_000, 9_050)];
         let gaps = write_gaps(&record(ops, faults, vec![]));
