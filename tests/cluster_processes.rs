@@ -294,3 +294,46 @@ fn a_linearizable_read_waits_out_followers_that_answer_late() {
     let head: Value = serde_json::from_str(&body).expect("a head");
     assert!(head["height"].is_u64(), "{head}");
 }
+
+/// A leader cut off from its quorum (both followers stopped with SIGSTOP) answers a write it
+/// holds with `quorum_lost` once an election's time has passed, long before the client queue's
+/// write timeout, so that clients move on to the side that can elect a leader; and writes again
+/// once the followers are back.
+#[test]
+fn a_leader_cut_off_from_its_quorum_answers_its_writes_within_an_election_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Processes::create(dir.path(), &["--network", "deai-cutoff"]);
+    let network = cluster.network_id();
+    // Followers stopped for seconds must not elect on their own when they resume first.
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MIN_MS".into(), "1000".into()));
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MAX_MS".into(), "1200".into()));
+    cluster.start_all();
+    let agent = new_agent();
+    let leader = wait_for("a leader", || {
+        get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
+    }) as usize;
+    (0..3).for_each(|i| cluster.wait_ready(i));
+    let key = SigningKey::from_bytes(&[77; 32]);
+    let url = cluster.url(leader, "/v1/ledger/entries");
+    assert!(matches!(post(&agent, &url, &faucet(&key, &network, 1)), Posted::Acked(_)));
+
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    followers.iter().for_each(|&i| signal(&cluster, i, "STOP"));
+    let mut answer = agent
+        .post(&url)
+        .header("content-type", "application/octet-stream")
+        .send(&faucet(&key, &network, 2)[..])
+        .expect("the leader answers");
+    followers.iter().for_each(|&i| signal(&cluster, i, "CONT"));
+    let body: Value = answer.body_mut().read_json().expect("an error body");
+    assert_eq!(answer.status().as_u16(), 503, "{body}");
+    // Not `write_timeout`, the client queue's answer after 10 s.
+    assert_eq!(body["code"], "quorum_lost", "{body}");
+
+    // Back with its quorum, the cluster takes the next write (nonce 2 may have committed).
+    wait_for("a write after the followers are back", || {
+        let leader = get_json(&agent, &cluster.url(0, "/v1/admin/status"))?["leader"].as_u64()? as usize;
+        matches!(post(&agent, &cluster.url(leader, "/v1/ledger/entries"), &faucet(&key, &network, 3)), Posted::Acked(_))
+            .then_some(())
+    });
+}

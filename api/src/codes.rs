@@ -90,6 +90,7 @@ codes! {
     // --- the cluster ---
     NotLeader = "not_leader", 421, "send the request to the leader this answer names, or to any coordinator that can reach it";
     LeaderUnreachable = "leader_unreachable", 503, "retry: nothing was written, and a new leader is elected within seconds";
+    QuorumLost = "quorum_lost", 503, "retry on another node: this leader is cut off from its quorum; the write may still commit, and its nonce makes a retry safe";
     LeaderTransfer = "leader_transfer", 503, "retry in a moment: leadership is moving";
     RaftError = "raft_error", 503, "retry; if it persists, see `deai admin status` and the coordinator's log";
     RaftFatal = "raft_fatal", 500, "the coordinator stopped replicating: see its log, then restart it";

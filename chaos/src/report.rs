@@ -1,5 +1,6 @@
 //! The report of a run: `results.json` (verdicts and counts, for machines), `history.jsonl`
-//! (every operation, one JSON object a line), `faults.json`, and `index.html` (for people):
+//! (every operation, one JSON object a line), `faults.json`, `roles.json` (each node's role as
+//! sampled), and `index.html` (for people):
 //! throughput and latency over time with each fault window shaded, each node's role over time,
 //! the verdict per invariant, the longest time without an acknowledged write per nemesis, and
 //! the command that replays the run.
@@ -148,6 +149,7 @@ pub fn write(out: &Path, record: &RunRecord) -> ChaosResult<()> {
     };
     save(out, "results.json", &to_json(&results))?;
     save(out, "faults.json", &to_json(&record.faults))?;
+    save(out, "roles.json", &to_json(&record.roles))?;
     let mut lines = String::new();
     for op in &record.ops {
         lines.push_str(&serde_json::to_string(op).unwrap_or_default());
@@ -389,7 +391,7 @@ fn html(record: &RunRecord, results: &Results<'_>) -> String {
         "<h2>Roles (green: leader, grey: follower, amber: candidate, red: down)</h2>{}",
         roles_svg(record)
     );
-    page.push_str(r#"<p>Raw data: <a href="results.json">results.json</a>, <a href="history.jsonl">history.jsonl</a>, <a href="faults.json">faults.json</a>.</p></body></html>"#);
+    page.push_str(r#"<p>Raw data: <a href="results.json">results.json</a>, <a href="history.jsonl">history.jsonl</a>, <a href="faults.json">faults.json</a>, <a href="roles.json">roles.json</a>.</p></body></html>"#);
     page
 }
 

@@ -19,6 +19,11 @@ pub enum ClusterError {
     LeaderUnreachable { leader: deai_storage::NodeId, reason: String },
     #[error("a leader transfer is under way; retry shortly")]
     TransferInProgress,
+    /// This node leads but has heard from no quorum for longer than an election takes: it is
+    /// most likely cut off, and another node leads or soon will. A write it was holding may
+    /// still commit if the quorum comes back (its outcome is unknown; retrying it is safe).
+    #[error("this leader has heard from no quorum for {since_ms} ms; ask another node")]
+    QuorumLost { since_ms: u64 },
     /// A batch that does not decode; nothing was proposed.
     #[error("malformed batch: {0}")]
     Malformed(#[from] deai_protocol::CodecError),
@@ -60,6 +65,7 @@ pub const ERROR_CODES: &[&str] = &[
     "batch_too_large",
     "leader_transfer",
     "leader_unreachable",
+    "quorum_lost",
     "storage_open_failed",
     "storage_damaged",
     "storage_snapshot_unreadable",
@@ -74,9 +80,10 @@ impl ClusterError {
             ClusterError::NotLeader { .. }
             | ClusterError::Raft(_)
             | ClusterError::LeaderUnreachable { .. }
+            | ClusterError::QuorumLost { .. }
             | ClusterError::TransferInProgress => true,
             ClusterError::Forwarded { code, .. } => {
-                matches!(*code, "not_leader" | "raft_error" | "leader_unreachable" | "leader_transfer")
+                matches!(*code, "not_leader" | "raft_error" | "leader_unreachable" | "leader_transfer" | "quorum_lost")
             }
             ClusterError::Storage(_)
             | ClusterError::Config(_)
@@ -103,6 +110,7 @@ impl ClusterError {
                 ClusterError::LeaderUnreachable { leader: *leader, reason: reason.clone() }
             }
             ClusterError::TransferInProgress => ClusterError::TransferInProgress,
+            ClusterError::QuorumLost { since_ms } => ClusterError::QuorumLost { since_ms: *since_ms },
             ClusterError::Forwarded { code, message } => ClusterError::Forwarded { code, message: message.clone() },
             ClusterError::Malformed(e) => ClusterError::Forwarded { code: e.code(), message: e.to_string() },
             ClusterError::AdminRefused { code, message } => {
@@ -122,6 +130,7 @@ impl ClusterError {
             ClusterError::TooLarge { .. } => "batch_too_large",
             ClusterError::TransferInProgress => "leader_transfer",
             ClusterError::LeaderUnreachable { .. } => "leader_unreachable",
+            ClusterError::QuorumLost { .. } => "quorum_lost",
             ClusterError::Forwarded { code, .. } => code,
             ClusterError::Malformed(e) => e.code(),
             ClusterError::AdminRefused { code, .. } => code,

@@ -309,7 +309,38 @@ impl CoordinatorNode {
         if stamped_bytes > deai_storage::MAX_LOG_COMMAND_BYTES {
             return Err(too_large(stamped_bytes));
         }
-        self.counted(self.batcher.write(envelopes, stamped_bytes)).await
+        self.quorum_heard()?;
+        let written = self.counted(self.batcher.write(envelopes, stamped_bytes));
+        tokio::select! {
+            written = written => written,
+            lost = self.quorum_lost() => Err(lost),
+        }
+    }
+
+    /// Refuses at once when this node leads and has heard from no quorum for longer than an
+    /// election takes (`election_timeout_max_ms`): it is most likely cut off, and a write it
+    /// took would wait for a quorum that is gone.
+    fn quorum_heard(&self) -> Result<(), ClusterError> {
+        let m = self.raft.metrics().borrow().clone();
+        match m.millis_since_quorum_ack {
+            Some(since_ms) if m.current_leader == Some(self.id) && since_ms > self.config.election_timeout_max_ms => {
+                Err(ClusterError::QuorumLost { since_ms })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves when [`quorum_heard`](Self::quorum_heard) starts refusing; checked every
+    /// heartbeat, when openraft refreshes the figure.
+    async fn quorum_lost(&self) -> ClusterError {
+        let every = std::time::Duration::from_millis(self.config.heartbeat_interval_ms.max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(lost) = self.quorum_heard() {
+                tracing::warn!(error = %lost, "a write is answered: this leader is cut off from its quorum");
+                return lost;
+            }
+        }
     }
 
     /// Whether this node leads, as far as it knows.
@@ -391,7 +422,11 @@ impl CoordinatorNode {
         };
         let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
-        match network.write(leader, &addr, batch, deadline).await {
+        let forwarded = tokio::select! {
+            forwarded = network.write(leader, &addr, batch, deadline) => forwarded,
+            gone = self.leader_gone(leader) => return Err(gone),
+        };
+        match forwarded {
             Ok(Ok((log_index, outcome))) => Ok(Written { log_index, outcome }),
             Ok(Err(f)) => Err(remote_error(f)),
             Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. } | LinkError::RequestRefused { .. })) => {
@@ -501,6 +536,8 @@ impl CoordinatorNode {
         let started = std::time::Instant::now();
         let budget = std::time::Duration::from_millis(READ_QUORUM_RETRY_MS);
         loop {
+            // A leader cut off from its quorum says so at once, rather than asking again.
+            self.quorum_heard()?;
             match self.raft.ensure_linearizable().await {
                 Ok(index) => return Ok(index.map_or(0, |id| id.index)),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -526,7 +563,11 @@ impl CoordinatorNode {
         };
         let addr = self.leader_addr(leader)?;
         let deadline = std::time::Duration::from_millis(FORWARD_TIMEOUT_MS);
-        let index = match network.read_index(leader, &addr, deadline).await {
+        let asked = tokio::select! {
+            asked = network.read_index(leader, &addr, deadline) => asked,
+            gone = self.leader_gone(leader) => return Err(gone),
+        };
+        let index = match asked {
             Ok(Ok(index)) => index,
             Ok(Err(f)) => return Err(remote_error(f)),
             Err(e @ (LinkError::Connect { .. } | LinkError::Refused { .. } | LinkError::RequestRefused { .. })) => {
@@ -540,6 +581,26 @@ impl CoordinatorNode {
             .await
             .map(|_| ())
             .map_err(|e| ClusterError::Raft(format!("this node did not apply up to the read index {index}: {e}")))
+    }
+
+    /// Resolves when this node stops taking `leader` for the leader (it started an election, or
+    /// learned of a newer one): a request forwarded to `leader` and not yet answered would only
+    /// wait out its deadline on a link that is likely cut. Its outcome is unknown: a forwarded
+    /// write may still commit, which its nonce makes safe to retry.
+    async fn leader_gone(&self, leader: NodeId) -> ClusterError {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let current = metrics.borrow_and_update().current_leader;
+            if current != Some(leader) {
+                return ClusterError::Raft(format!(
+                    "node {leader} stopped leading while a forwarded request was under way (now {}); its outcome is unknown",
+                    current.map_or("no leader".to_string(), |l| format!("node {l}"))
+                ));
+            }
+            if metrics.changed().await.is_err() {
+                return ClusterError::Fatal("raft stopped".into());
+            }
+        }
     }
 
     /// Stops the node's Raft; its data stays on disk.
