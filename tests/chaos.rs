@@ -1,7 +1,7 @@
 //! `deai chaos` end to end: a short run of real coordinator processes under kill, pause and
-//! partition faults ends valid with its report, the canary is caught, and a nemesis this build
-//! does not inject is refused. Partitions put each node in a network namespace: the tests run
-//! as root with iproute2, as CI does.
+//! partition faults ends valid with its report, full disks are survived, the canary is caught,
+//! and a nemesis this build does not inject is refused. Partitions put each node in a network
+//! namespace and full disks need mounts: the tests run as root with iproute2, as CI does.
 
 use serde_json::Value;
 use std::process::Command;
@@ -101,4 +101,26 @@ fn the_canary_is_caught_as_a_lost_acknowledged_write() {
     let shown =
         results["invariants"].as_array().unwrap().iter().any(|v| v["window"].as_array().is_some_and(|w| !w.is_empty()));
     assert!(shown, "the violation comes with its window: {results:#}");
+}
+
+/// A full disk used to stop a node's Raft core for good while its process lived on, refusing
+/// everything: a cluster whose nodes' disks filled one after another could not recover even
+/// after the space came back. Now a node whose core stops on a storage error exits, its
+/// supervisor (here the chaos run) starts it again once the disk has room, and nothing is lost.
+#[test]
+fn a_node_whose_disk_fills_exits_and_comes_back_from_disk_once_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
+        .args(["chaos", "--duration-s", "20", "--nemesis", "disk-full", "--seed", "5"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], true, "{results:#}");
+    assert!(results["faults"]["disk-full"].as_u64() >= Some(1), "{results:#}");
+    assert!(stderr.contains("a node exited") && stderr.contains("restarting a node that exited"), "{stderr}");
 }

@@ -53,7 +53,7 @@ pub struct FinalState {
     pub panics: Vec<String>,
 }
 
-/// Whether `target` is explained by `writes` (one client's, in order).
+/// Whether a state is explained by the writes before it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Explained {
     Yes,
@@ -62,81 +62,112 @@ pub enum Explained {
     No(String),
 }
 
-pub fn explain(target: &AccountState, writes: &[&Op]) -> Explained {
-    let mut forced: BTreeMap<u64, &Op> = BTreeMap::new();
-    for op in writes.iter().filter(|op| op.outcome == Outcome::Ok) {
-        let Some(nonce) = op.nonce else { continue };
-        if nonce > target.last_nonce {
+/// One client's writes so far, summed as they come, so that each state is checked in time
+/// proportional to the unknown writes only (a run has tens of thousands of acknowledged ones).
+#[derive(Default)]
+pub struct Writes<'a> {
+    /// Acknowledged writes by nonce.
+    forced: BTreeMap<u64, &'a Op>,
+    total: i128,
+    locked: i128,
+    /// Writes of unknown outcome, in order.
+    unknown: Vec<&'a Op>,
+    /// A second acknowledged write with a nonce already taken, if one came.
+    duplicate: Option<u64>,
+}
+
+/// A write's effect on (free plus locked, locked).
+fn effect(op: &Op) -> (i128, i128) {
+    let amount = op.amount.and_then(|a| i128::try_from(a).ok()).unwrap_or(0);
+    match op.kind {
+        OpKind::Faucet => (amount, 0),
+        OpKind::Lock => (0, amount),
+        OpKind::Unlock => (0, -amount),
+        OpKind::Read => (0, 0),
+    }
+}
+
+impl<'a> Writes<'a> {
+    pub fn add(&mut self, op: &'a Op) {
+        let Some(nonce) = op.nonce else { return };
+        match op.outcome {
+            Outcome::Ok => {
+                if self.forced.insert(nonce, op).is_some() {
+                    self.duplicate.get_or_insert(nonce);
+                }
+                let (total, locked) = effect(op);
+                self.total += total;
+                self.locked += locked;
+            }
+            Outcome::Unknown => self.unknown.push(op),
+            Outcome::Failed => {}
+        }
+    }
+
+    /// Whether `target` is these acknowledged writes plus some of the unknown ones, each nonce
+    /// applied at most once, the largest being `target.last_nonce`.
+    pub fn explain(&self, target: &AccountState) -> Explained {
+        if let Some(nonce) = self.duplicate {
+            return Explained::No(format!("two acknowledged writes carry nonce {nonce}"));
+        }
+        if let Some((nonce, op)) = self.forced.range(target.last_nonce + 1..).next() {
             return Explained::No(format!(
                 "an acknowledged {:?} with nonce {nonce} is missing: the account's last nonce is {}",
                 op.kind, target.last_nonce
             ));
         }
-        if forced.insert(nonce, op).is_some() {
-            return Explained::No(format!("two acknowledged writes carry nonce {nonce}"));
-        }
-    }
-    let mut open: BTreeMap<u64, Vec<&Op>> = BTreeMap::new();
-    for op in writes.iter().filter(|op| op.outcome == Outcome::Unknown) {
-        match op.nonce {
-            Some(nonce) if nonce <= target.last_nonce && !forced.contains_key(&nonce) => {
-                open.entry(nonce).or_default().push(op)
+        let mut open: BTreeMap<u64, Vec<&Op>> = BTreeMap::new();
+        for op in &self.unknown {
+            match op.nonce {
+                Some(nonce) if nonce <= target.last_nonce && !self.forced.contains_key(&nonce) => {
+                    open.entry(nonce).or_default().push(op)
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    let combinations = open.values().try_fold(1u64, |n, group| n.checked_mul(group.len() as u64 + 1));
-    if combinations.is_none_or(|n| n > MAX_COMBINATIONS) {
-        return Explained::Undecided;
-    }
-    let groups: Vec<&Vec<&Op>> = open.values().collect();
-    let mut choice = vec![0usize; groups.len()];
-    loop {
-        let mut applied: Vec<&Op> = forced.values().copied().collect();
-        applied.extend(groups.iter().zip(&choice).filter(|(_, &c)| c > 0).map(|(g, &c)| g[c - 1]));
-        if sums_to(target, &applied) {
-            return Explained::Yes;
+        let combinations = open.values().try_fold(1u64, |n, group| n.checked_mul(group.len() as u64 + 1));
+        if combinations.is_none_or(|n| n > MAX_COMBINATIONS) {
+            return Explained::Undecided;
         }
-        // The next combination, as an odometer with group i's digit in 0..=len.
-        let mut i = 0;
+        let held = i128::try_from(target.balance.saturating_add(target.locked)).unwrap_or(i128::MAX);
+        let locked = i128::try_from(target.locked).unwrap_or(i128::MAX);
+        let forced_max = self.forced.keys().next_back().copied().unwrap_or(0);
+        let groups: Vec<&Vec<&Op>> = open.values().collect();
+        let mut choice = vec![0usize; groups.len()];
         loop {
-            if i == groups.len() {
-                return Explained::No(describe_mismatch(target, &forced));
+            let (mut sum_total, mut sum_locked, mut max_nonce) = (self.total, self.locked, forced_max);
+            for (group, &c) in groups.iter().zip(&choice) {
+                if c > 0 {
+                    let (total, locked) = effect(group[c - 1]);
+                    sum_total += total;
+                    sum_locked += locked;
+                    max_nonce = max_nonce.max(group[c - 1].nonce.unwrap_or(0));
+                }
             }
-            choice[i] += 1;
-            if choice[i] <= groups[i].len() {
-                break;
+            if sum_total == held && sum_locked == locked && max_nonce == target.last_nonce {
+                return Explained::Yes;
             }
-            choice[i] = 0;
-            i += 1;
+            // The next combination, as an odometer with group i's digit in 0..=len.
+            let mut i = 0;
+            loop {
+                if i == groups.len() {
+                    return Explained::No(format!(
+                        "no set of the acknowledged writes ({}) and any of the unknown ones sums to balance {}, locked {}, last nonce {}",
+                        self.forced.len(),
+                        target.balance,
+                        target.locked,
+                        target.last_nonce
+                    ));
+                }
+                choice[i] += 1;
+                if choice[i] <= groups[i].len() {
+                    break;
+                }
+                choice[i] = 0;
+                i += 1;
+            }
         }
     }
-}
-
-fn sums_to(target: &AccountState, applied: &[&Op]) -> bool {
-    let (mut total, mut locked, mut last_nonce) = (0i128, 0i128, 0u64);
-    for op in applied {
-        let amount = op.amount.and_then(|a| i128::try_from(a).ok()).unwrap_or(0);
-        match op.kind {
-            OpKind::Faucet => total += amount,
-            OpKind::Lock => locked += amount,
-            OpKind::Unlock => locked -= amount,
-            OpKind::Read => {}
-        }
-        last_nonce = last_nonce.max(op.nonce.unwrap_or(0));
-    }
-    let held = i128::try_from(target.balance.saturating_add(target.locked)).unwrap_or(i128::MAX);
-    total == held && i128::try_from(target.locked).is_ok_and(|l| l == locked) && last_nonce == target.last_nonce
-}
-
-fn describe_mismatch(target: &AccountState, forced: &BTreeMap<u64, &Op>) -> String {
-    format!(
-        "no set of the acknowledged writes ({}) and any of the unknown ones sums to balance {}, locked {}, last nonce {}",
-        forced.len(),
-        target.balance,
-        target.locked,
-        target.last_nonce
-    )
 }
 
 /// Checks every invariant.
@@ -168,14 +199,15 @@ fn acknowledged_writes_kept(by_client: &[Vec<&Op>], end: &FinalState) -> Verdict
         Verdict { name: "acknowledged_writes_kept", valid: true, checked: 0, detail: String::new(), window: vec![] };
     let mut undecided = 0;
     for (client, history) in by_client.iter().enumerate() {
-        let writes: Vec<&Op> = history.iter().copied().filter(|op| op.kind.is_write()).collect();
+        let mut writes = Writes::default();
+        history.iter().for_each(|op| writes.add(op));
         let Some(Some(last)) = end.accounts.get(client) else {
             verdict.valid = false;
             verdict.detail = format!("client {client}'s account could not be read at the end");
             return verdict;
         };
         verdict.checked += 1;
-        match explain(last, &writes) {
+        match writes.explain(last) {
             Explained::Yes => {}
             Explained::Undecided => undecided += 1,
             Explained::No(why) => {
@@ -198,14 +230,17 @@ fn reads_linearizable(by_client: &[Vec<&Op>]) -> Verdict {
     let mut undecided = 0;
     for (client, history) in by_client.iter().enumerate() {
         let mut previous: Option<(usize, AccountState)> = None;
+        let mut before = Writes::default();
         for (k, op) in history.iter().enumerate() {
-            let (OpKind::Read, Outcome::Ok, Some(seen)) = (op.kind, op.outcome, op.read) else { continue };
+            let (OpKind::Read, Outcome::Ok, Some(seen)) = (op.kind, op.outcome, op.read) else {
+                before.add(op);
+                continue;
+            };
             verdict.checked += 1;
-            let before: Vec<&Op> = history[..k].iter().copied().filter(|o| o.kind.is_write()).collect();
             let went_back = previous.filter(|(_, earlier)| {
                 earlier.last_nonce > seen.last_nonce || (earlier.last_nonce == seen.last_nonce && *earlier != seen)
             });
-            let failure = match (went_back, explain(&seen, &before)) {
+            let failure = match (went_back, before.explain(&seen)) {
                 (Some((_, earlier)), _) => Some(format!("a read saw {seen:?} after an earlier read saw {earlier:?}")),
                 (None, Explained::No(why)) => Some(why),
                 (None, Explained::Undecided) => {

@@ -37,7 +37,8 @@ pub struct ChaosArgs {
     pub duration_s: u64,
     /// Faults to inject, comma-separated: kill (SIGKILL, restart from disk), pause
     /// (SIGSTOP, SIGCONT), partition (links cut between network namespaces: needs root and
-    /// iproute2). Empty for none.
+    /// iproute2), disk-full (a node's data directory, on a tmpfs of its own, filled: needs
+    /// root). Empty for none.
     #[arg(long, default_value = "kill,pause")]
     pub nemesis: String,
     /// The seed of the fault schedule, the targets and the workload: the same seed replays the
@@ -137,6 +138,9 @@ fn run(
         false => None,
     };
     let mut cluster = ProcessCluster::create(exe, dir, args.nodes, &format!("chaos-{}", args.seed), namespaces)?;
+    if kinds.contains(&NemesisKind::DiskFull) {
+        cluster.mount_data_dirs()?;
+    }
     for i in 0..cluster.nodes.len() {
         cluster.start(i)?;
     }
@@ -159,6 +163,7 @@ fn run(
         if !wait_until(&history, planned.start_ms, stop) {
             break;
         }
+        cluster.restart_exited()?;
         let leader = cluster.probe().leader();
         let (i, at_leader) = match (planned.target, leader) {
             (Target::Leader, Some(i)) => (i, true),
@@ -221,7 +226,7 @@ fn run(
 /// client's account read linearizably and each node's status taken.
 fn settle(cluster: &mut ProcessCluster, args: &ChaosArgs) -> ChaosResult<FinalState> {
     for i in 0..cluster.nodes.len() {
-        if !cluster.nodes[i].is_running() {
+        if cluster.exited(i) {
             cluster.start(i)?;
         }
     }

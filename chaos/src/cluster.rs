@@ -49,7 +49,17 @@ pub struct ProcessCluster {
     probe: ClusterProbe,
     /// The nodes' namespaces, when the run partitions them; otherwise all are on loopback.
     network: Option<Network>,
+    /// The data directories mounted as small file systems of their own (for `disk-full`).
+    mounted: Vec<PathBuf>,
 }
+
+/// Size of each node's own file system when the run fills disks, in bytes: far more than a
+/// run writes, so that only the filler fills it.
+pub const DATA_FS_BYTES: u64 = 512 * 1024 * 1024;
+/// The file that fills a node's disk.
+const FILLER: &str = "chaos-filler.bin";
+/// Size of one write of the filler, in bytes.
+const FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Asks nodes about themselves over HTTP, each request bounded by [`STATUS_TIMEOUT_MS`];
 /// cheap to clone, so a sampler thread holds its own.
@@ -137,7 +147,15 @@ impl ProcessCluster {
         let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
         let agent = ureq::Agent::config_builder().timeout_global(timeout).http_status_as_error(false).build().into();
         let probe = ClusterProbe { nodes: nodes.iter().map(|n| (n.id, n.http.clone())).collect(), agent };
-        Ok(ProcessCluster { dir: dir.to_path_buf(), exe: exe.to_path_buf(), peers, nodes, probe, network: namespaces })
+        Ok(ProcessCluster {
+            dir: dir.to_path_buf(),
+            exe: exe.to_path_buf(),
+            peers,
+            nodes,
+            probe,
+            network: namespaces,
+            mounted: Vec::new(),
+        })
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
@@ -215,6 +233,90 @@ impl ProcessCluster {
         &self.probe
     }
 
+    /// Node `i`'s data directory, as its configuration names it.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.join("data").join(format!("node-{}", self.nodes[i].id))
+    }
+
+    /// Puts every node's data directory on a tmpfs of [`DATA_FS_BYTES`] of its own, so that one
+    /// node's disk can be filled without touching the others or the host. Call before starting.
+    pub fn mount_data_dirs(&mut self) -> ChaosResult<()> {
+        for i in 0..self.nodes.len() {
+            let dir = self.data_dir(i);
+            std::fs::create_dir_all(&dir).map_err(ChaosError::io("create a data directory"))?;
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={DATA_FS_BYTES}"), "deai-chaos"])
+                .arg(&dir)
+                .output()
+                .map_err(ChaosError::io("run mount"))?;
+            if !out.status.success() {
+                return Err(ChaosError::Disk(format!(
+                    "mount a tmpfs on {}: {} (disk-full needs root)",
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            self.mounted.push(dir);
+        }
+        Ok(())
+    }
+
+    /// Fills node `i`'s file system to the last byte; returns how many bytes it took.
+    pub fn fill_disk(&self, i: usize) -> ChaosResult<u64> {
+        use std::io::Write as _;
+        let path = self.data_dir(i).join(FILLER);
+        let mut file = std::fs::File::create(&path).map_err(ChaosError::io("create the filler"))?;
+        let chunk = vec![0u8; FILL_CHUNK_BYTES];
+        let mut written = 0u64;
+        let mut size = FILL_CHUNK_BYTES;
+        // Whole chunks until the file system refuses, then smaller writes for the rest.
+        while size > 0 {
+            match file.write(&chunk[..size]) {
+                Ok(0) => size /= 2,
+                Ok(n) => written += n as u64,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => size /= 2,
+                Err(e) => return Err(ChaosError::io("fill a data directory")(e)),
+            }
+        }
+        Ok(written)
+    }
+
+    /// Frees what [`fill_disk`](Self::fill_disk) took.
+    pub fn free_disk(&self, i: usize) -> ChaosResult<()> {
+        match std::fs::remove_file(self.data_dir(i).join(FILLER)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ChaosError::io("remove the filler")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether node `i`'s process has exited (it is then restarted by [`start`](Self::start)).
+    pub fn exited(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => {
+                tracing::info!(node = self.nodes[i].id, %status, "a node exited");
+                self.nodes[i].child = None;
+                true
+            }
+            Some(Ok(None)) => false,
+            _ => true,
+        }
+    }
+
+    /// Starts again every node whose process exited (a node exits when a critical part of it
+    /// dies, a full disk for one), as a supervisor with a restart policy would; returns the
+    /// indices started.
+    pub fn restart_exited(&mut self) -> ChaosResult<Vec<usize>> {
+        let mut started = Vec::new();
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].child.is_some() && self.exited(i) {
+                tracing::info!(node = self.nodes[i].id, "restarting a node that exited");
+                self.start(i)?;
+                started.push(i);
+            }
+        }
+        Ok(started)
+    }
+
     /// The nodes' namespaces, if the run partitions them.
     pub fn network_mut(&mut self) -> Option<&mut Network> {
         self.network.as_mut()
@@ -278,5 +380,8 @@ impl ProcessCluster {
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         self.stop_all();
+        for dir in std::mem::take(&mut self.mounted) {
+            let _ = Command::new("umount").arg(&dir).output();
+        }
     }
 }

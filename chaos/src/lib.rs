@@ -33,6 +33,8 @@ pub enum ChaosError {
     Signal(String),
     #[error("the network could not be set up or changed: {0}")]
     Network(String),
+    #[error("a disk could not be set up or filled: {0}")]
+    Disk(String),
     #[error("the workload could not start: {0}")]
     Workload(String),
 }

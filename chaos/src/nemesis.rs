@@ -8,6 +8,9 @@
 //!   [`crate::netns`]), in one of three shapes drawn from the seed: the leader alone against
 //!   the rest, a minority against a majority, or a bridge (two sides that cannot reach each
 //!   other and one node that reaches both). Healing restores every link.
+//! - `disk-full`: the node's data directory (a tmpfs of its own) filled to the last byte; when
+//!   the fault ends the filler is removed, and a node that exited meanwhile is started again,
+//!   as a supervisor (Kubernetes) would.
 
 use crate::cluster::ProcessCluster;
 use crate::{ChaosError, ChaosResult};
@@ -36,20 +39,23 @@ pub enum NemesisKind {
     Kill,
     Pause,
     Partition,
+    DiskFull,
 }
 
 /// Nemeses of the issue that this build does not inject yet; asking for one is an error that
 /// says so, not a run that silently skips it.
-pub const NOT_YET: &[&str] = &["disk-full", "slow-net", "clock", "membership"];
+pub const NOT_YET: &[&str] = &["slow-net", "clock", "membership"];
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 3] = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
+    pub const ALL: [NemesisKind; 4] =
+        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::DiskFull];
 
     pub fn name(self) -> &'static str {
         match self {
             NemesisKind::Kill => "kill",
             NemesisKind::Pause => "pause",
             NemesisKind::Partition => "partition",
+            NemesisKind::DiskFull => "disk-full",
         }
     }
 
@@ -175,6 +181,10 @@ pub fn inject(
     match fault.kind {
         NemesisKind::Kill => cluster.kill(i).map(|_| (i, format!("SIGKILL node {}", cluster.nodes[i].id))),
         NemesisKind::Pause => cluster.pause(i).map(|_| (i, format!("SIGSTOP node {}", cluster.nodes[i].id))),
+        NemesisKind::DiskFull => {
+            let bytes = cluster.fill_disk(i)?;
+            Ok((i, format!("node {}'s disk filled ({bytes} bytes)", cluster.nodes[i].id)))
+        }
         NemesisKind::Partition => {
             let (side, other) = partition_sides(cluster.nodes.len(), leader, fault.draw);
             let ids =
@@ -199,6 +209,10 @@ pub fn heal(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosR
             Some(network) => network.heal(),
             None => Ok(()),
         },
+        NemesisKind::DiskFull => {
+            cluster.free_disk(i)?;
+            cluster.restart_exited().map(|_| ())
+        }
     }
 }
 

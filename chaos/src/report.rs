@@ -177,6 +177,7 @@ fn colour(kind: NemesisKind) -> &'static str {
         NemesisKind::Kill => "#f4a6a6",
         NemesisKind::Pause => "#f7d794",
         NemesisKind::Partition => "#a3bffa",
+        NemesisKind::DiskFull => "#c6a0f6",
     }
 }
 

@@ -151,6 +151,33 @@ pub struct CoordinatorNode {
     log_reader: deai_storage::RedbLogStore,
 }
 
+/// Ends, a critical failure, when openraft's core stops on an error of its own, such as a log
+/// write refused for a full disk: openraft never restarts it, so the node could only refuse
+/// everything from then on. The node then exits (see `critical_failure_hold_ms`) and its
+/// supervisor starts it again from disk once the cause is gone. A requested shutdown is no
+/// failure: the task then waits for the process to end.
+async fn raft_core_alive(raft: Raft<TypeConfig>) {
+    let mut metrics = raft.metrics();
+    loop {
+        let stopped = match &metrics.borrow_and_update().running_state {
+            Err(openraft::error::Fatal::Stopped) => Some(None),
+            Err(fatal) => Some(Some(fatal.to_string())),
+            Ok(()) => None,
+        };
+        match stopped {
+            Some(Some(why)) => {
+                tracing::error!(error = %why, "the raft core stopped on an error");
+                return;
+            }
+            Some(None) => std::future::pending::<()>().await,
+            None => {}
+        }
+        if metrics.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Counts a proposal as pending while it lives, even if its caller gives up.
 struct Pending<'a>(&'a prometheus::IntGauge);
 
@@ -224,6 +251,7 @@ impl CoordinatorNode {
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));
         let transferring = Arc::<AtomicBool>::default();
         let critical = CriticalTasks::default();
+        critical.spawn("raft core", raft_core_alive(raft.clone()));
         let batcher = WriteBatcher::start(
             id,
             raft.clone(),
