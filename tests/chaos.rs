@@ -10,7 +10,7 @@ use std::process::Command;
 const RUN_SECONDS: &str = "30";
 
 #[test]
-fn a_short_run_under_kill_pause_and_partition_is_valid_and_reported() {
+fn a_short_run_under_kill_pause_partition_and_clock_faults_is_valid_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
     let run = Command::new(env!("CARGO_BIN_EXE_deai"))
@@ -38,7 +38,8 @@ fn a_short_run_under_kill_pause_and_partition_is_valid_and_reported() {
     assert_eq!(results["seed"], 7);
     let ok = results["operations"]["ok"].as_u64().unwrap_or(0);
     assert!(ok > 100, "the workload made progress: {results:#}");
-    let faults: u64 = ["kill", "pause", "partition"].iter().filter_map(|k| results["faults"][k].as_u64()).sum();
+    let faults: u64 =
+        ["kill", "pause", "partition", "clock"].iter().filter_map(|k| results["faults"][k].as_u64()).sum();
     assert!(faults >= 3, "faults were injected: {results:#}");
     let invariants: Vec<&str> =
         results["invariants"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();

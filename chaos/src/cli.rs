@@ -38,7 +38,7 @@ pub struct ChaosArgs {
     /// Faults to inject, comma-separated: kill (SIGKILL, restart from disk), pause
     /// (SIGSTOP, SIGCONT), partition (links cut between network namespaces: needs root and
     /// iproute2), disk-full (a node's data directory, on a tmpfs of its own, filled: needs
-    /// root). Empty for none.
+    /// root), clock (a node restarted with its clock skewed). Empty for none.
     #[arg(long, default_value = "kill,pause")]
     pub nemesis: String,
     /// The seed of the fault schedule, the targets and the workload: the same seed replays the

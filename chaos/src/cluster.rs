@@ -169,6 +169,12 @@ impl ProcessCluster {
 
     /// Starts node `i` from its data directory (a restart after a kill recovers from disk).
     pub fn start(&mut self, i: usize) -> ChaosResult<()> {
+        self.start_skewed(i, 0)
+    }
+
+    /// [`start`](Self::start) with the node's clock `offset_ms` ahead (behind when negative),
+    /// through `clock_offset_ms`, the setting only chaos runs use.
+    pub fn start_skewed(&mut self, i: usize, offset_ms: i64) -> ChaosResult<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -191,6 +197,7 @@ impl ProcessCluster {
             .env("DEAI_NODE_HTTP_ADDR", &node.http)
             .env("DEAI_NODE_PEERS", &self.peers)
             .env("DEAI_NODE_LOG_FORMAT", "json")
+            .env("DEAI_NODE_CLOCK_OFFSET_MS", offset_ms.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -178,6 +178,7 @@ fn colour(kind: NemesisKind) -> &'static str {
         NemesisKind::Pause => "#f7d794",
         NemesisKind::Partition => "#a3bffa",
         NemesisKind::DiskFull => "#c6a0f6",
+        NemesisKind::Clock => "#9ae6b4",
     }
 }
 

@@ -26,6 +26,9 @@ pub const UNLOCK_PERCENT: u32 = 10;
 /// SDK retries; a second copy of an applied envelope is refused for its nonce).
 const AMBIGUOUS_CODES: &[&str] = &["replay", "nonce_gap", "write_timeout", "raft_error", "unknown"];
 
+/// The statuses the SDK tries again on another node (`deai_client::sdk`).
+const RETRIED_STATUSES: &[u16] = &[408, 421, 503];
+
 /// Client `index`'s key, drawn from the run's seed.
 pub fn client_key(seed: u64, index: usize) -> SigningKey {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(index as u64 + 1));
@@ -47,7 +50,13 @@ fn write_outcome(result: Result<deai_client::sdk::Outcome, ClientError>) -> (Out
     match result {
         Ok(o) if o.outcome == "accepted" => (Outcome::Ok, None),
         Ok(o) => (Outcome::Failed, Some(o.outcome)),
-        Err(ClientError::Api(f)) if f.status < 500 && !AMBIGUOUS_CODES.contains(&f.code.as_str()) => {
+        // The SDK retries 408, 421 and 503 on the next node, and its error is the last answer
+        // only: an earlier attempt may have been written. Every other refusal is its first.
+        Err(ClientError::Api(f))
+            if f.status < 500
+                && !RETRIED_STATUSES.contains(&f.status)
+                && !AMBIGUOUS_CODES.contains(&f.code.as_str()) =>
+        {
             (Outcome::Failed, Some(f.code))
         }
         Err(e) => (Outcome::Unknown, Some(e.to_string())),
@@ -180,4 +189,25 @@ pub fn start(
             std::thread::spawn(move || run_client(index, seed, &addresses, &history, &stop))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deai_client::sdk::ApiFailure;
+
+    fn refused(status: u16, code: &str) -> (Outcome, Option<String>) {
+        write_outcome(Err(ClientError::Api(ApiFailure { status, code: code.into(), message: String::new() })))
+    }
+
+    #[test]
+    fn only_a_first_refusal_is_a_certain_failure() {
+        assert_eq!(refused(400, "bad_signature").0, Outcome::Failed);
+        assert_eq!(refused(429, "client_queue_full").0, Outcome::Failed);
+        // Answers the SDK retried past: an earlier attempt may have been written.
+        for (status, code) in [(421, "not_leader"), (503, "leader_unreachable"), (408, "body_timeout"), (409, "replay")]
+        {
+            assert_eq!(refused(status, code).0, Outcome::Unknown, "{status} {code}");
+        }
+    }
 }

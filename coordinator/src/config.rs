@@ -66,6 +66,10 @@ pub struct CoordinatorConfig {
     pub critical_failure_hold_ms: u64,
     /// Longest a long poll (`wait_ms` on orders and assignments) may wait, in milliseconds.
     pub max_long_poll_ms: u64,
+    /// For `deai chaos` only, never in production: this node's clock reads this many
+    /// milliseconds ahead of the system clock (behind when negative), to check what a skewed
+    /// node does to ledger time (SPEC 6.1).
+    pub clock_offset_ms: i64,
     /// Public keys (hex) whose signature the mutating admin routes require. Empty: the routes
     /// are open (dev networks; bind `http_addr` to a private interface then).
     pub admin_keys: Vec<String>,
@@ -104,6 +108,7 @@ impl Default for CoordinatorConfig {
             shutdown_grace_ms: 5_000,
             critical_failure_hold_ms: 1_000,
             max_long_poll_ms: deai_api::views::MAX_LONG_POLL_MS,
+            clock_offset_ms: 0,
             admin_keys: Vec::new(),
             raft: RaftSettings::default(),
             actors: ActorSettings::default(),

@@ -123,7 +123,7 @@ pub async fn run_until(
         genesis,
         network.clone(),
         &config.raft,
-        deai_clock::system(),
+        clock(config.clock_offset_ms),
         metrics,
     )
     .await
@@ -241,4 +241,13 @@ pub async fn run_until(
             Ok(())
         }
     }
+}
+
+/// The node's one clock: the system's, moved by `offset_ms` when a chaos run skews this node.
+fn clock(offset_ms: i64) -> deai_clock::SharedClock {
+    if offset_ms == 0 {
+        return deai_clock::system();
+    }
+    tracing::warn!(offset_ms, "this node's clock is skewed on purpose (clock_offset_ms): for chaos runs only");
+    std::sync::Arc::new(deai_clock::OffsetClock::new(deai_clock::system(), offset_ms))
 }
