@@ -148,7 +148,7 @@ impl WriteBatcher {
         transferring: Arc<AtomicBool>,
         critical: &crate::supervision::CriticalTasks,
         clock: SharedClock,
-        faults: &crate::FaultInjection,
+        faults: &crate::faults::FaultInjection,
     ) -> Self {
         let (queue, queued) = mpsc::channel(MAX_QUEUED_WRITES);
         let head = Arc::new(Mutex::new(None));

@@ -36,6 +36,7 @@ pub mod batcher;
 pub mod checkpointer;
 pub mod control;
 pub mod error;
+pub mod faults;
 pub mod identity;
 pub mod metrics;
 pub mod network;
@@ -46,6 +47,7 @@ pub mod raft_write;
 pub mod supervision;
 
 pub use error::{admin_refusal, ClusterError, ADMIN_REFUSAL_CODES, ERROR_CODES};
+pub use faults::FaultInjection;
 pub use metrics::NodeMetrics;
-pub use node::{ClusterConfig, Consistency, CoordinatorNode, FaultInjection};
+pub use node::{ClusterConfig, Consistency, CoordinatorNode};
 pub use raft_write::Written;

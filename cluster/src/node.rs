@@ -3,6 +3,7 @@
 use crate::batcher::WriteBatcher;
 use crate::control::AdminGate;
 use crate::error::{admin_refusal, ClusterError, ERROR_CODES};
+use crate::faults::FaultInjection;
 use crate::metrics::NodeMetrics;
 use crate::network::tcp::{LinkError, RemoteFailure, TcpNetwork};
 pub use crate::raft_write::Written;
@@ -38,23 +39,6 @@ pub struct ClusterConfig {
     /// Faults to inject, for fault tests; none by default.
     pub faults: FaultInjection,
 }
-
-/// Faults a node injects into itself on purpose, so that tests (and chaos runs) can check what
-/// the node does when a part of it dies. Never set in production.
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FaultInjection {
-    /// The write batcher's task panics once it has proposed this many batches.
-    pub batcher_panic_after_batches: Option<u64>,
-    /// The canary (feature `canary`, test builds only): every this many batches, the batcher
-    /// answers its writers `accepted` and never proposes the batch, a lost acknowledged write
-    /// that a checker of the history must catch. A build without the feature refuses the field.
-    #[cfg(feature = "canary")]
-    pub canary_ack_without_commit_every: Option<u64>,
-}
-
-#[cfg(all(feature = "canary", not(debug_assertions)))]
-compile_error!("the canary loses acknowledged writes on purpose: it is for test builds, never a release build");
 
 impl Default for ClusterConfig {
     fn default() -> Self {

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     // What every layer returns: `ClusterError` and its codes.
     &["error"],
     // Leaves: metrics, supervised tasks, the key file, the peer control messages, one Raft write.
-    &["metrics", "supervision", "identity", "control", "raft_write"],
+    &["metrics", "supervision", "identity", "control", "raft_write", "faults"],
     &["network::peer_auth"],
     // The transports. `tcp` knows the frame format and serves a `PeerService`; it knows no node.
     &["network", "network::tcp", "network::in_process"],
