@@ -256,22 +256,30 @@ fn signal(cluster: &Processes, i: usize, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
-/// A linearizable read on the leader while both followers answer late (stopped with SIGSTOP,
-/// then resumed before any election can start) is answered, not refused: the leader asks the
-/// quorum again within its retry budget.
-#[test]
-fn a_linearizable_read_waits_out_followers_that_answer_late() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Processes::create(dir.path(), &["--network", "deai-late"]);
-    // Elections far slower than heartbeats, so followers stopped for a few heartbeats stay followers.
-    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MIN_MS".into(), "4000".into()));
-    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MAX_MS".into(), "4500".into()));
+/// Three processes with elections between `min_ms` and `max_ms`, all ready; returns them and
+/// the leader's index.
+fn ready_cluster(dir: &std::path::Path, network: &str, min_ms: &str, max_ms: &str) -> (Processes, usize) {
+    let mut cluster = Processes::create(dir, &["--network", network]);
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MIN_MS".into(), min_ms.into()));
+    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MAX_MS".into(), max_ms.into()));
     cluster.start_all();
     let agent = new_agent();
     let leader = wait_for("a leader", || {
         get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
     }) as usize;
     (0..3).for_each(|i| cluster.wait_ready(i));
+    (cluster, leader)
+}
+
+/// A linearizable read on the leader while both followers answer late (stopped with SIGSTOP,
+/// then resumed before any election can start) is answered, not refused: the leader asks the
+/// quorum again within its retry budget.
+#[test]
+fn a_linearizable_read_waits_out_followers_that_answer_late() {
+    let dir = tempfile::tempdir().unwrap();
+    // Elections far slower than heartbeats, so followers stopped for a few heartbeats stay followers.
+    let (cluster, leader) = ready_cluster(dir.path(), "deai-late", "4000", "4500");
+    let agent = new_agent();
     let retries = |cluster: &Processes| -> Option<f64> {
         let metrics = get_text(&agent, &cluster.url(leader, "/metrics"))?;
         let line = metrics.lines().find(|l| l.starts_with("deai_raft_read_quorum_retries_total{"))?;
@@ -302,17 +310,10 @@ fn a_linearizable_read_waits_out_followers_that_answer_late() {
 #[test]
 fn a_leader_cut_off_from_its_quorum_answers_its_writes_within_an_election_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Processes::create(dir.path(), &["--network", "deai-cutoff"]);
-    let network = cluster.network_id();
     // Followers stopped for seconds must not elect on their own when they resume first.
-    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MIN_MS".into(), "1000".into()));
-    cluster.env.push(("DEAI_NODE_RAFT__ELECTION_TIMEOUT_MAX_MS".into(), "1200".into()));
-    cluster.start_all();
+    let (cluster, leader) = ready_cluster(dir.path(), "deai-cutoff", "1000", "1200");
+    let network = cluster.network_id();
     let agent = new_agent();
-    let leader = wait_for("a leader", || {
-        get_json(&agent, &cluster.url(0, "/v1/admin/status")).and_then(|s| s["leader"].as_u64())
-    }) as usize;
-    (0..3).for_each(|i| cluster.wait_ready(i));
     let key = SigningKey::from_bytes(&[77; 32]);
     let url = cluster.url(leader, "/v1/ledger/entries");
     assert!(matches!(post(&agent, &url, &faucet(&key, &network, 1)), Posted::Acked(_)));
