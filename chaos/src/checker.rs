@@ -9,8 +9,10 @@
 //!
 //! - `acknowledged_writes_kept`: the final state of every account is explained by its whole
 //!   history.
-//! - `reads_linearizable`: every successful read is explained by the writes before it, and
-//!   reads never go back (a later read sees at least the writes an earlier one saw).
+//! - `reads_linearizable`: every successful read of a client's own account is explained by the
+//!   writes before it, and reads never go back (a later read sees at least the writes an earlier
+//!   one saw); a read of another client's account shows every write its owner had acknowledged
+//!   before the read began, and may show those the owner invoked before it ended.
 //! - `nonces_increase`: a client's acknowledged writes have strictly increasing nonces.
 //! - `replicas_agree`: at the end every node holds the same height and root, and nodes that
 //!   hold a certificate of the same height hold it over the same root.
@@ -107,6 +109,12 @@ impl<'a> Writes<'a> {
     /// Whether `target` is these acknowledged writes plus some of the unknown ones, each nonce
     /// applied at most once, the largest being `target.last_nonce`.
     pub fn explain(&self, target: &AccountState) -> Explained {
+        self.explain_with(target, &[])
+    }
+
+    /// [`explain`](Self::explain), with `also` (acknowledged or not) counted as writes that may
+    /// or may not have been applied, as unknown ones are.
+    pub fn explain_with(&self, target: &AccountState, also: &[&Op]) -> Explained {
         if let Some(nonce) = self.duplicate {
             return Explained::No(format!("two acknowledged writes carry nonce {nonce}"));
         }
@@ -117,7 +125,7 @@ impl<'a> Writes<'a> {
             ));
         }
         let mut open: BTreeMap<u64, Vec<&Op>> = BTreeMap::new();
-        for op in &self.unknown {
+        for op in self.unknown.iter().chain(also) {
             match op.nonce {
                 Some(nonce) if nonce <= target.last_nonce && !self.forced.contains_key(&nonce) => {
                     open.entry(nonce).or_default().push(op)
@@ -232,7 +240,7 @@ fn reads_linearizable(by_client: &[Vec<&Op>]) -> Verdict {
         let mut previous: Option<(usize, AccountState)> = None;
         let mut before = Writes::default();
         for (k, op) in history.iter().enumerate() {
-            let (OpKind::Read, Outcome::Ok, Some(seen)) = (op.kind, op.outcome, op.read) else {
+            let (OpKind::Read, Outcome::Ok, Some(seen), None) = (op.kind, op.outcome, op.read, op.account_of) else {
                 before.add(op);
                 continue;
             };
@@ -258,10 +266,68 @@ fn reads_linearizable(by_client: &[Vec<&Op>]) -> Verdict {
             previous = Some((k, seen));
         }
     }
+    if let Some(failure) = reads_of_others(by_client, &mut verdict.checked, &mut undecided) {
+        verdict.valid = false;
+        (verdict.detail, verdict.window) = failure;
+        return verdict;
+    }
     if undecided > 0 {
         verdict.detail = format!("{undecided} reads had too many unknown writes before them to decide");
     }
     verdict
+}
+
+/// Reads of another client's account, concurrent with its owner's writes: each must show every
+/// write of the owner acknowledged before the read was invoked, and may show any the owner
+/// invoked before the read completed (acknowledged later, or of unknown fate). A replica that
+/// answered a linearizable read from a stale ledger fails it.
+fn reads_of_others(by_client: &[Vec<&Op>], checked: &mut u64, undecided: &mut u64) -> Option<(String, Vec<Op>)> {
+    let mut reads: Vec<Vec<&Op>> = vec![Vec::new(); by_client.len()];
+    for op in by_client.iter().flatten() {
+        if let (OpKind::Read, Outcome::Ok, Some(_), Some(owner)) = (op.kind, op.outcome, op.read, op.account_of) {
+            if let Some(list) = reads.get_mut(owner) {
+                list.push(op);
+            }
+        }
+    }
+    for (owner, mut reads) in reads.into_iter().enumerate() {
+        reads.sort_by_key(|op| op.invoke_ms);
+        let mut writes: Vec<&Op> =
+            by_client[owner].iter().copied().filter(|op| op.kind.is_write() && op.outcome != Outcome::Failed).collect();
+        writes.sort_by_key(|op| op.complete_ms);
+        let (mut settled, mut next) = (Writes::default(), 0);
+        for read in reads {
+            let Some(seen) = read.read else { continue };
+            *checked += 1;
+            // Writes done before the read began count as they ended; the others may or may not.
+            while next < writes.len() && writes[next].complete_ms < read.invoke_ms {
+                settled.add(writes[next]);
+                next += 1;
+            }
+            let concurrent: Vec<&Op> =
+                writes[next..].iter().copied().filter(|w| w.invoke_ms < read.complete_ms).collect();
+            match settled.explain_with(&seen, &concurrent) {
+                Explained::Yes => {}
+                Explained::Undecided => *undecided += 1,
+                Explained::No(why) => {
+                    let detail =
+                        format!("client {} read client {owner}'s account at {} ms: {why}", read.client, read.invoke_ms);
+                    let mut window: Vec<Op> = by_client[owner]
+                        .iter()
+                        .filter(|op| {
+                            op.kind.is_write()
+                                && op.complete_ms + 1_000 >= read.invoke_ms
+                                && op.invoke_ms <= read.complete_ms
+                        })
+                        .map(|op| (*op).clone())
+                        .collect();
+                    window.push(read.clone());
+                    return Some((detail, window));
+                }
+            }
+        }
+    }
+    None
 }
 
 fn nonces_increase(by_client: &[Vec<&Op>]) -> Verdict {
@@ -348,6 +414,7 @@ mod tests {
             outcome,
             error: None,
             read: None,
+            account_of: None,
         }
     }
 
@@ -362,7 +429,48 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             read: Some(AccountState { balance, locked, last_nonce }),
+            account_of: None,
         }
+    }
+
+    /// Client 1's read of client 0's account.
+    fn foreign_read(balance: u128, last_nonce: u64, invoke_ms: u64, complete_ms: u64) -> Op {
+        Op { client: 1, invoke_ms, complete_ms, account_of: Some(0), ..read(balance, 0, last_nonce, invoke_ms) }
+    }
+
+    fn foreign_verdict(ops: &[Op], last: AccountState) -> Verdict {
+        let end = FinalState {
+            accounts: vec![Some(last), Some(AccountState { balance: 0, locked: 0, last_nonce: 0 })],
+            nodes: vec![],
+            panics: vec![],
+        };
+        check(ops, 2, &end).into_iter().find(|v| v.name == "reads_linearizable").expect("the verdict")
+    }
+
+    #[test]
+    fn a_read_of_another_account_may_see_a_concurrent_write_either_way() {
+        let ops = [
+            write(OpKind::Faucet, 100, 1, Outcome::Ok, 0),
+            write(OpKind::Faucet, 5, 2, Outcome::Ok, 20),
+            foreign_read(100, 1, 15, 30),
+            foreign_read(105, 2, 16, 30),
+            foreign_read(105, 2, 40, 45),
+        ];
+        let v = foreign_verdict(&ops, AccountState { balance: 105, locked: 0, last_nonce: 2 });
+        assert!(v.valid && v.checked == 3, "{v:#?}");
+    }
+
+    #[test]
+    fn a_stale_read_of_another_account_is_caught() {
+        let ops = [
+            write(OpKind::Faucet, 100, 1, Outcome::Ok, 0),
+            write(OpKind::Faucet, 5, 2, Outcome::Ok, 10),
+            // Invoked after the second write was acknowledged, yet without it.
+            foreign_read(100, 1, 30, 35),
+        ];
+        let v = foreign_verdict(&ops, AccountState { balance: 105, locked: 0, last_nonce: 2 });
+        assert!(!v.valid && v.detail.contains("read client 0's account"), "{v:#?}");
+        assert_eq!(v.window.last().map(|op| op.client), Some(1));
     }
 
     fn verdicts(ops: &[Op], last: AccountState) -> BTreeMap<&'static str, Verdict> {

@@ -246,8 +246,7 @@ fn settle(cluster: &mut ProcessCluster, args: &ChaosArgs) -> ChaosResult<FinalSt
     let api = Coordinators::new(&cluster.addresses()).map_err(|e| ChaosError::Workload(e.to_string()))?;
     let accounts = (0..args.clients)
         .map(|index| {
-            let id = workload::client_key(args.seed, index).verifying_key().to_bytes();
-            let path = format!("/v1/ledger/accounts/{}", deai_api::hex::hex(&id));
+            let path = workload::account_path(args.seed, index);
             api.get::<AccountView>(&path).ok().and_then(|view| workload::account_state(&view))
         })
         .collect();

@@ -17,7 +17,7 @@ pub enum OpKind {
     Lock,
     /// Unlocking `amount` of locked stake.
     Unlock,
-    /// A linearizable read of the client's own account.
+    /// A linearizable read of the client's own account, or of another client's.
     Read,
 }
 
@@ -66,6 +66,9 @@ pub struct Op {
     /// What a read saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<AccountState>,
+    /// For a read of another client's account, that client; absent for a client's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_of: Option<usize>,
 }
 
 /// The run's clock (milliseconds since it started) and the operations recorded so far.

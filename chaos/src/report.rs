@@ -413,6 +413,7 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
             read: None,
+            account_of: None,
         }
     }
 

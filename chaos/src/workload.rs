@@ -1,6 +1,6 @@
 //! The workload: concurrent clients, each with its own key and one operation at a time, that
-//! credit themselves from the dev faucet, lock and unlock stake, and read their own account
-//! linearizably, through the SDK (which fails over across every coordinator). Each operation
+//! credit themselves from the dev faucet, lock and unlock stake, and read their own account or
+//! another client's linearizably, through the SDK (which fails over across every coordinator). Each operation
 //! goes into the [`History`] with its outcome, as certain as the client can know it.
 
 use crate::history::{AccountState, History, Op, OpKind, Outcome};
@@ -21,6 +21,9 @@ pub const MAX_FAUCET_AMOUNT: u128 = 1_000_000_000_000;
 pub const FAUCET_PERCENT: u32 = 35;
 pub const LOCK_PERCENT: u32 = 15;
 pub const UNLOCK_PERCENT: u32 = 10;
+/// Share of reads that read another client's account (while its owner writes to it), in
+/// percent: the reads a stale replica would get wrong.
+pub const FOREIGN_READ_PERCENT: u32 = 25;
 
 /// API codes after which a write may still have been carried out by an earlier attempt (the
 /// SDK retries; a second copy of an applied envelope is refused for its nonce).
@@ -63,8 +66,13 @@ fn write_outcome(result: Result<deai_client::sdk::Outcome, ClientError>) -> (Out
     }
 }
 
-/// Runs client `index` until `stop` is set.
-pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, stop: &AtomicBool) {
+/// The API path of client `index`'s account.
+pub fn account_path(seed: u64, index: usize) -> String {
+    format!("/v1/ledger/accounts/{}", deai_api::hex::hex(&client_key(seed, index).verifying_key().to_bytes()))
+}
+
+/// Runs client `index` of `clients` until `stop` is set.
+pub fn run_client(index: usize, clients: usize, seed: u64, addresses: &str, history: &History, stop: &AtomicBool) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
     let connected = Coordinators::new(addresses).and_then(|api| Participant::connect(client_key(seed, index), api));
     let me = match connected {
@@ -74,7 +82,7 @@ pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, s
             return;
         }
     };
-    let path = format!("/v1/ledger/accounts/{}", me.id_hex());
+    let path = account_path(seed, index);
     let mut belief = Belief::default();
     // No nonce is signed twice, even after a write of unknown fate (gaps are allowed, SPEC 3):
     // then a `replay` can only mean this very envelope was written, as the SDK counts it.
@@ -83,11 +91,18 @@ pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, s
         let roll = rng.random_range(0..100);
         let invoke_ms = history.now_ms();
         if roll >= FAUCET_PERCENT + LOCK_PERCENT + UNLOCK_PERCENT {
-            let read = me.api.get::<AccountView>(&path);
+            let other = (clients > 1 && rng.random_range(0..100) < FOREIGN_READ_PERCENT)
+                .then(|| (index + rng.random_range(1..clients)) % clients);
+            let read = match other {
+                Some(other) => me.api.get::<AccountView>(&account_path(seed, other)),
+                None => me.api.get::<AccountView>(&path),
+            };
             let complete_ms = history.now_ms();
             let (outcome, error, read) = match read.map(|view| account_state(&view)) {
                 Ok(Some(state)) => {
-                    belief = Belief { free: state.balance, locked: state.locked };
+                    if other.is_none() {
+                        belief = Belief { free: state.balance, locked: state.locked };
+                    }
                     (Outcome::Ok, None, Some(state))
                 }
                 Ok(None) => (Outcome::Failed, Some("an account view with amounts that are not numbers".into()), None),
@@ -103,6 +118,7 @@ pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, s
                 outcome,
                 error,
                 read,
+                account_of: other,
             });
             continue;
         }
@@ -133,6 +149,7 @@ pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, s
                     outcome: Outcome::Failed,
                     error: Some(format!("no nonce: {e}")),
                     read: None,
+                    account_of: None,
                 });
                 continue;
             }
@@ -162,6 +179,7 @@ pub fn run_client(index: usize, seed: u64, addresses: &str, history: &History, s
             outcome,
             error,
             read: None,
+            account_of: None,
         });
     }
 }
@@ -186,7 +204,7 @@ pub fn start(
     (0..clients)
         .map(|index| {
             let (history, stop, addresses) = (history.clone(), stop.clone(), addresses.clone());
-            std::thread::spawn(move || run_client(index, seed, &addresses, &history, &stop))
+            std::thread::spawn(move || run_client(index, clients, seed, &addresses, &history, &stop))
         })
         .collect()
 }
