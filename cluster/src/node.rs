@@ -333,9 +333,14 @@ impl CoordinatorNode {
     /// election takes (`election_timeout_max_ms`): it is most likely cut off, and a write it
     /// took would wait for a quorum that is gone.
     fn quorum_heard(&self) -> Result<(), ClusterError> {
-        let m = self.raft.metrics().borrow().clone();
-        match m.millis_since_quorum_ack {
-            Some(since_ms) if m.current_leader == Some(self.id) && since_ms > self.config.election_timeout_max_ms => {
+        // Two fields read under the borrow: every write passes here, so the metrics are not cloned.
+        let (since_quorum_ms, leader) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.millis_since_quorum_ack, m.current_leader)
+        };
+        match since_quorum_ms {
+            Some(since_ms) if leader == Some(self.id) && since_ms > self.config.election_timeout_max_ms => {
                 Err(ClusterError::QuorumLost { since_ms })
             }
             _ => Ok(()),
