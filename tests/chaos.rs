@@ -4,36 +4,58 @@
 //! namespace and full disks need mounts: the tests run as root with iproute2, as CI does.
 
 use serde_json::Value;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// Long enough for several faults after the warm-up (3 s) and before the cool-down (3 s).
 const RUN_SECONDS: &str = "30";
 
+/// One `deai chaos` run that wrote (or was to write) its report into a directory of its own.
+struct ChaosRun {
+    output: Output,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ChaosRun {
+    /// Runs `deai chaos` with `args`, `--out` a new directory, and `env` for it and every
+    /// coordinator it starts.
+    fn start(args: &[&str], env: &[(&str, &str)]) -> ChaosRun {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("report");
+        let output = Command::new(env!("CARGO_BIN_EXE_deai"))
+            .arg("chaos")
+            .args(args)
+            .arg("--out")
+            .arg(&out)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        ChaosRun { output, out, _dir: dir }
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn results(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.out.join("results.json")).unwrap()).unwrap()
+    }
+}
+
 #[test]
 fn a_short_run_under_kill_pause_partition_and_clock_faults_is_valid_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report");
-    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args([
-            "chaos",
-            "--nodes",
-            "3",
-            "--duration-s",
-            RUN_SECONDS,
-            "--nemesis",
-            "kill,pause,partition",
-            "--seed",
-            "7",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let nemeses = "kill,pause,partition,clock";
+    let run = ChaosRun::start(&["--nodes", "3", "--duration-s", RUN_SECONDS, "--nemesis", nemeses, "--seed", "7"], &[]);
+    let stdout = run.stdout();
+    assert!(run.output.status.success(), "{stdout}\n{}", run.stderr());
     assert!(stdout.starts_with("valid:"), "{stdout}");
 
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = run.results();
     assert_eq!(results["valid"], true, "{results:#}");
     assert_eq!(results["seed"], 7);
     let ok = results["operations"]["ok"].as_u64().unwrap_or(0);
@@ -49,44 +71,32 @@ fn a_short_run_under_kill_pause_partition_and_clock_faults_is_valid_and_reported
     assert!(results["invariants"].as_array().unwrap().iter().all(|v| v["checked"].as_u64() > Some(0)));
 
     let total: u64 = results["operations"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
-    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    let history = std::fs::read_to_string(run.out.join("history.jsonl")).unwrap();
     assert_eq!(history.lines().count() as u64, total);
-    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let page = std::fs::read_to_string(run.out.join("index.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("deai chaos --nodes 3") && page.contains("valid"), "{page}");
 }
 
 #[test]
 fn a_nemesis_not_built_yet_is_refused_before_anything_starts() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["chaos", "--duration-s", "5", "--nemesis", "kill,slow-net", "--out"])
-        .arg(dir.path().join("report"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(!run.status.success());
+    let run = ChaosRun::start(&["--duration-s", "5", "--nemesis", "kill,slow-net"], &[]);
+    let stderr = run.stderr();
+    assert!(!run.output.status.success());
     assert!(stderr.contains("slow-net") && stderr.contains("not built yet"), "{stderr}");
-    assert!(!dir.path().join("report").exists(), "nothing was written");
+    assert!(!run.out.exists(), "nothing was written");
 }
 
 /// The canary (a test build's known bug: some batches acknowledged and never written) is
 /// reported invalid, with the operations that show it: the checker can fail.
 #[test]
 fn the_canary_is_caught_as_a_lost_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report");
-    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["chaos", "--duration-s", "10", "--nemesis", "", "--seed", "3"])
-        .arg("--out")
-        .arg(&out)
-        // Every coordinator the run starts inherits it.
-        .env("DEAI_NODE_RAFT__FAULTS__CANARY_ACK_WITHOUT_COMMIT_EVERY", "40")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(!run.status.success(), "{stdout}");
+    // Every coordinator the run starts inherits the setting.
+    let canary = [("DEAI_NODE_RAFT__FAULTS__CANARY_ACK_WITHOUT_COMMIT_EVERY", "40")];
+    let run = ChaosRun::start(&["--duration-s", "10", "--nemesis", "", "--seed", "3"], &canary);
+    let stdout = run.stdout();
+    assert!(!run.output.status.success(), "{stdout}");
     assert!(stdout.starts_with("INVALID:") && stdout.contains("violated"), "{stdout}");
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results = run.results();
     assert_eq!(results["valid"], false);
     let violated: Vec<&str> = results["invariants"]
         .as_array()
@@ -110,17 +120,10 @@ fn the_canary_is_caught_as_a_lost_acknowledged_write() {
 /// supervisor (here the chaos run) starts it again once the disk has room, and nothing is lost.
 #[test]
 fn a_node_whose_disk_fills_exits_and_comes_back_from_disk_once_freed() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report");
-    let run = Command::new(env!("CARGO_BIN_EXE_deai"))
-        .args(["chaos", "--duration-s", "20", "--nemesis", "disk-full", "--seed", "5"])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));
-    assert!(run.status.success(), "{stdout}\n{stderr}");
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let run = ChaosRun::start(&["--duration-s", "20", "--nemesis", "disk-full", "--seed", "5"], &[]);
+    let (stdout, stderr) = (run.stdout(), run.stderr());
+    assert!(run.output.status.success(), "{stdout}\n{stderr}");
+    let results = run.results();
     assert_eq!(results["valid"], true, "{results:#}");
     assert!(results["faults"]["disk-full"].as_u64() >= Some(1), "{results:#}");
     assert!(stderr.contains("a node exited") && stderr.contains("restarting a node that exited"), "{stderr}");
