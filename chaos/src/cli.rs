@@ -38,7 +38,8 @@ pub struct ChaosArgs {
     /// Faults to inject, comma-separated: kill (SIGKILL, restart from disk), pause
     /// (SIGSTOP, SIGCONT), partition (links cut between network namespaces: needs root and
     /// iproute2), disk-full (a node's data directory, on a tmpfs of its own, filled: needs
-    /// root), clock (a node restarted with its clock skewed). Empty for none.
+    /// root), clock (a node restarted with its clock skewed), slow-net (a node's links held
+    /// back by delay proxies: needs root and iproute2). Empty for none.
     #[arg(long, default_value = "kill,pause")]
     pub nemesis: String,
     /// The seed of the fault schedule, the targets and the workload: the same seed replays the
@@ -132,12 +133,15 @@ fn run(
     dir: &std::path::Path,
     stop: &Arc<AtomicBool>,
 ) -> ChaosResult<RunRecord> {
-    // Partitions need each node in a namespace of its own; other runs stay on loopback.
-    let namespaces = match kinds.contains(&NemesisKind::Partition) {
+    // Partitions and slow links need each node in a namespace of its own; other runs stay on
+    // loopback.
+    let slow_links = kinds.contains(&NemesisKind::SlowNet);
+    let namespaces = match kinds.contains(&NemesisKind::Partition) || slow_links {
         true => Some(crate::netns::Network::create(std::process::id(), args.nodes as usize)?),
         false => None,
     };
-    let mut cluster = ProcessCluster::create(exe, dir, args.nodes, &format!("chaos-{}", args.seed), namespaces)?;
+    let mut cluster =
+        ProcessCluster::create(exe, dir, args.nodes, &format!("chaos-{}", args.seed), namespaces, slow_links)?;
     if kinds.contains(&NemesisKind::DiskFull) {
         cluster.mount_data_dirs()?;
     }

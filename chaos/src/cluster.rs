@@ -2,6 +2,7 @@
 //! process with its own data directory and log, started, killed, restarted, paused and resumed
 //! by PID. Dropping the cluster stops every process it started, paused ones included.
 
+use crate::delay_proxy::{DelayProxy, LinkDelays};
 use crate::netns::Network;
 use crate::{ChaosError, ChaosResult};
 use deai_api::views::NodeStatus;
@@ -24,7 +25,10 @@ pub const POLL_MS: u64 = 50;
 /// One coordinator process.
 pub struct NodeProcess {
     pub id: u64,
+    /// The node's Raft address as its peers know it (the membership's).
     pub raft: String,
+    /// Where the node listens for Raft: `raft` itself, or behind a delay proxy at `raft`.
+    pub raft_listen: String,
     pub http: String,
     child: Option<Child>,
     paused: bool,
@@ -51,6 +55,9 @@ pub struct ProcessCluster {
     network: Option<Network>,
     /// The data directories mounted as small file systems of their own (for `disk-full`).
     mounted: Vec<PathBuf>,
+    /// The delay proxies in front of the nodes' Raft ports (for `slow-net`), and their delays.
+    proxies: Vec<DelayProxy>,
+    link_delays: Option<LinkDelays>,
 }
 
 /// Size of each node's own file system when the run fills disks, in bytes: far more than a
@@ -115,8 +122,21 @@ fn free_port() -> ChaosResult<u16> {
 impl ProcessCluster {
     /// Writes a new `nodes`-member cluster for network `network` into `dir` with `exe genesis`
     /// (`exe` is the `deai` binary); starts nothing. With `namespaces`, each node runs in its
-    /// own network namespace (for partitions); otherwise on loopback.
-    pub fn create(exe: &Path, dir: &Path, nodes: u64, network: &str, namespaces: Option<Network>) -> ChaosResult<Self> {
+    /// own network namespace (for partitions and slow links); otherwise on loopback. With
+    /// `slow_links`, each node's Raft port sits behind a [`DelayProxy`] (it needs `namespaces`).
+    pub fn create(
+        exe: &Path,
+        dir: &Path,
+        nodes: u64,
+        network: &str,
+        namespaces: Option<Network>,
+        slow_links: bool,
+    ) -> ChaosResult<Self> {
+        if slow_links && namespaces.is_none() {
+            return Err(ChaosError::BadArgument(
+                "slow links need each node in a network namespace (a proxy knows a sender by its address)".into(),
+            ));
+        }
         let status = Command::new(exe)
             .arg("genesis")
             .args(["--network", network, "--coordinators", &nodes.to_string(), "--checkpoint-every", "50"])
@@ -140,13 +160,30 @@ impl ProcessCluster {
                     }
                     None => (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?)),
                 };
-                Ok(NodeProcess { id, raft, http, child: None, paused: false })
+                let raft_listen = match &namespaces {
+                    Some(n) if slow_links => format!("{}:{}", n.address(id as usize), crate::netns::PROXIED_RAFT_PORT),
+                    _ => raft.clone(),
+                };
+                Ok(NodeProcess { id, raft, raft_listen, http, child: None, paused: false })
             })
             .collect::<ChaosResult<Vec<_>>>()?;
         let peers = nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
         let timeout = Some(Duration::from_millis(STATUS_TIMEOUT_MS));
         let agent = ureq::Agent::config_builder().timeout_global(timeout).http_status_as_error(false).build().into();
         let probe = ClusterProbe { nodes: nodes.iter().map(|n| (n.id, n.http.clone())).collect(), agent };
+        let (mut proxies, mut link_delays) = (Vec::new(), None);
+        if let (true, Some(network)) = (slow_links, &namespaces) {
+            let parse = |a: &str| {
+                a.parse::<std::net::SocketAddr>().map_err(|e| ChaosError::Network(format!("address {a}: {e}")))
+            };
+            let hosts = nodes.iter().map(|n| parse(&n.raft).map(|a| a.ip())).collect::<ChaosResult<Vec<_>>>()?;
+            let delays = LinkDelays::new(hosts);
+            for (i, node) in nodes.iter().enumerate() {
+                let (listen, upstream) = (parse(&node.raft)?, parse(&node.raft_listen)?);
+                proxies.push(DelayProxy::start(i, listen, upstream, Some(network.namespace(i)), delays.clone())?);
+            }
+            link_delays = Some(delays);
+        }
         Ok(ProcessCluster {
             dir: dir.to_path_buf(),
             exe: exe.to_path_buf(),
@@ -155,6 +192,8 @@ impl ProcessCluster {
             probe,
             network: namespaces,
             mounted: Vec::new(),
+            proxies,
+            link_delays,
         })
     }
 
@@ -193,7 +232,7 @@ impl ProcessCluster {
             .arg("coordinator")
             .arg("--config")
             .arg(self.dir.join(format!("node-{}.toml", node.id)))
-            .env("DEAI_NODE_RAFT_ADDR", &node.raft)
+            .env("DEAI_NODE_RAFT_ADDR", &node.raft_listen)
             .env("DEAI_NODE_HTTP_ADDR", &node.http)
             .env("DEAI_NODE_PEERS", &self.peers)
             .env("DEAI_NODE_LOG_FORMAT", "json")
@@ -325,6 +364,11 @@ impl ProcessCluster {
     }
 
     /// The nodes' namespaces, if the run partitions them.
+    /// The delays of the nodes' links, when the run slows them.
+    pub fn link_delays(&self) -> Option<&LinkDelays> {
+        self.link_delays.as_ref()
+    }
+
     pub fn network_mut(&mut self) -> Option<&mut Network> {
         self.network.as_mut()
     }
@@ -387,6 +431,8 @@ impl ProcessCluster {
 impl Drop for ProcessCluster {
     fn drop(&mut self) {
         self.stop_all();
+        // Before the namespaces they run in go.
+        self.proxies.clear();
         for dir in std::mem::take(&mut self.mounted) {
             let _ = Command::new("umount").arg(&dir).output();
         }

@@ -10,6 +10,7 @@
 pub mod checker;
 pub mod cli;
 pub mod cluster;
+pub mod delay_proxy;
 pub mod history;
 pub mod nemesis;
 pub mod netns;

@@ -12,6 +12,9 @@
 //!   way (drawn from the seed), through `clock_offset_ms`, the setting only chaos runs use; when
 //!   the fault ends it restarts with the system clock. A skewed leader stamps entries with its
 //!   time, which the ledger bounds (SPEC 6.1).
+//! - `slow-net`: every link of the node (inbound and outbound) held back by
+//!   [`MIN_SLOW_MS`]..[`MAX_SLOW_MS`] milliseconds each way (drawn from the seed) by the delay
+//!   proxies in front of the Raft ports ([`crate::delay_proxy`]); healing sets it back to none.
 //! - `disk-full`: the node's data directory (a tmpfs of its own) filled to the last byte; when
 //!   the fault ends the filler is removed, and a node that exited meanwhile is started again,
 //!   as a supervisor (Kubernetes) would.
@@ -35,6 +38,10 @@ pub const MIN_QUIET_MS: u64 = 2_000;
 pub const MAX_QUIET_MS: u64 = 6_000;
 /// Largest clock skew the `clock` nemesis gives a node, either way, in milliseconds.
 pub const MAX_CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
+/// Shortest and longest delay the `slow-net` nemesis adds to each of a node's links, each way,
+/// in milliseconds: from a slow WAN to longer than an election timeout.
+pub const MIN_SLOW_MS: u64 = 50;
+pub const MAX_SLOW_MS: u64 = 1_500;
 /// Share of faults aimed at the leader of the moment, in percent; the others hit a node drawn
 /// from the seed.
 pub const LEADER_TARGET_PERCENT: u32 = 50;
@@ -47,15 +54,22 @@ pub enum NemesisKind {
     Partition,
     DiskFull,
     Clock,
+    SlowNet,
 }
 
 /// Nemeses of the issue that this build does not inject yet; asking for one is an error that
 /// says so, not a run that silently skips it.
-pub const NOT_YET: &[&str] = &["slow-net", "membership"];
+pub const NOT_YET: &[&str] = &["membership"];
 
 impl NemesisKind {
-    pub const ALL: [NemesisKind; 5] =
-        [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition, NemesisKind::DiskFull, NemesisKind::Clock];
+    pub const ALL: [NemesisKind; 6] = [
+        NemesisKind::Kill,
+        NemesisKind::Pause,
+        NemesisKind::Partition,
+        NemesisKind::DiskFull,
+        NemesisKind::Clock,
+        NemesisKind::SlowNet,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,6 +78,7 @@ impl NemesisKind {
             NemesisKind::Partition => "partition",
             NemesisKind::DiskFull => "disk-full",
             NemesisKind::Clock => "clock",
+            NemesisKind::SlowNet => "slow-net",
         }
     }
 
@@ -196,6 +211,13 @@ pub fn inject(
             cluster.start_skewed(i, offset_ms)?;
             Ok((i, format!("node {} restarted with its clock {offset_ms:+} ms off", cluster.nodes[i].id)))
         }
+        NemesisKind::SlowNet => {
+            let ms = MIN_SLOW_MS + fault.draw % (MAX_SLOW_MS - MIN_SLOW_MS + 1);
+            let delays =
+                cluster.link_delays().ok_or_else(|| ChaosError::Network("slow links need the delay proxies".into()))?;
+            delays.set(i, ms);
+            Ok((i, format!("node {}'s links held back {ms} ms each way", cluster.nodes[i].id)))
+        }
         NemesisKind::DiskFull => {
             let bytes = cluster.fill_disk(i)?;
             Ok((i, format!("node {}'s disk filled ({bytes} bytes)", cluster.nodes[i].id)))
@@ -227,6 +249,12 @@ pub fn heal(cluster: &mut ProcessCluster, kind: NemesisKind, i: usize) -> ChaosR
         NemesisKind::Clock => {
             cluster.kill(i)?;
             cluster.start(i)
+        }
+        NemesisKind::SlowNet => {
+            if let Some(delays) = cluster.link_delays() {
+                delays.set(i, 0);
+            }
+            Ok(())
         }
         NemesisKind::DiskFull => {
             cluster.free_disk(i)?;
@@ -264,8 +292,8 @@ mod tests {
 
     #[test]
     fn a_nemesis_not_built_yet_is_refused_by_name() {
-        let err = NemesisKind::parse_list("kill,slow-net").unwrap_err().to_string();
-        assert!(err.contains("slow-net") && err.contains("not built yet"), "{err}");
+        let err = NemesisKind::parse_list("kill,membership").unwrap_err().to_string();
+        assert!(err.contains("membership") && err.contains("not built yet"), "{err}");
         assert!(NemesisKind::parse_list("kil").unwrap_err().to_string().contains("no nemesis"));
         assert_eq!(NemesisKind::parse_list("pause,kill,pause").unwrap(), vec![NemesisKind::Pause, NemesisKind::Kill]);
     }

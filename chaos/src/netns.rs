@@ -13,6 +13,8 @@ use std::process::Command;
 
 /// The port every node listens on for Raft, inside its namespace.
 pub const RAFT_PORT: u16 = 7000;
+/// The port a node really listens on for Raft when a delay proxy holds [`RAFT_PORT`].
+pub const PROXIED_RAFT_PORT: u16 = 7001;
 /// The port every node serves HTTP on, inside its namespace.
 pub const HTTP_PORT: u16 = 8000;
 /// The last octet of the neighbour that swallows a cut link's packets.

@@ -179,6 +179,7 @@ fn colour(kind: NemesisKind) -> &'static str {
         NemesisKind::Partition => "#a3bffa",
         NemesisKind::DiskFull => "#c6a0f6",
         NemesisKind::Clock => "#9ae6b4",
+        NemesisKind::SlowNet => "#fbb6ce",
     }
 }
 

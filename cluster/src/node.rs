@@ -550,7 +550,7 @@ impl CoordinatorNode {
     /// A round that misses a quorum is tried again for up to [`READ_QUORUM_RETRY_MS`]: a read
     /// changes nothing, so asking again is always safe.
     pub(crate) async fn read_index_here(&self) -> Result<u64, ClusterError> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let budget = std::time::Duration::from_millis(READ_QUORUM_RETRY_MS);
         loop {
             // A leader cut off from its quorum says so at once, rather than asking again.

@@ -26,6 +26,7 @@
 
 mod log_store;
 pub mod metrics;
+pub mod raft_runtime;
 mod state_machine;
 
 pub use log_store::RedbLogStore;
@@ -45,6 +46,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = LogCommand,
         R = CommandOutcome,
+        AsyncRuntime = raft_runtime::SeededTokio,
 );
 
 /// Raft log index, per openraft.
