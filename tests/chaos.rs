@@ -1,14 +1,16 @@
-//! `deai chaos` end to end: a short run of real coordinator processes under kill, pause and
-//! partition faults ends valid with its report, full disks are survived, the canary is caught,
-//! and a nemesis this build does not inject is refused. Partitions put each node in a network
-//! namespace and full disks need mounts: the tests run as root with iproute2, as CI does.
+//! `deai chaos` end to end: a short run of real coordinator processes under kill, pause,
+//! partition, clock and slow-net faults ends valid with its report, full disks are survived,
+//! the canary is caught, and a nemesis this build does not inject is refused. Partitions and
+//! slow links put each node in a network namespace and full disks need mounts: the tests run
+//! as root with iproute2, as CI does.
 
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Long enough for several faults after the warm-up (3 s) and before the cool-down (3 s).
-const RUN_SECONDS: &str = "30";
+/// Long enough for several faults of each kind after the warm-up (3 s) and before the
+/// cool-down (3 s).
+const RUN_SECONDS: &str = "60";
 
 /// One `deai chaos` run that wrote (or was to write) its report into a directory of its own.
 struct ChaosRun {
@@ -48,8 +50,8 @@ impl ChaosRun {
 }
 
 #[test]
-fn a_short_run_under_kill_pause_partition_and_clock_faults_is_valid_and_reported() {
-    let nemeses = "kill,pause,partition,clock";
+fn a_short_run_under_kill_pause_partition_clock_and_slow_net_faults_is_valid_and_reported() {
+    let nemeses = "kill,pause,partition,clock,slow-net";
     let run = ChaosRun::start(&["--nodes", "3", "--duration-s", RUN_SECONDS, "--nemesis", nemeses, "--seed", "7"], &[]);
     let stdout = run.stdout();
     assert!(run.output.status.success(), "{stdout}\n{}", run.stderr());
@@ -61,8 +63,8 @@ fn a_short_run_under_kill_pause_partition_and_clock_faults_is_valid_and_reported
     let ok = results["operations"]["ok"].as_u64().unwrap_or(0);
     assert!(ok > 100, "the workload made progress: {results:#}");
     let faults: u64 =
-        ["kill", "pause", "partition", "clock"].iter().filter_map(|k| results["faults"][k].as_u64()).sum();
-    assert!(faults >= 3, "faults were injected: {results:#}");
+        ["kill", "pause", "partition", "clock", "slow-net"].iter().filter_map(|k| results["faults"][k].as_u64()).sum();
+    assert!(faults >= 6, "faults were injected: {results:#}");
     let invariants: Vec<&str> =
         results["invariants"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
     for name in ["acknowledged_writes_kept", "reads_linearizable", "nonces_increase", "replicas_agree", "no_panics"] {
