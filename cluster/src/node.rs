@@ -227,6 +227,19 @@ impl CoordinatorNode {
                 other => break other?,
             }
         };
+        Self::start_on_storage(id, (log_store, state_machine), network, config, clock, metrics).await
+    }
+
+    /// Starts the node's Raft on storage its caller opened (the simulation's disk); otherwise
+    /// as [`start_with_metrics`](Self::start_with_metrics).
+    pub async fn start_on_storage<N: RaftNetworkFactory<TypeConfig>>(
+        id: NodeId,
+        (log_store, state_machine): (deai_storage::RedbLogStore, deai_storage::LedgerStateMachine),
+        network: N,
+        config: &ClusterConfig,
+        clock: SharedClock,
+        metrics: NodeMetrics,
+    ) -> Result<Self, ClusterError> {
         let ledger = state_machine.shared_ledger();
         let log_reader = log_store.clone();
         let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)

@@ -195,6 +195,14 @@ impl Checker {
         }
     }
 
+    /// A replica starts again: after a power cut it may come back behind what it had applied
+    /// (it re-applies its durable log), so its nonces are watched afresh; its roots must still
+    /// agree with every other replica's at each height.
+    pub fn forget_replica(&mut self, node: u64) {
+        self.nonces.remove(&node);
+        self.checked_height.remove(&node);
+    }
+
     /// Checks one replica as it stands now.
     pub fn observe_replica(&mut self, node: u64, at_ms: u64, ledger: &Ledger) {
         match self.roots.get(&ledger.height) {

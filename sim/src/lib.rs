@@ -1,6 +1,7 @@
 //! `deai sim`: the coordinator cluster in one process on virtual time. The nodes are the real
 //! `CoordinatorNode`s (openraft, the redb storage, the ledger, the write batcher); only what is
-//! outside a node is simulated ([`network`]: delays, losses, reordering, partitions), and every
+//! outside a node is simulated ([`network`]: delays, losses, reordering, partitions; [`disk`]:
+//! a disk that loses and tears what was not synced when the power goes), and every
 //! choice (faults, the clients' operations, the network's weather, openraft's election jitter,
 //! tokio's own scheduling choices) is drawn from one seed ([`world`]), so that a seed replays.
 //! The invariants ([`checker`]) are checked after every step.
@@ -10,6 +11,7 @@
 
 pub mod checker;
 pub mod cli;
+pub mod disk;
 pub mod network;
 pub mod world;
 

@@ -13,6 +13,7 @@ use openraft::{BasicNode, Raft};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ impl Weather {
 struct Switchboard {
     nodes: BTreeMap<NodeId, Raft<TypeConfig>>,
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Each node's power switch (its disk's): a node without power sends and answers nothing.
+    power: BTreeMap<NodeId, Arc<AtomicBool>>,
     weather: Weather,
     rng: StdRng,
     delivered: u64,
@@ -59,6 +62,7 @@ impl SimNetwork {
         let board = Switchboard {
             nodes: BTreeMap::new(),
             cut: BTreeSet::new(),
+            power: BTreeMap::new(),
             weather: Weather::CALM,
             rng: StdRng::seed_from_u64(seed),
             delivered: 0,
@@ -73,6 +77,10 @@ impl SimNetwork {
 
     pub fn up(&self, id: NodeId, raft: Raft<TypeConfig>) {
         self.lock().nodes.insert(id, raft);
+    }
+
+    pub fn attach_power(&self, id: NodeId, power: Arc<AtomicBool>) {
+        self.lock().power.insert(id, power);
     }
 
     pub fn down(&self, id: NodeId) {
@@ -123,6 +131,11 @@ impl SimNetwork {
         if board.cut.contains(&(from, to)) {
             return Err(Lost(format!("link {from} -> {to} is cut")));
         }
+        for end in [from, to] {
+            if board.power.get(&end).is_some_and(|p| !p.load(Ordering::Relaxed)) {
+                return Err(Lost(format!("node {end} has no power")));
+            }
+        }
         board.nodes.get(&to).cloned().ok_or_else(|| Lost(format!("node {to} is down")))
     }
 
@@ -134,6 +147,10 @@ impl SimNetwork {
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let unreachable = |e: Lost| RPCError::Unreachable(Unreachable::new(&e));
+        // A node that lost its power sends nothing more.
+        if let Err(e) = self.reach(from, from) {
+            return Err(unreachable(e));
+        }
         match self.fate() {
             Fate::Drop(after) => {
                 tokio::time::sleep(after).await;

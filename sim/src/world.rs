@@ -4,6 +4,7 @@
 //! so a run of seconds takes as long as its work does, and the same seed takes the same path.
 
 use crate::checker::{Checker, Op, OpKind, Outcome};
+use crate::disk::{CutReport, SimBackend, SimDisk};
 use crate::network::{SimNetwork, Weather};
 use crate::{SimError, SimResult, SimSettings};
 use deai_cluster::{ClusterConfig, ClusterError, Consistency, CoordinatorNode};
@@ -18,7 +19,6 @@ use openraft::BasicNode;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,8 @@ pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 pub const CALL_TIMEOUT_MS: u64 = 2_000;
 /// Longest the cluster may take to converge once every fault is healed, in virtual ms.
 pub const SETTLE_TIMEOUT_MS: u64 = 30_000;
+/// Most disk operations a node makes between a power cut's start and the cut itself.
+pub const MAX_OPS_BEFORE_CUT: u32 = 64;
 /// Chance per step that a fault starts while none is under way, in percent.
 pub const FAULT_START_PERCENT: u32 = 4;
 /// Shortest and longest a fault lasts, in virtual milliseconds.
@@ -45,6 +47,9 @@ pub const STORM_MAX_DROP_PER_MILLE: u32 = 300;
 pub enum SimFault {
     /// The node stops (its Raft shut down, its database closed) and later restarts from disk.
     Crash(u64),
+    /// A crash with the power gone too: of the disk's writes since its last sync, only some
+    /// remain, the last perhaps torn ([`crate::disk`]).
+    PowerCut(u64),
     /// The node alone cut off from the others.
     Isolate(u64),
     /// A minority cut off from the majority, with the first node of the minority named.
@@ -57,6 +62,7 @@ impl SimFault {
     pub fn kind(&self) -> &'static str {
         match self {
             SimFault::Crash(_) => "crash",
+            SimFault::PowerCut(_) => "power-cut",
             SimFault::Isolate(_) => "isolate",
             SimFault::Split(_) => "split",
             SimFault::Storm { .. } => "storm",
@@ -81,6 +87,8 @@ pub struct SeedReport {
     pub virtual_ms: u64,
     pub messages_delivered: u64,
     pub messages_dropped: u64,
+    /// What each power cut left of its disk's unsynced writes.
+    pub power_cuts: Vec<CutReport>,
     /// A digest of everything that happened: the same seed, the same fingerprint.
     pub fingerprint: u64,
 }
@@ -151,7 +159,11 @@ struct World {
     genesis: Genesis,
     network: SimNetwork,
     nodes: Nodes,
-    dirs: tempfile::TempDir,
+    disks: Vec<SimDisk>,
+    /// When the power cuts fall and what they leave of the disks' unsynced writes, drawn from
+    /// the seed.
+    cuts: Mutex<StdRng>,
+    power_cuts: Mutex<Vec<CutReport>>,
     config: ClusterConfig,
     clock: Arc<VirtualClock>,
     checker: Arc<Mutex<Checker>>,
@@ -168,26 +180,14 @@ pub fn run_seed(seed: u64, settings: &SimSettings) -> SimResult<SeedReport> {
     runtime.block_on(simulate(seed, settings.clone()))
 }
 
-fn data_root() -> PathBuf {
-    // A memory file system where there is one: a simulated disk need not wear a real one.
-    let shm = PathBuf::from("/dev/shm");
-    if shm.is_dir() {
-        shm
-    } else {
-        std::env::temp_dir()
-    }
-}
-
 async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
-    let dirs = tempfile::Builder::new()
-        .prefix("deai-sim-")
-        .tempdir_in(data_root())
-        .map_err(SimError::io("make the simulation's data directory"))?;
     let world = World {
         genesis: genesis(settings.nodes, seed),
         network: SimNetwork::new(seed ^ 0x6e65_7477_6f72_6b),
         nodes: Arc::new(Mutex::new((0..settings.nodes).map(|_| None).collect())),
-        dirs,
+        disks: (0..settings.nodes).map(|_| SimDisk::default()).collect(),
+        cuts: Mutex::new(StdRng::seed_from_u64(seed ^ 0x706f_7765_72)),
+        power_cuts: Mutex::new(Vec::new()),
         config: raft_config(&settings),
         clock: Arc::new(VirtualClock { start: Instant::now() }),
         checker: Arc::new(Mutex::new(Checker::new((0..settings.clients).map(|c| client_id(seed, c)).collect()))),
@@ -195,6 +195,7 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
         seed,
     };
     for id in 0..world.settings.nodes {
+        world.network.attach_power(id, world.disks[id as usize].power());
         world.start(id).await?;
     }
     let members: BTreeMap<u64, BasicNode> = (0..world.settings.nodes).map(|id| (id, BasicNode::default())).collect();
@@ -223,6 +224,7 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
             }
             None if rng.random_range(0..100) < FAULT_START_PERCENT => {
                 let fault = world.draw_fault(&mut rng);
+                tracing::debug!(?fault, at = world.now_ms(), "fault starts");
                 world.inject(fault).await;
                 faults.push((world.now_ms(), fault));
                 active = Some((
@@ -232,6 +234,7 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
             }
             _ => {}
         }
+        world.reap_powerless().await;
         world.check_step();
     }
     stop.store(true, Ordering::Relaxed);
@@ -250,6 +253,8 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
     for (at, fault) in &faults {
         fingerprint = crate::checker::mix(fingerprint, &(at, fault));
     }
+    let power_cuts = std::mem::take(&mut *world.power_cuts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    fingerprint = crate::checker::mix(fingerprint, &power_cuts);
     let report = SeedReport {
         seed,
         violations: checker.violations().to_vec(),
@@ -258,6 +263,7 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
         virtual_ms,
         messages_delivered,
         messages_dropped,
+        power_cuts,
         fingerprint,
     };
     drop(checker);
@@ -271,20 +277,82 @@ impl World {
     }
 
     async fn start(&self, id: u64) -> SimResult<()> {
-        let dir = self.dirs.path().join(format!("node-{id}"));
-        let node = CoordinatorNode::start(
+        let disk = &self.disks[id as usize];
+        let backend = self
+            .released(disk)
+            .await
+            .ok_or_else(|| SimError::Setup(format!("node {id}'s disk is still held by its last incarnation")))?;
+        let metrics = deai_cluster::NodeMetrics::new(id);
+        let name = format!("the simulated disk of node {id}");
+        let mut storage = deai_storage::open_on_backend(backend, &name, self.genesis.clone(), metrics.storage.clone())
+            .map_err(|e| SimError::Setup(format!("node {id} did not start: {e}")))?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            use openraft::storage::{RaftLogStorage, RaftStateMachine};
+            let logs = storage.0.clone().get_log_state().await;
+            let committed = storage.0.clone().read_committed().await;
+            let applied = storage.1.applied_state().await.map(|a| a.0);
+            tracing::debug!(id, at = self.now_ms(), ?logs, ?committed, ?applied, "node starts from its disk");
+        }
+        let node = CoordinatorNode::start_on_storage(
             id,
-            &dir,
-            self.genesis.clone(),
+            storage,
             self.network.for_node(id),
             &self.config,
             self.clock.clone(),
+            metrics,
         )
         .await
         .map_err(|e| SimError::Setup(format!("node {id} did not start: {e}")))?;
+        disk.power_on();
+        self.checker_mut().forget_replica(id);
         self.network.up(id, node.raft.clone());
         slots(&self.nodes)[id as usize] = Some(Arc::new(node));
         Ok(())
+    }
+
+    /// The disk's backend once no earlier database holds it, within a bounded virtual wait
+    /// (openraft's tasks let go of the storage as they end).
+    async fn released(&self, disk: &SimDisk) -> Option<SimBackend> {
+        let deadline = Instant::now() + Duration::from_millis(2 * CALL_TIMEOUT_MS);
+        loop {
+            if let Some(backend) = disk.backend() {
+                return Some(backend);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(self.settings.step_ms)).await;
+        }
+    }
+
+    /// The end of a power cut: the node stops (it already sends nothing), and once its
+    /// database has let go of the disk, the disk keeps only what the power left
+    /// ([`SimDisk::restore_after_cut`]). A disk still held is a violation.
+    async fn after_power_cut(&self, id: u64) {
+        self.crash(id).await;
+        let disk = &self.disks[id as usize];
+        let deadline = Instant::now() + Duration::from_millis(2 * CALL_TIMEOUT_MS);
+        while disk.in_use() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(self.settings.step_ms)).await;
+        }
+        if disk.in_use() {
+            self.checker_mut()
+                .violation("nodes_stop", format!("node {id}'s database still held its disk after a crash"));
+            return;
+        }
+        let cut = disk.restore_after_cut(&mut self.cuts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        tracing::debug!(id, ?cut, "power cut");
+        self.power_cuts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(cut);
+    }
+
+    /// Stops every node whose power went since the last step.
+    async fn reap_powerless(&self) {
+        for id in 0..self.settings.nodes {
+            let running = slots(&self.nodes)[id as usize].is_some();
+            if running && !self.disks[id as usize].has_power() {
+                self.after_power_cut(id).await;
+            }
+        }
     }
 
     /// Stops node `id` where it stands: unreachable at once, its Raft shut down, its database
@@ -314,10 +382,11 @@ impl World {
             (0, Some(leader)) => leader,
             _ => rng.random_range(0..n),
         };
-        match rng.random_range(0..4) {
+        match rng.random_range(0..5) {
             0 => SimFault::Crash(target),
-            1 => SimFault::Isolate(target),
-            2 => SimFault::Split(target),
+            1 => SimFault::PowerCut(target),
+            2 => SimFault::Isolate(target),
+            3 => SimFault::Split(target),
             _ => SimFault::Storm {
                 max_delay_ms: rng.random_range(10..=STORM_MAX_DELAY_MS),
                 drop_per_mille: rng.random_range(0..=STORM_MAX_DROP_PER_MILLE),
@@ -334,6 +403,10 @@ impl World {
         let all: Vec<u64> = (0..self.settings.nodes).collect();
         match fault {
             SimFault::Crash(id) => self.crash(id).await,
+            SimFault::PowerCut(id) => {
+                let ops = self.cuts.lock().map(|mut rng| rng.random_range(0..=MAX_OPS_BEFORE_CUT)).unwrap_or(0);
+                self.disks[id as usize].cut_power_in(ops);
+            }
             SimFault::Isolate(id) => {
                 let rest: Vec<u64> = all.iter().copied().filter(|&i| i != id).collect();
                 self.network.partition(&[id], &rest);
@@ -352,6 +425,16 @@ impl World {
     async fn heal(&self, fault: SimFault) -> SimResult<()> {
         match fault {
             SimFault::Crash(id) => self.start(id).await,
+            SimFault::PowerCut(id) => {
+                // A node that wrote too little for the cut to fall yet loses its power now.
+                if self.disks[id as usize].has_power() {
+                    self.disks[id as usize].cut_power();
+                }
+                if slots(&self.nodes)[id as usize].is_some() {
+                    self.after_power_cut(id).await;
+                }
+                self.start(id).await
+            }
             SimFault::Isolate(_) | SimFault::Split(_) => {
                 self.network.heal();
                 Ok(())
@@ -525,6 +608,7 @@ impl Client {
         let invoked = self.checker.lock().map(|mut c| c.invoke()).unwrap_or_default();
         let invoked_ms = self.now_ms();
         let answer = tokio::time::timeout(Duration::from_millis(CALL_TIMEOUT_MS), node.submit(&[envelope])).await;
+        tracing::debug!(client = self.index, node = node.id, ?kind, answer = ?answer.as_ref().map(|a| a.as_ref().map(|w| (w.log_index, w.outcome.height, w.outcome.outcomes.clone()))), at = self.now_ms(), "write");
         let (outcome, height) = match answer {
             Ok(Ok(written)) => match written.outcome.outcomes.first() {
                 Some(EntryOutcome::Accepted) => {
@@ -572,6 +656,10 @@ impl Client {
         let id = self.id;
         let read = node.read(Consistency::Linearizable, move |ledger| holdings(ledger, &id));
         let answer = tokio::time::timeout(Duration::from_millis(CALL_TIMEOUT_MS), read).await;
+        {
+            let m = node.raft.metrics().borrow().clone();
+            tracing::debug!(client = self.index, node = node.id, ok = matches!(answer, Ok(Ok(_))), value = ?answer.as_ref().ok().and_then(|a| a.as_ref().ok()), term = m.current_term, leader = ?m.current_leader, applied = ?m.last_applied, height = node.ledger().read().height, at = self.now_ms(), "read");
+        }
         let (kind, outcome) = match answer {
             Ok(Ok(value)) => (OpKind::Read { value: Some(value) }, Outcome::Ok),
             Ok(Err(e)) => {

@@ -181,6 +181,29 @@ pub fn open_with_metrics(
 ) -> Result<(RedbLogStore, LedgerStateMachine), OpenError> {
     let shown = path.display().to_string();
     let db = Database::create(path).map_err(|source| OpenError::Database { path: shown.clone(), source })?;
+    open_database(db, shown, genesis, metrics)
+}
+
+/// [`open_with_metrics`] on a storage backend of the caller's instead of a file: the
+/// simulation's disk, which can lose and tear what was never synced. `name` names it in errors.
+pub fn open_on_backend(
+    backend: impl redb::StorageBackend,
+    name: &str,
+    genesis: Genesis,
+    metrics: StorageMetrics,
+) -> Result<(RedbLogStore, LedgerStateMachine), OpenError> {
+    let db = redb::Builder::new()
+        .create_with_backend(backend)
+        .map_err(|source| OpenError::Database { path: name.to_string(), source })?;
+    open_database(db, name.to_string(), genesis, metrics)
+}
+
+fn open_database(
+    db: Database,
+    shown: String,
+    genesis: Genesis,
+    metrics: StorageMetrics,
+) -> Result<(RedbLogStore, LedgerStateMachine), OpenError> {
     let damaged = |e: &dyn std::fmt::Display| OpenError::Damaged { path: shown.clone(), detail: e.to_string() };
     // Create every table up front, so readers never meet a missing one.
     let txn = db.begin_write().map_err(|e| damaged(&e))?;
