@@ -242,7 +242,7 @@ impl CoordinatorNode {
     ) -> Result<Self, ClusterError> {
         let ledger = state_machine.shared_ledger();
         let log_reader = log_store.clone();
-        let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store, state_machine)
+        let raft = Raft::new(id, Arc::new(config.raft_config()?), network, log_store.guarded(), state_machine)
             .await
             .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         tokio::spawn(crate::metrics::watch_raft(raft.clone(), metrics.clone()));

@@ -310,6 +310,15 @@ impl World {
         Ok(())
     }
 
+    /// Starts a node again after a fault; one that cannot start from its own disk breaks an
+    /// invariant (it stays down), it does not end the run.
+    async fn restart(&self, id: u64) -> SimResult<()> {
+        if let Err(e) = self.start(id).await {
+            self.checker_mut().violation("nodes_restart", format!("node {id} did not start from its disk: {e}"));
+        }
+        Ok(())
+    }
+
     /// The disk's backend once no earlier database holds it, within a bounded virtual wait
     /// (openraft's tasks let go of the storage as they end).
     async fn released(&self, disk: &SimDisk) -> Option<SimBackend> {
@@ -424,7 +433,7 @@ impl World {
 
     async fn heal(&self, fault: SimFault) -> SimResult<()> {
         match fault {
-            SimFault::Crash(id) => self.start(id).await,
+            SimFault::Crash(id) => self.restart(id).await,
             SimFault::PowerCut(id) => {
                 // A node that wrote too little for the cut to fall yet loses its power now.
                 if self.disks[id as usize].has_power() {
@@ -433,7 +442,7 @@ impl World {
                 if slots(&self.nodes)[id as usize].is_some() {
                     self.after_power_cut(id).await;
                 }
-                self.start(id).await
+                self.restart(id).await
             }
             SimFault::Isolate(_) | SimFault::Split(_) => {
                 self.network.heal();

@@ -24,11 +24,13 @@
 // protocol `Rejection` are large; both are cold paths.
 #![allow(clippy::result_large_err)]
 
+mod guarded;
 mod log_store;
 pub mod metrics;
 pub mod raft_runtime;
 mod state_machine;
 
+pub use guarded::{GuardedLogStore, PURGE_SNAPSHOT_POLL_MS, PURGE_SNAPSHOT_WAIT_MS};
 pub use log_store::RedbLogStore;
 pub use metrics::StorageMetrics;
 pub use state_machine::{EvidenceLog, LedgerSnapshotBuilder, LedgerStateMachine, MisbehaviourEvidence, SharedLedger};

@@ -21,11 +21,6 @@ pub struct RedbLogStore {
     metrics: StorageMetrics,
 }
 
-/// Longest a purge waits for the snapshot that covers it to be stored, in milliseconds.
-pub const PURGE_SNAPSHOT_WAIT_MS: u64 = 5_000;
-/// Pause between two looks at the stored snapshot, in milliseconds.
-pub const PURGE_SNAPSHOT_POLL_MS: u64 = 5;
-
 fn io_err(e: impl std::fmt::Display) -> AnyError {
     AnyError::error(e.to_string())
 }
@@ -85,7 +80,7 @@ impl RedbLogStore {
     }
 
     /// The last log index the snapshot stored on disk covers.
-    fn stored_snapshot_index(&self) -> Result<Option<u64>, redb::Error> {
+    pub(crate) fn stored_snapshot_index(&self) -> Result<Option<u64>, redb::Error> {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SNAPSHOT)?;
         let stored = match table.get(SNAPSHOT_META_KEY)? {
@@ -150,20 +145,9 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         self.put_meta(VOTE_KEY, &encode_raft(vote)).map_err(|e| StorageIOError::write_vote(io_err(e)).into())
     }
 
-    /// The stored vote, never as a committed one: openraft reads it only at start-up, and a
-    /// node that finds a committed vote for itself there resumes leading that term at once. Its
-    /// log may lack the tail it had sent to followers before its own write of it finished (a
-    /// kill, a power cut): leading on, it would write different entries at the indexes the
-    /// followers hold for the same term, which Raft's log matching takes for equal, and answer
-    /// reads without writes it had acknowledged. Uncommitted, the vote still binds the node to
-    /// its term and candidate, and it becomes leader again only through an election, which a
-    /// node missing committed entries cannot win.
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         match self.meta(VOTE_KEY).map_err(|e| StorageIOError::read_vote(io_err(e)))? {
-            Some(bytes) => {
-                let stored: Vote<NodeId> = decode_raft(&bytes).map_err(|e| StorageIOError::read_vote(io_err(e)))?;
-                Ok(Some(Vote { committed: false, ..stored }))
-            }
+            Some(bytes) => Ok(Some(decode_raft(&bytes).map_err(|e| StorageIOError::read_vote(io_err(e)))?)),
             None => Ok(None),
         }
     }
@@ -227,29 +211,8 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
         result.map_err(|e| StorageIOError::write_logs(io_err(e)).into())
     }
 
-    /// Deletes entries up to and including `log_id.index`, remembering the purge point, once the
-    /// snapshot stored on disk covers them. After installing a leader's snapshot, openraft asks
-    /// for the purge while its state machine task is still writing that snapshot; purged first,
-    /// a crash between the two left a node with neither the entries nor a snapshot of them,
-    /// unable to start (`deai sim` found it). So the purge waits for the snapshot, within
-    /// [`PURGE_SNAPSHOT_WAIT_MS`]; past it, it fails (a storage error stops the node, which
-    /// restarts consistent) rather than lose what no snapshot holds.
+    /// Deletes entries up to and including `log_id.index`, remembering the purge point.
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let write = |e: &dyn std::fmt::Display| StorageError::from(StorageIOError::write_logs(io_err(e)));
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(PURGE_SNAPSHOT_WAIT_MS);
-        loop {
-            let stored = self.stored_snapshot_index().map_err(|e| write(&e))?;
-            if stored.is_some_and(|index| index >= log_id.index) {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(write(&format!(
-                    "asked to purge the log up to {} while the stored snapshot ends at {stored:?}",
-                    log_id.index
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(PURGE_SNAPSHOT_POLL_MS)).await;
-        }
         let result: Result<(), redb::Error> = (|| {
             let txn = self.db.begin_write()?;
             txn.open_table(META)?.insert(LAST_PURGED_KEY, encode_raft(&Some(log_id)).as_slice())?;
@@ -258,60 +221,5 @@ impl RaftLogStorage<TypeConfig> for RedbLogStore {
             Ok(())
         })();
         result.map_err(|e| StorageIOError::write_logs(io_err(e)).into())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-    use openraft::{CommittedLeaderId, SnapshotMeta, StoredMembership};
-
-    fn log_id(index: u64) -> LogId<NodeId> {
-        LogId::new(CommittedLeaderId::new(1, 0), index)
-    }
-
-    #[tokio::test]
-    async fn a_restarted_node_never_finds_its_vote_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
-        let genesis = deai_protocol::testkit::test_genesis(3);
-        {
-            let (mut logs, _) = crate::open(&path, genesis.clone()).unwrap();
-            let mut vote = Vote::new(4, 1);
-            vote.commit();
-            logs.save_vote(&vote).await.unwrap();
-        }
-        let (mut logs, _) = crate::open(&path, genesis).unwrap();
-        let read = logs.read_vote().await.unwrap().expect("a vote");
-        assert_eq!(read, Vote::new(4, 1), "the same term and candidate, not committed");
-        assert!(!read.is_committed());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_purge_waits_for_the_snapshot_that_covers_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let genesis = deai_protocol::testkit::test_genesis(3);
-        let (mut logs, mut machine) = crate::open(&dir.path().join("p.redb"), genesis).unwrap();
-
-        // Nothing stored covers index 5: the purge refuses once its wait is over.
-        let refused = logs.purge(log_id(5)).await;
-        assert!(refused.is_err(), "{refused:?}");
-        assert_eq!(logs.get_log_state().await.unwrap().last_purged_log_id, None);
-
-        // A purge asked for before the snapshot is stored completes once it is.
-        let mut waiting = logs.clone();
-        let purge = tokio::spawn(async move { waiting.purge(log_id(5)).await });
-        tokio::time::sleep(std::time::Duration::from_millis(10 * PURGE_SNAPSHOT_POLL_MS)).await;
-        assert!(!purge.is_finished(), "the purge waits for the snapshot");
-        let meta = SnapshotMeta {
-            last_log_id: Some(log_id(7)),
-            last_membership: StoredMembership::default(),
-            snapshot_id: "s".into(),
-        };
-        let bytes = machine.get_snapshot_builder().await.build_snapshot().await.unwrap().snapshot.into_inner();
-        machine.install_snapshot(&meta, Box::new(std::io::Cursor::new(bytes))).await.unwrap();
-        purge.await.unwrap().unwrap();
-        assert_eq!(logs.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(5)));
     }
 }
