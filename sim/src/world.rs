@@ -617,7 +617,8 @@ impl Client {
         let invoked = self.checker.lock().map(|mut c| c.invoke()).unwrap_or_default();
         let invoked_ms = self.now_ms();
         let answer = tokio::time::timeout(Duration::from_millis(CALL_TIMEOUT_MS), node.submit(&[envelope])).await;
-        tracing::debug!(client = self.index, node = node.id, ?kind, answer = ?answer.as_ref().map(|a| a.as_ref().map(|w| (w.log_index, w.outcome.height, w.outcome.outcomes.clone()))), at = self.now_ms(), "write");
+        let written = answer.as_ref().ok().and_then(|a| a.as_ref().ok()).map(|w| (w.log_index, w.outcome.height));
+        tracing::debug!(client = self.index, node = node.id, ?kind, ?written, at = self.now_ms(), "write");
         let (outcome, height) = match answer {
             Ok(Ok(written)) => match written.outcome.outcomes.first() {
                 Some(EntryOutcome::Accepted) => {
@@ -644,19 +645,16 @@ impl Client {
                 (Outcome::Unknown, 0)
             }
         };
-        let op = Op {
+        self.record(Op {
             client: self.index,
             kind,
             outcome,
             invoked,
             completed: 0,
             invoked_ms,
-            completed_ms: self.now_ms(),
+            completed_ms: 0,
             height,
-        };
-        if let Ok(mut checker) = self.checker.lock() {
-            checker.complete(op);
-        }
+        });
     }
 
     async fn read(&mut self, node: &CoordinatorNode) {
@@ -665,10 +663,13 @@ impl Client {
         let id = self.id;
         let read = node.read(Consistency::Linearizable, move |ledger| holdings(ledger, &id));
         let answer = tokio::time::timeout(Duration::from_millis(CALL_TIMEOUT_MS), read).await;
-        {
-            let m = node.raft.metrics().borrow().clone();
-            tracing::debug!(client = self.index, node = node.id, ok = matches!(answer, Ok(Ok(_))), value = ?answer.as_ref().ok().and_then(|a| a.as_ref().ok()), term = m.current_term, leader = ?m.current_leader, applied = ?m.last_applied, height = node.ledger().read().height, at = self.now_ms(), "read");
-        }
+        let (term, applied) = {
+            let metrics = node.raft.metrics();
+            let m = metrics.borrow();
+            (m.current_term, m.last_applied)
+        };
+        let value = answer.as_ref().ok().and_then(|a| a.as_ref().ok());
+        tracing::debug!(client = self.index, node = node.id, ?value, term, ?applied, at = self.now_ms(), "read");
         let (kind, outcome) = match answer {
             Ok(Ok(value)) => (OpKind::Read { value: Some(value) }, Outcome::Ok),
             Ok(Err(e)) => {
@@ -677,16 +678,21 @@ impl Client {
             }
             Err(_) => (OpKind::Read { value: None }, Outcome::Unknown),
         };
-        let op = Op {
+        self.record(Op {
             client: self.index,
             kind,
             outcome,
             invoked,
             completed: 0,
             invoked_ms,
-            completed_ms: self.now_ms(),
+            completed_ms: 0,
             height: 0,
-        };
+        });
+    }
+
+    /// Hands a completed operation to the checker, stamped with the time it completed.
+    fn record(&self, op: Op) {
+        let op = Op { completed_ms: self.now_ms(), ..op };
         if let Ok(mut checker) = self.checker.lock() {
             checker.complete(op);
         }
