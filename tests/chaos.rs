@@ -67,7 +67,15 @@ fn a_short_run_under_kill_pause_partition_clock_and_slow_net_faults_is_valid_and
     assert!(faults >= 6, "faults were injected: {results:#}");
     let invariants: Vec<&str> =
         results["invariants"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
-    for name in ["acknowledged_writes_kept", "reads_linearizable", "nonces_increase", "replicas_agree", "no_panics"] {
+    let names = [
+        "acknowledged_writes_kept",
+        "reads_linearizable",
+        "nonces_increase",
+        "replicas_agree",
+        "ledger_invariants",
+        "no_panics",
+    ];
+    for name in names {
         assert!(invariants.contains(&name), "{name} is checked: {invariants:?}");
     }
     assert!(results["invariants"].as_array().unwrap().iter().all(|v| v["checked"].as_u64() > Some(0)));

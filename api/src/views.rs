@@ -187,6 +187,23 @@ pub struct Head {
     pub last_certified_height: Option<u64>,
 }
 
+/// The ledger checked against its own invariants (`GET /v1/ledger/audit`): tokens conserved
+/// (balances, stakes, escrow, fee pool and collateral equal deposits plus minted minus
+/// withdrawals), orders, passes and miners consistent, and every closed epoch paying out exactly
+/// its reward or nothing.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LedgerAudit {
+    pub height: u64,
+    pub root: String,
+    /// Whether every invariant holds.
+    pub holds: bool,
+    /// The first invariant that does not, when one does not.
+    pub broken: Option<String>,
+    /// Closed epochs whose payouts were checked.
+    pub closed_epochs: u64,
+}
+
 /// One account as a read returns it.
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

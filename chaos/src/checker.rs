@@ -16,10 +16,13 @@
 //! - `nonces_increase`: a client's acknowledged writes have strictly increasing nonces.
 //! - `replicas_agree`: at the end every node holds the same height and root, and nodes that
 //!   hold a certificate of the same height hold it over the same root.
+//! - `ledger_invariants`: at the end every node's ledger passes its own invariants (its
+//!   `/v1/ledger/audit`): tokens conserved, orders, passes and miners consistent, each closed
+//!   epoch paying out exactly its reward.
 //! - `no_panics`: no node's log reports a panic.
 
 use crate::history::{AccountState, Op, OpKind, Outcome};
-use deai_api::views::NodeStatus;
+use deai_api::views::{LedgerAudit, NodeStatus};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -53,6 +56,9 @@ pub struct FinalState {
     pub nodes: Vec<Option<NodeStatus>>,
     /// Log lines that report a panic.
     pub panics: Vec<String>,
+    /// Each node's ledger against its own invariants after the cluster settled; `None` if it
+    /// did not answer.
+    pub audits: Vec<Option<LedgerAudit>>,
 }
 
 /// Whether a state is explained by the writes before it.
@@ -193,6 +199,7 @@ pub fn check(ops: &[Op], clients: usize, end: &FinalState) -> Vec<Verdict> {
         reads_linearizable(&by_client),
         nonces_increase(&by_client),
         replicas_agree(&end.nodes),
+        ledger_invariants(&end.audits),
         no_panics(&end.panics),
     ]
 }
@@ -389,6 +396,31 @@ fn replicas_agree(nodes: &[Option<NodeStatus>]) -> Verdict {
     verdict
 }
 
+/// Every node's final ledger passes the ledger's own invariants: tokens conserved, orders,
+/// passes and miners consistent, each closed epoch paying out exactly its reward.
+fn ledger_invariants(audits: &[Option<LedgerAudit>]) -> Verdict {
+    let mut verdict =
+        Verdict { name: "ledger_invariants", valid: true, checked: 0, detail: String::new(), window: vec![] };
+    for (i, audit) in audits.iter().enumerate() {
+        match audit {
+            None => {
+                verdict.valid = false;
+                verdict.detail = format!("node index {i} did not answer its audit");
+            }
+            Some(audit) if !audit.holds => {
+                verdict.valid = false;
+                verdict.detail = format!(
+                    "node index {i} at height {}: {}",
+                    audit.height,
+                    audit.broken.as_deref().unwrap_or("an invariant does not hold")
+                );
+            }
+            Some(_) => verdict.checked += 1,
+        }
+    }
+    verdict
+}
+
 fn no_panics(panics: &[String]) -> Verdict {
     Verdict {
         name: "no_panics",
@@ -443,6 +475,7 @@ mod tests {
             accounts: vec![Some(last), Some(AccountState { balance: 0, locked: 0, last_nonce: 0 })],
             nodes: vec![],
             panics: vec![],
+            audits: vec![],
         };
         check(ops, 2, &end).into_iter().find(|v| v.name == "reads_linearizable").expect("the verdict")
     }
@@ -474,7 +507,7 @@ mod tests {
     }
 
     fn verdicts(ops: &[Op], last: AccountState) -> BTreeMap<&'static str, Verdict> {
-        let end = FinalState { accounts: vec![Some(last)], nodes: vec![], panics: vec![] };
+        let end = FinalState { accounts: vec![Some(last)], nodes: vec![], panics: vec![], audits: vec![] };
         check(ops, 1, &end).into_iter().map(|v| (v.name, v)).collect()
     }
 
@@ -567,6 +600,17 @@ mod tests {
             last_certificate: None,
             not_ready: None,
         };
+        let audit = |holds: bool| LedgerAudit {
+            height: 9,
+            root: "aa".into(),
+            holds,
+            broken: (!holds).then(|| "asset 0: held 1, deposits 2".to_string()),
+            closed_epochs: 0,
+        };
+        assert!(ledger_invariants(&[Some(audit(true)), Some(audit(true))]).valid);
+        let broken = ledger_invariants(&[Some(audit(true)), Some(audit(false))]);
+        assert!(!broken.valid && broken.detail.contains("held 1"), "{}", broken.detail);
+        assert!(!ledger_invariants(&[Some(audit(true)), None]).valid, "a node that does not answer fails it");
         assert!(replicas_agree(&[Some(status(0, "aa")), Some(status(1, "aa"))]).valid);
         assert!(!replicas_agree(&[Some(status(0, "aa")), Some(status(1, "bb"))]).valid);
         assert!(!replicas_agree(&[Some(status(0, "aa")), None]).valid);

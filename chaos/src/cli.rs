@@ -254,5 +254,6 @@ fn settle(cluster: &mut ProcessCluster, args: &ChaosArgs) -> ChaosResult<FinalSt
             api.get::<AccountView>(&path).ok().and_then(|view| workload::account_state(&view))
         })
         .collect();
-    Ok(FinalState { accounts, nodes, panics: cluster.panics_in_logs() })
+    let audits = (0..probe.len()).map(|i| probe.audit(i)).collect();
+    Ok(FinalState { accounts, nodes, panics: cluster.panics_in_logs(), audits })
 }

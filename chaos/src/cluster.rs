@@ -5,7 +5,7 @@
 use crate::delay_proxy::{DelayProxy, LinkDelays};
 use crate::netns::Network;
 use crate::{ChaosError, ChaosResult};
-use deai_api::views::NodeStatus;
+use deai_api::views::{LedgerAudit, NodeStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 /// Longest one status request to one node may take, in milliseconds: a paused or dead node
 /// must not hold up the sampler.
 pub const STATUS_TIMEOUT_MS: u64 = 500;
+/// Longest one audit of one node's whole ledger may take, in milliseconds.
+pub const AUDIT_TIMEOUT_MS: u64 = 30_000;
 /// Longest a node may take to be ready after it starts, in milliseconds.
 pub const READY_TIMEOUT_MS: u64 = 60_000;
 /// Longest a node may take to exit after SIGTERM before it gets SIGKILL, in milliseconds.
@@ -89,6 +91,22 @@ impl ClusterProbe {
     /// Node `i`'s Raft id.
     pub fn id(&self, i: usize) -> u64 {
         self.nodes[i].0
+    }
+
+    /// Node `i`'s own ledger checked against its invariants (`/v1/ledger/audit`, its own
+    /// state), or `None` when it does not answer within [`AUDIT_TIMEOUT_MS`].
+    pub fn audit(&self, i: usize) -> Option<LedgerAudit> {
+        let url = format!("http://{}/v1/ledger/audit?consistency=stale", self.nodes[i].1);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(AUDIT_TIMEOUT_MS)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut answer = agent.get(&url).call().ok()?;
+        if !answer.status().is_success() {
+            return None;
+        }
+        answer.body_mut().read_json().ok()
     }
 
     /// Node `i`'s own view of the cluster, or `None` when it does not answer in time.

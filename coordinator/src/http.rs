@@ -8,6 +8,7 @@
 //! - `POST /v1/ledger/entries`: a codec-framed list of signed envelopes, stamped with this
 //!   node's clock and written through the leader (forwarded if this node follows).
 //! - `GET /v1/ledger/head?consistency=stale|linearizable`: height and root.
+//! - `GET /v1/ledger/audit?consistency=stale|linearizable`: the ledger against its invariants.
 //! - `GET /v1/ledger/accounts/{id}?consistency=...`: balances, locked stake, pass, last nonce.
 //! - `GET /v1/clients/{id}/orders`, `GET /v1/epochs`, `GET /v1/services`: what `deai client`
 //!   lists (a client's orders, closed epochs, the services and the prompt size limit).
@@ -27,7 +28,7 @@ use deai_api::signed_requests::{session_request_bytes, SESSION_SIGNATURE_HEADER,
 use deai_api::views::{
     AccountPath, AccountView, AdminDone, AssetAmount, Assignment, ClientOrderView, ClientOrdersPage, ClientOrdersQuery,
     CoordinatorMemberView, EnvelopesBody, EpochPath, EpochView, EpochsQuery, ErrorBody, Head, HeadQuery, IdBody,
-    LearnerBody, MinerView, OfferView, OrderPath, OrderView, PayoutView, ProposalActionView, ProposalList,
+    LearnerBody, LedgerAudit, MinerView, OfferView, OrderPath, OrderView, PayoutView, ProposalActionView, ProposalList,
     ProposalPageQuery, ProposalPath, ProposalView, ProviderView, ReadConsistency, ServiceCatalog, ServiceView,
     SessionLine, SessionQuery, SnapshotBody, VoteView, WaitQuery, WriteResult, DEFAULT_SESSION_MS,
     MAX_CLIENT_ORDERS_PER_PAGE, MAX_EPOCHS_PER_REQUEST, MAX_LONG_POLL_MS, MAX_PROPOSALS_PER_PAGE, MINER_PAYOUT_EPOCHS,
@@ -57,6 +58,7 @@ use utoipa::{IntoParams, OpenApi};
         write_entries,
         write_entries_json,
         head,
+        audit,
         account,
         openapi_json,
         order,
@@ -555,6 +557,30 @@ async fn head(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, 
         })
         .await?;
     Ok(HttpResponse::Ok().json(head))
+}
+
+/// The ledger checked against its own invariants: tokens conserved, orders, passes and miners
+/// consistent, each closed epoch paying out its reward. What `deai chaos` asks every node once
+/// its faults are over; an operator may ask too (it reads the whole ledger once).
+#[utoipa::path(get, path = "/v1/ledger/audit", tag = "ledger", params(HeadQuery), responses(
+    (status = 200, body = LedgerAudit),
+    ReadRefusals,
+))]
+async fn audit(node: Node, query: web::Query<HeadQuery>) -> Result<HttpResponse, ApiError> {
+    let consistency = consistency_of(&query)?;
+    let audit = node
+        .read(consistency, |l| {
+            let broken = l.check_invariants().err();
+            LedgerAudit {
+                height: l.height,
+                root: hex(&l.root),
+                holds: broken.is_none(),
+                broken,
+                closed_epochs: l.closed_epochs.len() as u64,
+            }
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(audit))
 }
 
 fn parse_id(text: &str) -> Result<deai_protocol::types::ParticipantId, ApiError> {
@@ -1254,6 +1280,7 @@ pub fn serve(
             .service(one_route("/v1/admin/snapshot", "POST", snapshot))
             .service(one_route("/v1/ledger/entries", "POST", write_entries))
             .service(one_route("/v1/ledger/head", "GET", head))
+            .service(one_route("/v1/ledger/audit", "GET", audit))
             .service(one_route("/v1/ledger/accounts/{id}", "GET", account))
             .service(one_route("/v1/entries", "POST", write_entries_json))
             .service(one_route("/v1/openapi.json", "GET", openapi_json))
@@ -1323,6 +1350,7 @@ mod tests {
         let document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
         let reads = [
             "/v1/ledger/head",
+            "/v1/ledger/audit",
             "/v1/ledger/accounts/{id}",
             "/v1/orders/{id}",
             "/v1/miners/{id}/assignments",

@@ -1018,6 +1018,16 @@ impl Ledger {
                 return Err(format!("client {id} escrow is off"));
             }
         }
+        // SPEC 5.7: a closed epoch pays out exactly its reward, or nothing (the reward carries).
+        for (number, epoch) in &self.closed_epochs {
+            if epoch.payouts.is_empty() {
+                continue;
+            }
+            let paid = epoch.payouts.iter().try_fold(0u128, |sum, (_, amount)| sum.checked_add(*amount));
+            if paid != Some(epoch.reward) {
+                return Err(format!("epoch {number} paid {paid:?} of a reward of {}", epoch.reward));
+            }
+        }
         Ok(())
     }
 }
