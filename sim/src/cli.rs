@@ -86,11 +86,11 @@ fn describe(report: &SeedReport) -> String {
         *faults.entry(fault.kind()).or_default() += 1;
     }
     let faults: Vec<String> = faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    let unsynced: usize = report.power_cuts.iter().map(|c| c.unsynced).sum();
-    let kept: usize = report.power_cuts.iter().map(|c| c.kept).sum();
+    let dirty: usize = report.power_cuts.iter().map(|c| c.dirty_pages).sum();
+    let landed: usize = report.power_cuts.iter().map(|c| c.pages_landed).sum();
     let torn = report.power_cuts.iter().filter(|c| c.torn).count();
     format!(
-        "operations: {}; faults: {}; power cuts left {kept} of {unsynced} unsynced writes, {torn} torn; \
+        "operations: {}; faults: {}; power cuts landed {landed} of {dirty} dirty pages, {torn} torn; \
          {} virtual ms; messages: {} delivered, {} lost; fingerprint {:016x}",
         operations.join(", "),
         if faults.is_empty() { "none".to_string() } else { faults.join(", ") },

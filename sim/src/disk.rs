@@ -114,11 +114,11 @@ impl Default for SimDisk {
     }
 }
 
-/// What a power cut left of the unsynced writes.
+/// What a power cut left of the pages dirty since the last sync.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CutReport {
-    pub unsynced: usize,
-    pub kept: usize,
+    pub dirty_pages: usize,
+    pub pages_landed: usize,
     pub torn: bool,
 }
 
@@ -183,7 +183,7 @@ impl SimDisk {
         let len = if rng.random_range(0..2) == 0 { at.cached.len() } else { at.durable.len() };
         let mut image = at.durable.clone();
         image.resize(len, 0);
-        let mut report = CutReport { unsynced: at.dirty.len(), ..CutReport::default() };
+        let mut report = CutReport { dirty_pages: at.dirty.len(), ..CutReport::default() };
         let landed: Vec<usize> = at.dirty.iter().copied().filter(|_| rng.random_range(0..2) == 0).collect();
         let torn =
             (!landed.is_empty() && rng.random_range(0..2) == 0).then(|| landed[rng.random_range(0..landed.len())]);
@@ -198,7 +198,7 @@ impl SimDisk {
                 image[start..end].copy_from_slice(&at.cached[start..end]);
             }
         }
-        report.kept = landed.len();
+        report.pages_landed = landed.len();
         platters.current = image.clone();
         platters.durable = image;
         platters.unsynced.clear();

@@ -29,6 +29,9 @@ pub const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 /// Longest a client waits for a write or a read, in virtual milliseconds; past it the
 /// outcome is unknown.
 pub const CALL_TIMEOUT_MS: u64 = 2_000;
+/// Longest a stopped node's callers and storage may take to let go of it, in virtual ms: a
+/// call in flight ends within its timeout.
+pub const RELEASE_WAIT_MS: u64 = 2 * CALL_TIMEOUT_MS;
 /// Longest the cluster may take to converge once every fault is healed, in virtual ms.
 pub const SETTLE_TIMEOUT_MS: u64 = 30_000;
 /// Most disk operations a node makes between a power cut's start and the cut itself.
@@ -147,9 +150,16 @@ struct VirtualClock {
     start: Instant,
 }
 
+impl VirtualClock {
+    /// Virtual milliseconds since the simulation started.
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - SIM_EPOCH_MS)
+    }
+}
+
 impl deai_clock::Clock for VirtualClock {
     fn now_ms(&self) -> u64 {
-        SIM_EPOCH_MS + u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - SIM_EPOCH_MS)
+        SIM_EPOCH_MS + self.elapsed_ms()
     }
 }
 
@@ -273,7 +283,7 @@ async fn simulate(seed: u64, settings: SimSettings) -> SimResult<SeedReport> {
 
 impl World {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.clock.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.elapsed_ms()
     }
 
     async fn start(&self, id: u64) -> SimResult<()> {
@@ -322,13 +332,25 @@ impl World {
     /// The disk's backend once no earlier database holds it, within a bounded virtual wait
     /// (openraft's tasks let go of the storage as they end).
     async fn released(&self, disk: &SimDisk) -> Option<SimBackend> {
-        let deadline = Instant::now() + Duration::from_millis(2 * CALL_TIMEOUT_MS);
+        let mut backend = None;
+        self.wait_until(|| {
+            backend = disk.backend();
+            backend.is_some()
+        })
+        .await;
+        backend
+    }
+
+    /// Waits, a step at a time, until `done` holds or [`RELEASE_WAIT_MS`] of virtual time
+    /// passed; whether it held.
+    async fn wait_until(&self, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(RELEASE_WAIT_MS);
         loop {
-            if let Some(backend) = disk.backend() {
-                return Some(backend);
+            if done() {
+                return true;
             }
             if Instant::now() >= deadline {
-                return None;
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(self.settings.step_ms)).await;
         }
@@ -340,11 +362,7 @@ impl World {
     async fn after_power_cut(&self, id: u64) {
         self.crash(id).await;
         let disk = &self.disks[id as usize];
-        let deadline = Instant::now() + Duration::from_millis(2 * CALL_TIMEOUT_MS);
-        while disk.in_use() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(self.settings.step_ms)).await;
-        }
-        if disk.in_use() {
+        if !self.wait_until(|| !disk.in_use()).await {
             self.checker_mut()
                 .violation("nodes_stop", format!("node {id}'s database still held its disk after a crash"));
             return;
@@ -373,10 +391,7 @@ impl World {
             let _ = node.raft.shutdown().await;
             // A client's call in flight still holds the node; its timeout bounds the wait. The
             // database closes with the last holder, before the node may start again.
-            let deadline = Instant::now() + Duration::from_millis(2 * CALL_TIMEOUT_MS);
-            while Arc::strong_count(&node) > 1 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(self.settings.step_ms)).await;
-            }
+            self.wait_until(|| Arc::strong_count(&node) == 1).await;
         }
     }
 
@@ -568,7 +583,7 @@ impl Client {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.clock.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.elapsed_ms()
     }
 
     fn node(&mut self) -> Option<Arc<CoordinatorNode>> {
